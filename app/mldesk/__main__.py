@@ -1,0 +1,3 @@
+from mldesk.cli import main
+
+raise SystemExit(main())
