@@ -1,0 +1,434 @@
+"""ml.yaml: load and validate a lab's configuration (SPEC 2) and edit its inputs.
+
+Validation works on PyYAML's node tree, so every problem carries the line and column
+it was found at, and all problems of a file are reported together. Malformed input of
+any kind ends as a ``ConfigError``, never as another exception.
+
+``exclude`` defaults to ``DEFAULT_EXCLUDE``: hidden files, ``__pycache__``, the
+``inputs/`` and ``outputs/`` folders an execution creates in its workspace, and a
+lab's own ``.venv``. An ``exclude`` in ml.yaml replaces the default (as ML's
+``cli.exclude`` did); ``exclude: []`` snapshots everything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_IMAGE = "keras_v2-0-x_python_3-1"
+ML_IMAGE_IDS = (
+    "keras_v2-0-x_python_3-1",
+    "keras_v2-0-x_python_2-1",
+    "tensorflow_v1-4-x-gpu_python_3-1",
+    "tensorflow_v1-4-x-gpu_python_2-1",
+)
+DEFAULT_EXCLUDE = (".*", "__pycache__", "outputs", "inputs", ".venv")
+HARDWARE_TYPES = ("cpu", "gpu")
+URL_SCHEMES = ("http", "https", "file")
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TAG = "tag:yaml.org,2002:"
+_TOP_KEYS = ("dockerImageId", "hardwareType", "parameters", "inputs", "exclude", "cli")
+_ML_ONLY = {"mounts": "use inputs to fetch the files instead"}
+_KINDS = {"str": "a string", "null": "empty", "bool": "true/false", "int": "a number", "float": "a number",
+          "timestamp": "a date", "seq": "a list", "map": "a mapping"}
+_PARAM_HINT = "write each parameter as: - pass-as: '--flag=value'"
+_INPUT_HINT = "write each input as: - name: data.csv  url: https://example.org/data.csv"
+_EXCLUDE_HINT = "write exclude: ['.*', '__pycache__'] or a single pattern"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    line: int  # 1-based
+    column: int  # 1-based
+    message: str
+    hint: str
+    severity: str  # 'error' | 'warning'
+
+    def __str__(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"ml.yaml:{self.line}:{self.column}: {self.message}{hint}"
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    docker_image_id: str = DEFAULT_IMAGE
+    hardware_type: str = "cpu"
+    parameters: tuple[str, ...] = ()
+    inputs: tuple[InputSpec, ...] = ()
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    warnings: tuple[Problem, ...] = ()
+    path: Path | None = None
+
+    def argv(self) -> list[str]:
+        """Arguments for ``main.py``: each pass-as split like a POSIX shell splits words,
+        without expansion, globbing or substitution. Never give them to a shell."""
+        return [word for p in self.parameters for word in shlex.split(p)]
+
+
+class ConfigError(Exception):
+    """ml.yaml has errors; ``problems`` holds every one, in file order."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(map(str, self.problems)))
+
+
+def validate_input_name(name: str) -> str | None:
+    """Why ``name`` cannot be a file directly inside ``inputs/``, or None if it can."""
+    if not name:
+        return "input name is empty"
+    if name in (".", ".."):
+        return f"input name {name!r} is not a file name"
+    if "\0" in name:
+        return "input name contains a NUL character"
+    if "/" in name or "\\" in name:
+        return f"input name {name!r} must be a plain file name, not a path"
+    if len(name.encode("utf-8", "surrogatepass")) > 255:
+        return "input name is longer than 255 bytes"
+    return None
+
+
+def _url_problem(url: str) -> tuple[str, str] | None:
+    """(message, hint) when ``url`` cannot be fetched as an input, else None."""
+    full = "write a full URL: https://example.org/data.csv or file:///absolute/path/data.csv"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"url {url!r} is not valid: {exc}", full
+    scheme = parts.scheme.lower()
+    if not scheme:
+        return f"url {url!r} has no scheme", full
+    if scheme not in URL_SCHEMES:
+        return f"unsupported URL scheme {scheme!r} in {url!r}", "use an http://, https:// or file:// URL"
+    if scheme != "file" and not parts.netloc:
+        return f"url {url!r} has no host", full
+    return None
+
+
+def _kind(node: yaml.Node) -> str:
+    suffix = node.tag.rsplit(":", 1)[-1]
+    return _KINDS.get(suffix, f"a {node.tag.replace(_TAG, '!!')} value")
+
+
+def _suggest(name: str, known: tuple[str, ...]) -> str:
+    folded = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), folded, 1, 0.6)
+    return f"did you mean {folded[close[0]]!r}?" if close else "known keys: " + ", ".join(known)
+
+
+class _Checker:
+    """Walks the node tree of one ml.yaml, collecting problems."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, node: yaml.Node, message: str, hint: str, severity: str = "error") -> None:
+        mark = node.start_mark
+        self.problems.append(Problem(mark.line + 1, mark.column + 1, message, hint, severity))
+
+    def fields(self, node: yaml.MappingNode, known: tuple[str, ...], where: str) -> dict[str, yaml.Node]:
+        """The known keys of a mapping and their value nodes; others are reported."""
+        found: dict[str, yaml.Node] = {}
+        seen: set[str] = set()
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                self.add(key, f"{_kind(key)} cannot be a key{where}; ignored", "keys are plain names", "warning")
+                continue
+            name = key.value
+            if name in seen:
+                self.add(key, f"duplicate key {name!r}{where}", "remove one of them")
+            elif name in known:
+                found[name] = value
+            elif name in _ML_ONLY:
+                self.add(key, f"{name!r} is not supported by mldesk and is ignored", _ML_ONLY[name], "warning")
+            else:
+                self.add(key, f"unknown key {name!r}{where} is ignored", _suggest(name, known), "warning")
+            seen.add(name)
+        return found
+
+    def text(self, node: yaml.Node, what: str, hint: str, numbers: bool = False) -> str | None:
+        tags = (_TAG + "str", _TAG + "int", _TAG + "float") if numbers else (_TAG + "str",)
+        if isinstance(node, yaml.ScalarNode) and node.tag in tags:
+            return node.value
+        kind = "a string or a number" if numbers else "a string"
+        self.add(node, f"{what} must be {kind}, not {_kind(node)}", hint)
+        return None
+
+    def items(self, node: yaml.Node, what: str, hint: str) -> list[yaml.Node]:
+        if isinstance(node, yaml.SequenceNode):
+            return node.value
+        self.add(node, f"{what} must be a list, not {_kind(node)}", hint)
+        return []
+
+    def mapping_items(self, node: yaml.Node, what: str, hint: str) -> list[yaml.MappingNode]:
+        good = []
+        for item in self.items(node, what, hint):
+            if isinstance(item, yaml.MappingNode):
+                good.append(item)
+            else:
+                self.add(item, f"each {what} item must be a mapping, not {_kind(item)}", hint)
+        return good
+
+    def config(self, root: yaml.Node | None, path: Path | None) -> LabConfig:
+        if root is None or root.tag == _TAG + "null":
+            return LabConfig(path=path)
+        if not isinstance(root, yaml.MappingNode):
+            self.add(root, f"the top level must be a mapping of keys, not {_kind(root)}",
+                     "start with lines like  dockerImageId: " + DEFAULT_IMAGE)
+            return LabConfig(path=path)
+        values = {k: v for k, v in self.fields(root, _TOP_KEYS, "").items() if v.tag != _TAG + "null"}
+        image, hardware = DEFAULT_IMAGE, "cpu"
+        if "dockerImageId" in values:
+            node = values["dockerImageId"]
+            image = self.text(node, "dockerImageId", "put the image name in quotes")
+            if image is not None and not image.strip():
+                self.add(node, "dockerImageId is empty", f"use {DEFAULT_IMAGE} or a Docker image reference")
+        if "hardwareType" in values:
+            node = values["hardwareType"]
+            hardware = self.text(node, "hardwareType", "use cpu or gpu")
+            if hardware is not None and hardware.lower() not in HARDWARE_TYPES:
+                self.add(node, f"hardwareType must be cpu or gpu, not {hardware!r}", "use cpu or gpu")
+        exclude = []
+        if "exclude" in values:
+            exclude += self.patterns(values["exclude"], "exclude")
+        if "cli" in values:
+            cli = values["cli"]
+            if isinstance(cli, yaml.MappingNode):
+                found = self.fields(cli, ("exclude",), " in cli")
+                if "exclude" in found:
+                    exclude += self.patterns(found["exclude"], "cli.exclude")
+            else:
+                self.add(cli, f"cli must be a mapping, not {_kind(cli)}", "write cli: {exclude: ['.*']}")
+        parameters = self.parameters(values["parameters"]) if "parameters" in values else []
+        inputs = self.inputs(values["inputs"]) if "inputs" in values else []
+        return LabConfig(
+            docker_image_id=image,
+            hardware_type=hardware and hardware.lower(),
+            parameters=tuple(parameters),
+            inputs=tuple(inputs),
+            exclude=tuple(exclude) if "exclude" in values or "cli" in values else DEFAULT_EXCLUDE,
+            warnings=tuple(sorted(p for p in self.problems if p.severity == "warning")),
+            path=path,
+        )
+
+    def patterns(self, node: yaml.Node, what: str) -> list[str]:
+        nodes = [node] if isinstance(node, yaml.ScalarNode) else self.items(node, what, _EXCLUDE_HINT)
+        out = []
+        for item in nodes:
+            pattern = self.text(item, f"{what} pattern", "put the pattern in quotes: '*.ckpt'")
+            if pattern == "":
+                self.add(item, f"{what} pattern is empty", "remove it")
+            elif pattern is not None:
+                out.append(pattern)
+        return out
+
+    def parameters(self, node: yaml.Node) -> list[str]:
+        out = []
+        for item in self.mapping_items(node, "parameters", _PARAM_HINT):
+            fields = self.fields(item, ("pass-as",), " in a parameters item")
+            if "pass-as" not in fields:
+                self.add(item, "parameters item has no pass-as", _PARAM_HINT)
+                continue
+            value_node = fields["pass-as"]
+            value = self.text(value_node, "pass-as", "put it in quotes: pass-as: '--flag=value'", numbers=True)
+            if value is None:
+                continue
+            if "\0" in value:
+                self.add(value_node, "pass-as contains a NUL character", "program arguments cannot hold NUL; remove it")
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                self.add(value_node, f"pass-as {value!r} cannot be split into arguments: {exc}",
+                         "close the quote, or escape a literal quote with a backslash: \\'")
+            out.append(value)
+        return out
+
+    def inputs(self, node: yaml.Node) -> list[InputSpec]:
+        out = []
+        seen: dict[str, tuple[str, int]] = {}
+        for item in self.mapping_items(node, "inputs", _INPUT_HINT):
+            fields = self.fields(item, ("name", "url"), " in an inputs item")
+            url = name = None
+            if "url" in fields:
+                url = self.text(fields["url"], "url", "put the URL in quotes")
+                problem = url is not None and _url_problem(url)
+                if problem:
+                    self.add(fields["url"], *problem)
+            else:
+                self.add(item, "inputs item has no url", "add url: https://... or file:///...")
+            if "name" in fields:
+                name_node = fields["name"]
+                name = self.text(name_node, "name", "put the name in quotes")
+                problem = name is not None and validate_input_name(name)
+                if problem:
+                    self.add(name_node, problem, "use a plain file name such as data.csv; it is saved as inputs/NAME")
+                elif name is not None and name.casefold() in seen:
+                    first, line = seen[name.casefold()]
+                    if first == name:
+                        self.add(name_node, f"duplicate input name {name!r}", f"already used on line {line}; rename one")
+                    else:
+                        self.add(name_node, f"input names {first!r} (line {line}) and {name!r} differ only in case",
+                                 "they collide on case-insensitive file systems; rename one", "warning")
+                elif name is not None:
+                    seen[name.casefold()] = (name, name_node.start_mark.line + 1)
+            else:
+                base = (url or "").rstrip("/").rsplit("/", 1)[-1] or "data.csv"
+                self.add(item, "inputs item has no name", f"add name: {base} (the file name under inputs/)")
+            if name is not None and url is not None:
+                out.append(InputSpec(name, url))
+        return out
+
+
+def _yaml_problem(exc: Exception, text: str) -> Problem:
+    """A Problem for any exception raised while reading YAML text."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        line, column = mark.line + 1, mark.column + 1
+    else:  # a ReaderError names the offending character; anything else points at the start
+        char = getattr(exc, "character", None)
+        pos = max(text.find(chr(char)), 0) if isinstance(char, int) else 0
+        line, column = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+    problem, context = getattr(exc, "problem", None) or "", getattr(exc, "context", None) or ""
+    if problem:
+        message = "not valid YAML: " + ", ".join(filter(None, (context, problem)))
+    elif isinstance(exc, yaml.YAMLError):
+        message = "not valid YAML: " + str(exc).split("\n")[0]
+    else:
+        message = f"YAML could not be read: {type(exc).__name__}: {exc}"
+    at = (text.split("\n")[line - 1:line] or [""])[0][column - 1:column]
+    if "tab" in problem or at == "\t":
+        hint = "indent with spaces, not tabs"
+    elif any(word in context for word in ("alias", "anchor", "tag")):
+        hint = "quote values that start with *, & or !, e.g. '*.pyc'"
+    else:
+        hint = "check the indentation, colons and quotes here"
+    return Problem(line, column, message, hint, "error")
+
+
+def parse_config(text: str, path: Path | str | None = None) -> LabConfig:
+    """Validate ml.yaml text; raises ConfigError holding every error."""
+    text = text.removeprefix("\ufeff")
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except Exception as exc:  # malformed input of any kind is the user's to fix, never a traceback
+        raise ConfigError([_yaml_problem(exc, text)]) from None
+    checker = _Checker()
+    config = checker.config(root, Path(path) if path is not None else None)
+    errors = sorted(p for p in checker.problems if p.severity == "error")
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def find_config(lab_dir: Path | str) -> Path | None:
+    """The lab's ml.yaml, its name matched case-insensitively (``ml.yaml`` preferred)."""
+    names = sorted(e.name for e in os.scandir(lab_dir) if e.name.lower() == "ml.yaml" and e.is_file())
+    if not names:
+        return None
+    return Path(lab_dir) / ("ml.yaml" if "ml.yaml" in names else names[0])
+
+
+def _read(path: Path) -> str:
+    """The file's text, a BOM kept (parse_config drops it), line endings untouched."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([Problem(1, 1, f"cannot read {path}: {exc.strerror}", "check the file's permissions", "error")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line, column = before.count(b"\n") + 1, len(before.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")) + 1
+        raise ConfigError([Problem(line, column, "ml.yaml is not UTF-8 text", "save it as UTF-8", "error")]) from None
+
+
+def load_lab_config(lab_dir: Path | str) -> LabConfig:
+    """The lab's configuration; all defaults when it has no ml.yaml."""
+    path = find_config(lab_dir)
+    return LabConfig() if path is None else parse_config(_read(path), path)
+
+
+def _edit_inputs(lab_dir: Path | str, edit) -> None:
+    """Apply ``edit(inputs_seq)`` to ml.yaml with a ruamel round trip (comments, key
+    order, quoting, indentation, BOM and line endings kept), check the result and
+    write it atomically. A file that is already broken is refused, untouched."""
+    from ruamel.yaml import YAML, CommentedMap, CommentedSeq
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    path = find_config(lab_dir) or Path(lab_dir) / "ml.yaml"
+    original = _read(path) if path.exists() else ""
+    parse_config(original, path)
+    bom, crlf = original.startswith("\ufeff"), "\r\n" in original
+    text = original.removeprefix("\ufeff").replace("\r\n", "\n")
+    rt = YAML()
+    rt.preserve_quotes = True
+    rt.width = 4096
+    try:
+        data, indent, offset = load_yaml_guess_indent(text, yaml=rt) if text.strip() else (None, None, None)
+    except Exception as exc:  # ruamel (YAML 1.2) refusing what PyYAML accepted
+        raise ConfigError([_yaml_problem(exc, text)]) from None
+    rt.indent(mapping=indent or 2, sequence=indent or 2, offset=offset or 0)
+    prefix = ""
+    if data is None:  # empty or only comments: keep the text, append the key
+        data, prefix = CommentedMap(), text + ("\n" if text and not text.endswith("\n") else "")
+    if data.get("inputs") is None:
+        data["inputs"] = CommentedSeq()
+    seq = data["inputs"]
+    if not seq:
+        seq.fa.set_block_style()
+    edit(seq)
+    out = io.StringIO()
+    rt.dump(data, out)
+    new_text = prefix + out.getvalue()
+    parse_config(new_text, path)
+    new_text = ("\ufeff" if bom else "") + (new_text.replace("\n", "\r\n") if crlf else new_text)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(new_text)
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _index(seq, name: str) -> int:
+    for i, item in enumerate(seq):
+        if isinstance(item, dict) and item.get("name") == name:
+            return i
+    raise ConfigError([Problem(1, 1, f"ml.yaml has no input named {name!r}", "reload the lab", "error")])
+
+
+def add_inputs(lab_dir: Path | str, entries: list[InputSpec]) -> None:
+    """Append inputs to ml.yaml (created when missing); duplicates are a ConfigError."""
+    from ruamel.yaml import CommentedMap
+
+    _edit_inputs(lab_dir, lambda seq: seq.extend(CommentedMap(name=e.name, url=e.url) for e in entries))
+
+
+def remove_input(lab_dir: Path | str, name: str) -> None:
+    _edit_inputs(lab_dir, lambda seq: seq.pop(_index(seq, name)))
+
+
+def replace_input(lab_dir: Path | str, old_name: str, new: InputSpec) -> None:
+    def edit(seq) -> None:
+        item = seq[_index(seq, old_name)]
+        item["name"], item["url"] = new.name, new.url
+
+    _edit_inputs(lab_dir, edit)
