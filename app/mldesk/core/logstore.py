@@ -589,9 +589,10 @@ class LogReader:
                 yield r
             offset = nxt
 
-    def head(self, n_lines: int) -> Tuple[List[Record], int]:
+    def head(self, n_lines: int, streams: Optional[Tuple[int, ...]] = None) -> Tuple[List[Record], int]:
         """Records holding the first ``n_lines`` lines; the last one is cut just after
-        the n-th line. Also the end offset of the last record read (to go on from)."""
+        the n-th line. Also the end offset of the last record read (to go on from).
+        With ``streams``, only records of those streams are counted and returned."""
         if n_lines <= 0:
             return [], 0
         limit = self.size()
@@ -607,6 +608,9 @@ class LogReader:
             end = pos + OVERHEAD + length
             if not _plausible(length, stream) or end > limit:
                 raise self._corrupt(pos, "bad header (len %d, stream %d)" % (length, stream))
+            if streams is not None and stream not in streams:
+                pos = end
+                continue
             p = pos + HEADER_SIZE
             dend = end - 4
             parts = []
@@ -638,10 +642,11 @@ class LogReader:
 
     # -- backwards ----------------------------------------------------------------
 
-    def tail(self, n_lines: int) -> Tuple[List[Record], int]:
+    def tail(self, n_lines: int, streams: Optional[Tuple[int, ...]] = None) -> Tuple[List[Record], int]:
         """Records holding the last ``n_lines`` lines, the first one cut to start at
         a line start; also the offset where the first returned record starts.
-        Reads backwards from the end: O(n_lines), not O(size of the log)."""
+        Reads backwards from the end: O(n_lines), not O(size of the log).
+        With ``streams``, only records of those streams are counted and returned."""
         end = self.size()
         if n_lines <= 0 or end == 0:
             return [], end
@@ -657,6 +662,9 @@ class LogReader:
             if not 0 < length <= MAX_DATA or start < 0:
                 raise self._corrupt(pos - 4, "bad trailing length %d" % length)
             dstart = start + HEADER_SIZE
+            if streams is not None and _HEADER.unpack(win.get(start, HEADER_SIZE))[1] not in streams:
+                pos = start
+                continue
             p = pos - 4
             if need < 0:
                 last = win.get(p - 1, 1)

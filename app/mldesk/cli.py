@@ -1,0 +1,505 @@
+"""The ``mldesk`` command line, on the same engine and store as the GUI.
+
+Start-up cost matters (``mldesk run`` is measured against other tools), so heavy
+modules are imported inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mldesk import __version__
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+# -- formatting -----------------------------------------------------------------
+def human_duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min" + (f" {s} s" if minutes < 10 and s else "")
+    hours, m = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h" + (f" {m} min" if m else "")
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
+def _ago(ts: float | None) -> str:
+    return human_duration(time.time() - ts) + " ago" if ts else "-"
+
+
+def _ran(ex) -> str:
+    if not ex.started_at:
+        return "-"
+    return human_duration((ex.finished_at or time.time()) - ex.started_at)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+# -- engine access ------------------------------------------------------------------
+def _engine():
+    """The engine, after reattaching: every mldesk process that starts gives each
+    active execution whose supervisor died (or never started) a new one."""
+    from mldesk.core.engine import Engine
+
+    engine = Engine()
+    engine.recover()
+    return engine
+
+
+# -- following a log ------------------------------------------------------------------
+def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, offset: int = 0):
+    """Copy the log to our stdout/stderr until the execution is final and the log
+    is fully read. Returns the final execution record."""
+    from mldesk.core import logstore
+
+    out = sys.stdout.buffer
+    err = sys.stderr.buffer if split_streams else out
+    reader = engine.log_reader(exec_id)
+    delay = 0.005
+    last_check = time.monotonic()
+    try:
+        while True:
+            records, offset = reader.read_from(offset)
+            for rec in records:
+                if rec.stream == logstore.STDOUT:
+                    out.write(rec.data)
+                elif rec.stream == logstore.STDERR:
+                    err.write(rec.data)
+                elif include_mldesk:
+                    if split_streams:
+                        out.flush()
+                        err.write(b"[mldesk] " + rec.data)
+                        err.flush()
+                    else:
+                        out.write(rec.data)
+            if records:
+                out.flush()
+                err.flush()
+                delay = 0.005
+                continue
+            ex = engine.store.get(exec_id)
+            if ex is None:
+                raise CliError(f"execution {exec_id} was removed")
+            if ex.final:
+                records, offset = reader.read_from(offset)
+                if not records:
+                    return ex
+                continue
+            if time.monotonic() - last_check > 2.0:
+                last_check = time.monotonic()
+                engine.reattach_one(exec_id)  # its supervisor died: start another
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+    finally:
+        reader.close()
+
+
+def _exit_code_of(ex) -> int:
+    if ex.state == "finished":
+        return 0
+    return ex.exit_code or 1
+
+
+def _follow_or_detach(engine, ex, args) -> int:
+    if args.detach:
+        if args.json:
+            _print_json(ex.public())
+        else:
+            print(ex.id)
+        return 0
+    print(f"[mldesk] execution {ex.id} started ({ex.runtime}); Ctrl-C detaches, it keeps running",
+          file=sys.stderr, flush=True)
+    try:
+        final = follow(engine, ex.id, split_streams=True, include_mldesk=True)
+    except KeyboardInterrupt:
+        print(f"\n[mldesk] detached; execution {ex.id} keeps running.\n"
+              f"[mldesk] follow it with `mldesk logs -f {ex.id}`, stop it with `mldesk stop {ex.id}`",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(final.public())
+    elif final.state != "finished":
+        print(f"[mldesk] {final.id} {final.state}: {final.reason}", file=sys.stderr)
+    return _exit_code_of(final)
+
+
+# -- commands ----------------------------------------------------------------------
+def cmd_run(args) -> int:
+    engine = _engine()
+    ex = engine.run(args.lab or ".", host=args.host, runtime=args.runtime, name=args.name)
+    return _follow_or_detach(engine, ex, args)
+
+
+def cmd_restart(args) -> int:
+    engine = _engine()
+    ex, backup = engine.restart(args.id, name=args.name)
+    if backup:
+        print(f"[mldesk] the lab's previous files are kept as snapshot {backup} "
+              f"(bring them back with `mldesk code` of a later run, or see `mldesk show {ex.id}`)",
+              file=sys.stderr)
+    return _follow_or_detach(engine, ex, args)
+
+
+def cmd_ls(args) -> int:
+    engine = _engine()
+    rows = engine.list(lab=args.lab)
+    if args.json:
+        _print_json([ex.public() for ex in rows])
+        return 0
+    if not rows:
+        print("no executions yet: start one with `mldesk run LAB`")
+        return 0
+    table = [("ID", "NAME", "STATE", "EXIT", "HOST/RUNTIME", "STARTED", "RAN", "LAB")]
+    for ex in rows:
+        table.append((
+            ex.id, ex.name if len(ex.name) <= 30 else ex.name[:29] + "…", ex.state,
+            "" if ex.exit_code is None else str(ex.exit_code), f"{ex.host}/{ex.runtime}",
+            _ago(ex.started_at or ex.created_at), _ran(ex), ex.lab,
+        ))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_show(args) -> int:
+    engine = _engine()
+    ex = engine.get(args.id)
+    if args.json:
+        d = ex.public()
+        d["outputs_dir"] = str(engine.outputs_dir(ex.id))
+        d["log"] = str(engine.layout.log_path(ex.id))
+        _print_json(d)
+        return 0
+    fields = [
+        ("id", ex.id), ("name", ex.name), ("state", ex.state),
+        ("exit code", "" if ex.exit_code is None else ex.exit_code), ("reason", ex.reason or ""),
+        ("lab", ex.lab), ("host", ex.host), ("runtime", ex.runtime), ("image", ex.image or ""),
+        ("hardware", ex.hardware), ("parameters", " ".join(ex.argv)),
+        ("created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ex.created_at))),
+        ("ran for", _ran(ex)), ("snapshot", ex.snapshot),
+        ("inputs", ", ".join(i["name"] for i in ex.inputs)),
+        ("outputs", str(engine.outputs_dir(ex.id))),
+    ]
+    for key, value in fields:
+        if value != "":
+            print(f"{key + ':':<12} {value}")
+    return 0
+
+
+def cmd_logs(args) -> int:
+    from mldesk.core import logstore
+
+    engine = _engine()
+    ex = engine.get(args.id)
+    if args.follow:
+        follow(engine, ex.id, split_streams=False, include_mldesk=args.all)
+        return 0
+    streams = (logstore.STDOUT, logstore.STDERR) + ((logstore.MLDESK,) if args.all else ())
+    out = sys.stdout.buffer
+    with engine.log_reader(ex.id) as reader:
+        if args.head is None and args.tail is None:
+            logstore.write_program_output(reader, out, include_mldesk=args.all)
+        else:
+            if args.head is not None:
+                out.writelines(r.data for r in reader.head(args.head, streams)[0])
+            if args.tail is not None:
+                out.writelines(r.data for r in reader.tail(args.tail, streams)[0])
+    out.flush()
+    return 0
+
+
+def cmd_stop(args) -> int:
+    engine = _engine()
+    for ref in args.ids:
+        ex = engine.get(ref)
+        if ex.final:
+            print(f"{ex.id} is already {ex.state}")
+            continue
+        engine.stop(ex.id)
+        if args.no_wait:
+            print(f"stopping {ex.id}")
+            continue
+        grace = float(ex.options.get("grace", 10.0))
+        deadline = time.monotonic() + grace + 30
+        while time.monotonic() < deadline:
+            now = engine.store.get(ex.id)
+            if now is None or now.final:
+                break
+            time.sleep(0.05)
+        else:
+            raise CliError(f"{ex.id} did not stop within {grace + 30:.0f} s; see `mldesk logs --all {ex.id}`")
+        print(f"{ex.id} {now.state if now else 'removed'}")
+    return 0
+
+
+def cmd_rename(args) -> int:
+    ex = _engine().rename(args.id, args.name)
+    print(f"{ex.id} is now named {ex.name}")
+    return 0
+
+
+def cmd_rm(args) -> int:
+    engine = _engine()
+    for ref in args.ids:
+        ex = engine.remove(ref)
+        print(f"removed {ex.id} ({ex.name})")
+    return 0
+
+
+def cmd_outputs(args) -> int:
+    engine = _engine()
+    ex = engine.get(args.id)
+    if args.to:
+        files, size = engine.export_outputs(ex.id, args.to)
+        print(f"copied {files} file(s), {human_bytes(size)} to {Path(args.to).resolve()}")
+        return 0
+    root = engine.outputs_dir(ex.id)
+    if not root.is_dir():
+        print(f"{ex.id} has no outputs" + ("" if ex.final else " yet (it is still " + ex.state + ")"))
+        return 0
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        print(f"{human_bytes(path.stat().st_size):>10}  {path.relative_to(root)}")
+    print(f"folder: {root}")
+    return 0
+
+
+def cmd_code(args) -> int:
+    engine = _engine()
+    ex = engine.get(args.id)
+    if args.to:
+        dest = engine.export_code(ex.id, args.to)
+        print(f"wrote the code of {ex.id} to {dest.resolve()}")
+        return 0
+    for rel, entry in sorted(engine.snapshots.manifest(ex.snapshot).items()):
+        size = "link" if entry[0] == "link" else human_bytes(entry[1])
+        print(f"{size:>10}  {rel}")
+    return 0
+
+
+def cmd_hosts(args) -> int:
+    engine = _engine()
+    if args.hosts_cmd == "ls":
+        hosts = engine.hosts()
+        if args.json:
+            _print_json(list(hosts.values()))
+            return 0
+        for name, cfg in hosts.items():
+            where = cfg.get("description") or cfg.get("url", "")
+            print(f"{name:<16} {cfg.get('runtime', ''):<8} {where}")
+        return 0
+    raise CliError(f"`mldesk hosts {args.hosts_cmd}` is not available yet", EXIT_USAGE)
+
+
+def cmd_init(args) -> int:
+    from mldesk.templates import TEMPLATES, create_lab
+
+    if args.template not in TEMPLATES:
+        raise CliError(f"unknown template '{args.template}' (choose one of: {', '.join(TEMPLATES)})", EXIT_USAGE)
+    try:
+        lab = create_lab(Path(args.dir or "."), args.template)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(f"created a '{args.template}' lab in {Path(lab).resolve()}; run it with `mldesk run {args.dir or '.'}`")
+    return 0
+
+
+def cmd_settings(args) -> int:
+    from mldesk.core.engine import DEFAULT_SETTINGS
+
+    engine = _engine()
+    if args.key is None:
+        for key in sorted(DEFAULT_SETTINGS):
+            print(f"{key} = {json.dumps(engine.setting(key))}")
+        return 0
+    if args.value is None:
+        print(json.dumps(engine.setting(args.key)))
+        return 0
+    try:
+        value = json.loads(args.value)
+    except ValueError:
+        value = args.value
+    engine.set_setting(args.key, value)
+    return 0
+
+
+def cmd_gui(args) -> int:
+    try:
+        from mldesk import ui
+    except ImportError as exc:
+        raise CliError(f"the desktop window needs PySide6 ({exc}); install mldesk with its dependencies") from None
+    return ui.main(lab=getattr(args, "lab", None))
+
+
+# -- parser -------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mldesk", description="Run machine-learning experiments on your own hardware.")
+    p.add_argument("--version", action="version", version=f"mldesk {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("open", help="open a lab in the desktop window")
+    s.add_argument("lab")
+    s.set_defaults(func=cmd_gui)
+
+    def run_options(s, *, lab: bool):
+        if lab:
+            s.add_argument("lab", nargs="?", help="lab folder (default: the current folder)")
+            s.add_argument("--host", default="local")
+            s.add_argument("--runtime", choices=("docker", "process"))
+        s.add_argument("--name", help="a name for the execution (at most 100 characters)")
+        s.add_argument("--detach", "-d", action="store_true", help="start it and return at once")
+        s.add_argument("--json", action="store_true", help="print the execution record as JSON")
+
+    s = sub.add_parser("run", help="start an execution of a lab")
+    run_options(s, lab=True)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("restart", help="restore an execution's code into its lab and run it again")
+    s.add_argument("id")
+    run_options(s, lab=False)
+    s.set_defaults(func=cmd_restart)
+
+    s = sub.add_parser("ls", help="list executions, newest first")
+    s.add_argument("--lab")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_ls)
+
+    s = sub.add_parser("show", help="show one execution")
+    s.add_argument("id")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("logs", help="print an execution's output (what the program printed)")
+    s.add_argument("id")
+    s.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+    s.add_argument("--head", type=int, metavar="N", help="only the first N lines")
+    s.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    s.add_argument("--all", action="store_true", help="include mldesk's own stage messages")
+    s.set_defaults(func=cmd_logs)
+
+    s = sub.add_parser("stop", help="stop executions (SIGTERM, then SIGKILL after the grace period)")
+    s.add_argument("ids", nargs="+", metavar="id")
+    s.add_argument("--no-wait", action="store_true", help="return without waiting for it to end")
+    s.set_defaults(func=cmd_stop)
+
+    s = sub.add_parser("rename", help="give an execution a name")
+    s.add_argument("id")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_rename)
+
+    s = sub.add_parser("rm", help="remove executions (record, log, outputs)")
+    s.add_argument("ids", nargs="+", metavar="id")
+    s.set_defaults(func=cmd_rm)
+
+    s = sub.add_parser("outputs", help="list an execution's outputs or copy them")
+    s.add_argument("id")
+    s.add_argument("--to", metavar="DIR")
+    s.set_defaults(func=cmd_outputs)
+
+    s = sub.add_parser("code", help="list an execution's code snapshot or write it out")
+    s.add_argument("id")
+    s.add_argument("--to", metavar="DIR")
+    s.set_defaults(func=cmd_code)
+
+    s = sub.add_parser("hosts", help="hosts executions can run on")
+    hs = s.add_subparsers(dest="hosts_cmd", metavar="ACTION", required=True)
+    h = hs.add_parser("ls", help="list hosts")
+    h.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_hosts)
+
+    s = sub.add_parser("init", help="create a lab from a template")
+    s.add_argument("dir", nargs="?")
+    s.add_argument("--template", default="empty", help="empty (default) or xor")
+    s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("settings", help="show or change settings (image aliases, stop grace, ...)")
+    s.add_argument("key", nargs="?")
+    s.add_argument("value", nargs="?", help="a JSON value (or a plain string)")
+    s.set_defaults(func=cmd_settings)
+    return p
+
+
+def _report_crash(exc: BaseException) -> int:
+    import traceback
+
+    try:
+        from mldesk.core.paths import home
+
+        path = home() / "crash.log"
+        with open(path, "a") as f:
+            f.write(f"--- {time.ctime()} mldesk {__version__} {sys.argv}\n")
+            traceback.print_exception(exc, file=f)
+        where = f"; details in {path}"
+    except OSError:
+        where = ""
+    print(f"mldesk: internal error: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+    return 70
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["__supervise"]:  # the frozen app has no `python -m`
+        from mldesk.core.supervisor import main as supervise
+
+        return supervise(argv[1:])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return cmd_gui(args)
+    from mldesk.core.labconfig import ConfigError
+    from mldesk.core.engine import EngineError
+    from mldesk.core.snapshots import SnapshotError
+    from mldesk.runtimes.base import RuntimeUnavailable
+
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"mldesk: ml.yaml has {len(exc.problems)} problem(s); nothing was started:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except CliError as exc:
+        print(f"mldesk: error: {exc}", file=sys.stderr)
+        return exc.code
+    except (EngineError, SnapshotError, RuntimeUnavailable) as exc:
+        print(f"mldesk: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        print(f"mldesk: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user, details in a file
+        return _report_crash(exc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""Content-addressed, deduplicated snapshots of a lab folder.
+
+A file's content is stored once under ``blobs/ab/<sha256>``; a snapshot is a manifest
+``snapshots/<id>.json`` mapping relative paths to ``[sha256, size, mode]`` (or
+``["link", target]`` for symbolic links, which are recorded, never followed). The id
+is a hash of the manifest, so an unchanged lab snapshots to the same id.
+
+A per-lab stat cache (size, mtime, inode -> sha256) makes re-snapshotting an
+unchanged lab a directory walk with no reading. Creation holds a shared lock on the
+blob store and garbage collection an exclusive one, so GC never removes a blob that
+a snapshot being taken right now relies on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    id: str
+    files: int
+    bytes: int
+    new_bytes: int  # bytes that were not yet in the blob store
+
+
+class SnapshotError(Exception):
+    pass
+
+
+def _excluded(rel: str, name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
+
+
+class SnapshotStore:
+    def __init__(self, blobs: Path, manifests: Path, statcache: Path | None = None):
+        self.blobs = Path(blobs)
+        self.manifests = Path(manifests)
+        self.statcache = Path(statcache) if statcache else self.manifests / "statcache"
+        for d in (self.blobs, self.manifests, self.statcache):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lockfile = self.blobs / ".lock"
+
+    # -- locking ----------------------------------------------------------
+    @contextmanager
+    def hold(self, exclusive: bool = False) -> Iterator[None]:
+        """Shared: snapshots being made stay safe from GC. Exclusive: GC."""
+        fd = os.open(self._lockfile, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- paths --------------------------------------------------------------
+    def blob_path(self, sha: str) -> Path:
+        return self.blobs / sha[:2] / sha
+
+    def manifest_path(self, snap_id: str) -> Path:
+        if not snap_id or not all(c in "0123456789abcdef" for c in snap_id):
+            raise SnapshotError(f"invalid snapshot id {snap_id!r}")
+        return self.manifests / f"{snap_id}.json"
+
+    def exists(self, snap_id: str) -> bool:
+        return self.manifest_path(snap_id).exists()
+
+    def manifest(self, snap_id: str) -> dict[str, list]:
+        try:
+            return json.loads(self.manifest_path(snap_id).read_text())["files"]
+        except FileNotFoundError:
+            raise SnapshotError(f"snapshot {snap_id} is missing from {self.manifests}") from None
+
+    # -- creating -----------------------------------------------------------
+    def _cache_file(self, lab: Path) -> Path:
+        return self.statcache / (hashlib.sha256(str(lab).encode()).hexdigest()[:32] + ".json")
+
+    def _store_blob(self, path: Path) -> tuple[str, int]:
+        """Hash ``path`` while copying it into a temp file; keep the copy if new.
+        Returns (sha256, bytes newly stored)."""
+        h = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".in-")
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while True:
+                    chunk = src.read(CHUNK)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    dst.write(chunk)
+            sha = h.hexdigest()
+            target = self.blob_path(sha)
+            if target.exists():
+                os.unlink(tmp)
+                return sha, 0
+            target.parent.mkdir(exist_ok=True)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, target)
+            return sha, target.stat().st_size
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _walk(self, lab: Path, exclude: tuple[str, ...]) -> Iterator[tuple[str, os.DirEntry]]:
+        stack = [("", str(lab))]
+        while stack:
+            prefix, directory = stack.pop()
+            try:
+                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+            except PermissionError as exc:
+                raise SnapshotError(f"cannot read {directory}: {exc.strerror}") from None
+            for entry in entries:
+                rel = prefix + entry.name
+                if _excluded(rel, entry.name, exclude):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", entry.path))
+                else:
+                    yield rel, entry
+
+    def create(self, lab: Path | str, exclude: Iterable[str] = ()) -> SnapshotInfo:
+        """Snapshot ``lab``. Call inside ``hold()`` until the id is recorded."""
+        lab = Path(lab).resolve()
+        if not lab.is_dir():
+            raise SnapshotError(f"lab folder {lab} does not exist")
+        exclude = tuple(exclude)
+        cache_path = self._cache_file(lab)
+        try:
+            cache = json.loads(cache_path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        new_cache: dict[str, list] = {}
+        files: dict[str, list] = {}
+        total = new = 0
+        for rel, entry in self._walk(lab, exclude):
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                files[rel] = ["link", os.readlink(entry.path)]
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # fifos, sockets, devices are not lab content
+            key = [st.st_size, st.st_mtime_ns, st.st_ino]
+            hit = cache.get(rel)
+            if hit and hit[:3] == key and self.blob_path(hit[3]).exists():
+                sha = hit[3]
+            else:
+                sha, added = self._store_blob(Path(entry.path))
+                new += added
+            new_cache[rel] = key + [sha]
+            files[rel] = [sha, st.st_size, stat.S_IMODE(st.st_mode)]
+            total += st.st_size
+        body = json.dumps({"files": files}, sort_keys=True, separators=(",", ":"))
+        snap_id = hashlib.sha256(body.encode()).hexdigest()[:24]
+        target = self.manifest_path(snap_id)
+        if target.exists():
+            os.utime(target)
+        else:
+            self._atomic_write(target, body)
+        if new_cache != cache:
+            self._atomic_write(cache_path, json.dumps(new_cache, separators=(",", ":")))
+        return SnapshotInfo(snap_id, len(files), total, new)
+
+    def _atomic_write(self, path: Path, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+
+    # -- reading back ---------------------------------------------------------
+    def materialize(self, snap_id: str, dest: Path | str) -> None:
+        """Write the snapshot's files into ``dest`` (created; existing files overwritten)."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel, entry in self.manifest(snap_id).items():
+            self._write_entry(dest, rel, entry)
+
+    def _write_entry(self, dest: Path, rel: str, entry: list) -> None:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or (target.exists() and entry[0] == "link"):
+            target.unlink()
+        if entry[0] == "link":
+            os.symlink(entry[1], target)
+            return
+        blob = self.blob_path(entry[0])
+        if not blob.exists():
+            raise SnapshotError(f"blob {entry[0]} of {rel} is missing from the store")
+        tmp = target.with_name(f".{target.name}.mldesk-tmp")
+        shutil.copyfile(blob, tmp)
+        os.chmod(tmp, entry[2] | stat.S_IWUSR)
+        os.replace(tmp, target)
+
+    def read_file(self, snap_id: str, rel: str) -> bytes:
+        entry = self.manifest(snap_id).get(rel)
+        if entry is None or entry[0] == "link":
+            raise SnapshotError(f"{rel} is not a file in snapshot {snap_id}")
+        return self.blob_path(entry[0]).read_bytes()
+
+    def restore(self, snap_id: str, lab: Path | str, exclude: Iterable[str] = ()) -> None:
+        """Make ``lab`` equal to the snapshot; files matching ``exclude`` are left alone."""
+        lab = Path(lab).resolve()
+        exclude = tuple(exclude)
+        wanted = self.manifest(snap_id)
+        current = self.create(lab, exclude)  # cheap with the stat cache; also hashes
+        have = self.manifest(current.id)
+        for rel in have:
+            if rel not in wanted:
+                (lab / rel).unlink()
+        for rel, entry in wanted.items():
+            if have.get(rel) != entry:
+                self._write_entry(lab, rel, entry)
+        # remove directories left empty by deletions (never excluded ones)
+        for rel in sorted({str(Path(r).parent) for r in have if r not in wanted}, key=len, reverse=True):
+            d = lab / rel
+            while d != lab and d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+                d = d.parent
+
+    # -- garbage collection ---------------------------------------------------
+    def gc(self, in_use: set[str]) -> tuple[int, int]:
+        """Delete manifests not in ``in_use`` and blobs no manifest references.
+        Returns (manifests removed, bytes freed)."""
+        removed = freed = 0
+        with self.hold(exclusive=True):
+            referenced: set[str] = set()
+            for path in self.manifests.glob("*.json"):
+                snap_id = path.stem
+                if snap_id not in in_use:
+                    path.unlink()
+                    removed += 1
+                    continue
+                for entry in json.loads(path.read_text())["files"].values():
+                    if entry[0] != "link":
+                        referenced.add(entry[0])
+            for sub in self.blobs.iterdir():
+                if not sub.is_dir():
+                    continue
+                for blob in sub.iterdir():
+                    if blob.name not in referenced:
+                        freed += blob.stat().st_size
+                        blob.unlink()
+        return removed, freed

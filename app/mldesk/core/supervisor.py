@@ -1,0 +1,283 @@
+"""The detached process that owns one execution: ``python -m mldesk.core.supervisor ID``.
+
+It outlives whoever started it (own session, no terminal), holds the execution's
+writer lock for its whole life (so exactly one process ever writes its log), runs
+the stages, copies the program's output into the log as it arrives and writes the
+final state. Started again on an execution that is not final (the previous
+supervisor died), it resumes from the stage the store records.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from mldesk.core import logstore
+from mldesk.core.paths import Layout
+from mldesk.core.snapshots import SnapshotStore
+from mldesk.core.store import ACTIVE_STATES, Execution, Store
+from mldesk.runtimes import get_runtime
+from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable, exit_reason
+
+STOP_POLL = 0.2
+
+
+class StopRequested(Exception):
+    pass
+
+
+def try_lock(path: Path) -> int | None:
+    """Take the writer lock; None when another live process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def is_supervised(layout: Layout, exec_id: str) -> bool:
+    """Is a live supervisor holding this execution's writer lock?"""
+    fd = try_lock(layout.writer_lock(exec_id))
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def spawn(layout: Layout, exec_id: str) -> None:
+    """Start a detached supervisor for ``exec_id`` and return at once."""
+    if getattr(sys, "frozen", False):
+        cmd = [sys.executable, "__supervise", exec_id]
+    else:
+        cmd = [sys.executable, "-m", "mldesk.core.supervisor", exec_id]
+    env = dict(os.environ, MLDESK_HOME=str(layout.root))
+    if not getattr(sys, "frozen", False):
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    exec_dir = layout.execution_dir(exec_id)
+    exec_dir.mkdir(parents=True, exist_ok=True)
+    with open(exec_dir / "supervisor.log", "ab") as log:
+        subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, close_fds=True, cwd="/",
+        )
+
+
+class Supervisor:
+    def __init__(self, layout: Layout, exec_id: str):
+        self.layout = layout
+        self.exec_id = exec_id
+        self.store = Store(layout.db)
+        self.snapshots = SnapshotStore(layout.blobs, layout.snapshots)
+        self.stop_event = threading.Event()
+        self.done = threading.Event()
+        self.handle: dict = {}
+        self.runtime = None
+        self._progress: dict[str, dict] = {}
+        self._progress_written = 0.0
+        self._plock = threading.Lock()
+
+    # -- helpers -------------------------------------------------------------
+    def set_state(self, state: str, **changes) -> Execution | None:
+        return self.store.update(self.exec_id, state=state, **changes)
+
+    def _watch_stop(self) -> None:
+        """Poll the store for a stop request (from any process) and act on it."""
+        store = Store(self.layout.db)
+        try:
+            while not self.done.wait(STOP_POLL):
+                ex = store.get(self.exec_id)
+                if ex is None or ex.stop_requested_at:
+                    self.stop_event.set()
+                    if self.handle and self.runtime is not None:
+                        self.writer.message("stop requested: sending SIGTERM, "
+                                            f"SIGKILL after {self.ctx.grace:g} s")
+                        try:
+                            self.runtime.stop(self.handle, self.ctx.grace)
+                        except Exception as exc:  # noqa: BLE001 - shown in the log
+                            self.writer.message(f"stop failed: {exc}")
+                    return
+        finally:
+            store.close()
+
+    def check_stop(self) -> None:
+        if self.stop_event.is_set():
+            raise StopRequested()
+
+    def on_progress(self, p) -> None:
+        with self._plock:
+            self._progress[p.name] = {
+                "state": p.state, "done": p.done, "total": p.total, "rate": p.rate, "eta": p.eta,
+            }
+            now = time.monotonic()
+            if now - self._progress_written < 0.25 and p.state not in ("done", "failed", "cached"):
+                return
+            self._progress_written = now
+            path = self.layout.progress_path(self.exec_id)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._progress))
+            os.replace(tmp, path)
+
+    # -- the stages ----------------------------------------------------------
+    def run(self) -> int:
+        ex = self.store.get(self.exec_id)
+        if ex is None or ex.final:
+            return 0
+        self.store.update(self.exec_id, supervisor_pid=os.getpid())
+        self.writer = logstore.LogWriter(self.layout.log_path(self.exec_id))
+        opts = ex.options
+        self.ctx = RunContext(
+            exec_id=ex.id, name=ex.name, lab=Path(ex.lab), workspace=self.layout.workspace(ex.id),
+            argv=list(ex.argv), image=ex.image, hardware=ex.hardware, env={},
+            grace=float(opts.get("grace", 10.0)), network=opts.get("network", "bridge"),
+            options=opts, message=self.writer.message, log_path=self.layout.log_path(ex.id),
+        )
+        threading.Thread(target=self._watch_stop, name="stop-watch", daemon=True).start()
+        self.handle = dict(ex.handle)
+        code: int | None = ex.exit_code
+        try:
+            self.runtime = get_runtime(ex.runtime)
+            if ex.state in ("queued", "preparing", "fetching"):
+                code = self._fresh_run(ex)
+            elif ex.state == "running":
+                self.writer.message(f"mldesk reattached to execution {ex.id}")
+                code = self.runtime.stream(self.ctx, self.handle, self.writer.write, resume=True)
+            self._collect(final=True)
+            if self.stop_event.is_set():
+                self._finish("stopped", code, "stopped by the user")
+            elif code == 0:
+                self._finish("finished", code, None)
+            else:
+                self._finish("failed", code, exit_reason(code))
+        except StopRequested:
+            self._collect(final=True)
+            self._finish("stopped", None, "stopped by the user before the program started")
+        except (ExecutionFailed, RuntimeUnavailable) as exc:
+            self._collect(final=True)
+            if self.stop_event.is_set():
+                self._finish("stopped", code, "stopped by the user")
+            else:
+                self._finish("failed", code, str(exc))
+        except Exception as exc:  # noqa: BLE001 - never leave an execution hanging
+            traceback.print_exc()
+            self._finish("failed", code, f"internal error in mldesk: {type(exc).__name__}: {exc} "
+                                        f"(details in {self.layout.execution_dir(ex.id) / 'supervisor.log'})")
+        finally:
+            self.done.set()
+            self._cleanup()
+            self.writer.close()
+        return 0
+
+    def _cleanup(self) -> None:
+        """Remove the container (or the like) and the workspace; idempotent."""
+        if self.handle and self.runtime is not None:
+            try:
+                self.runtime.cleanup(self.handle)
+            except Exception:  # noqa: BLE001 - the execution's result stands
+                traceback.print_exc()
+            self.handle = {}
+        if not self.ctx.options.get("keep_workspace") and self.ctx.workspace.exists():
+            shutil.rmtree(self.ctx.workspace, ignore_errors=True)
+
+    def _wait_for_slot(self, ex: Execution) -> None:
+        limit = int(ex.options.get("max_parallel") or 0)
+        if limit <= 0:
+            return
+        announced = False
+        while True:
+            self.check_stop()
+            with self.store.write() as conn:
+                busy = conn.execute(
+                    "SELECT COUNT(*) FROM executions WHERE host = ? AND id != ? AND state IN "
+                    "('preparing','fetching','running','collecting')", (ex.host, ex.id)).fetchone()[0]
+                ahead = conn.execute(
+                    "SELECT COUNT(*) FROM executions WHERE host = ? AND state = 'queued' AND id < ?",
+                    (ex.host, ex.id)).fetchone()[0]
+                if busy + ahead < limit:
+                    return
+            if not announced:
+                self.set_state("queued")
+                self.writer.message(f"queued: {busy} execution(s) already running on {ex.host} (limit {limit})")
+                announced = True
+            time.sleep(0.5)
+
+    def _fresh_run(self, ex: Execution) -> int:
+        msg = self.writer.message
+        self._wait_for_slot(ex)
+        self.set_state("preparing")
+        where = f"image {ex.image}" if ex.runtime == "docker" else "the host's Python"
+        msg(f"preparing execution {ex.id} on {ex.host} with the {ex.runtime} runtime ({where})")
+        self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest))
+        self.runtime.prepare(self.ctx)
+        self.check_stop()
+        if ex.inputs:
+            self.set_state("fetching")
+            msg(f"fetching {len(ex.inputs)} input(s)")
+            cancel = threading.Event()
+            watcher = threading.Thread(
+                target=lambda: (self.stop_event.wait(), cancel.set()), daemon=True)
+            watcher.start()
+            self.runtime.fetch_inputs(
+                self.ctx, [(i["name"], i["url"]) for i in ex.inputs],
+                self.layout.input_cache, self.on_progress, cancel)
+            self.check_stop()
+        self.handle = self.runtime.start(self.ctx)
+        self.set_state("running", started_at=time.time(), handle=self.handle)
+        msg("running: python main.py " + shlex.join(self.ctx.argv))
+        if self.stop_event.is_set():  # asked while starting: the watcher may have missed the handle
+            self.runtime.stop(self.handle, self.ctx.grace)
+        return self.runtime.stream(self.ctx, self.handle, self.writer.write)
+
+    def _collect(self, final: bool) -> None:
+        if not self.ctx.workspace.exists() or self.runtime is None:
+            return
+        self.set_state("collecting")
+        try:
+            self.runtime.collect_outputs(self.ctx, self.layout.outputs(self.exec_id), final=final)
+        except OSError as exc:
+            self.writer.message(f"collecting outputs failed: {exc}")
+
+    def _finish(self, state: str, code: int | None, reason: str | None) -> None:
+        if state == "failed":
+            self.writer.message(f"failed: {reason}")
+        elif state == "stopped":
+            self.writer.message("stopped" + (f" (exit code {code})" if code is not None else ""))
+        else:
+            self.writer.message("finished (exit code 0)")
+        self.done.set()
+        self._cleanup()
+        self.writer.flush()
+        self.store.update(self.exec_id, state=state, exit_code=code, reason=reason,
+                          finished_at=time.time(), only_if_state=ACTIVE_STATES)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m mldesk.core.supervisor EXECUTION_ID", file=sys.stderr)
+        return 2
+    exec_id = argv[0]
+    layout = Layout()
+    lock = try_lock(layout.writer_lock(exec_id))
+    if lock is None:
+        return 0  # another supervisor owns it
+    try:
+        return Supervisor(layout, exec_id).run()
+    finally:
+        os.close(lock)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

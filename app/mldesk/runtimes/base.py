@@ -1,0 +1,193 @@
+"""The one small interface every runtime implements.
+
+A runtime runs ``python main.py ARGV`` for one execution and nothing else: it never
+touches the UI or the store. The supervisor (``mldesk.core.supervisor``) drives it:
+
+1. ``prepare(ctx)``        make sure it can run (image present, GPU there, ...)
+2. ``start(ctx)``          start the program detached; returns a JSON-able handle
+3. ``stream(ctx, handle, sink)``  copy output into ``sink`` until the program exits;
+                           returns the exit code. With ``resume=True`` it continues
+                           after a previous supervisor died, from what the log holds.
+4. ``stop(handle, grace)`` TERM, then KILL after ``grace`` seconds (any process may
+                           call it, the supervisor need not be alive)
+5. ``cleanup(handle)``     remove what ``start`` created (container, ...)
+
+Remote runtimes (SSH) also take over the workspace stages: they override
+``prepare_workspace``, ``fetch_inputs`` and ``collect_outputs``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from mldesk.core import logstore
+
+
+class RuntimeUnavailable(Exception):
+    """The runtime cannot run here; the message says why and what to do."""
+
+
+class ExecutionFailed(Exception):
+    """A stage failed; the message is the reason stored on the execution."""
+
+
+class Sink(Protocol):
+    def __call__(self, stream: int, data: bytes, ts: float | None = None) -> None: ...
+
+
+@dataclass
+class RunContext:
+    exec_id: str
+    name: str
+    lab: Path
+    workspace: Path
+    argv: list[str]
+    image: str | None
+    hardware: str
+    env: dict[str, str]
+    grace: float = 10.0
+    network: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)
+    message: Callable[[str], None] = print
+    log_path: Path | None = None
+
+    def program_env(self) -> dict[str, str]:
+        return {
+            **self.env,
+            "PYTHONUNBUFFERED": "1",
+            "MLDESK_EXECUTION_ID": self.exec_id,
+            "MLDESK_EXECUTION_NAME": self.name,
+        }
+
+
+class Runtime:
+    name = "abstract"
+
+    def available(self) -> str | None:
+        """None when usable, else a one-line reason with the next step."""
+        return None
+
+    def prepare(self, ctx: RunContext) -> None:
+        pass
+
+    def start(self, ctx: RunContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
+        raise NotImplementedError
+
+    def stop(self, handle: dict[str, Any], grace: float) -> None:
+        raise NotImplementedError
+
+    def cleanup(self, handle: dict[str, Any]) -> None:
+        pass
+
+    # local workspace stages; remote runtimes override these
+    def prepare_workspace(self, ctx: RunContext, materialize: Callable[[Path], None]) -> None:
+        if ctx.workspace.exists():
+            shutil.rmtree(ctx.workspace)
+        materialize(ctx.workspace)
+        for sub in ("inputs", "outputs"):
+            (ctx.workspace / sub).mkdir(exist_ok=True)
+
+    def fetch_inputs(self, ctx: RunContext, specs: list, cache_dir: Path, on_progress, cancel) -> None:
+        from mldesk.core import inputs
+
+        if not specs:
+            return
+        try:
+            inputs.fetch_inputs(
+                specs, ctx.workspace / "inputs", cache_dir=cache_dir, on_progress=on_progress,
+                on_message=ctx.message, cancel=cancel,
+                timeout=float(ctx.options.get("input_timeout", 30.0)),
+                retries=int(ctx.options.get("input_retries", 4)),
+            )
+        except inputs.InputError as exc:
+            raise ExecutionFailed(str(exc)) from None
+
+    def collect_outputs(self, ctx: RunContext, dest: Path, *, final: bool) -> None:
+        from mldesk.core import outputs
+
+        src = ctx.workspace / "outputs"
+        if not src.is_dir():
+            return
+        result = outputs.collect_outputs(
+            src, dest, on_message=ctx.message,
+            max_files=ctx.options.get("max_output_files"),
+            max_file_bytes=ctx.options.get("max_output_file_bytes"),
+            max_total_bytes=ctx.options.get("max_output_bytes"),
+        )
+        if final:
+            ctx.message(f"collected {result.files} output file(s), {_human(result.bytes)}")
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def exit_reason(code: int) -> str:
+    if code > 128 and code - 128 < 65:
+        import signal
+
+        try:
+            return f"exit code {code} (killed by {signal.Signals(code - 128).name})"
+        except ValueError:
+            pass
+    return f"exit code {code}"
+
+
+def stream_names() -> dict[int, str]:
+    return {logstore.STDOUT: "stdout", logstore.STDERR: "stderr", logstore.MLDESK: "mldesk"}
+
+
+def which_python(lab: Path, configured: str | None = None) -> str:
+    """The lab's .venv python, else the host profile's, else python3 on PATH."""
+    venv = lab / ".venv" / "bin" / "python"
+    if venv.exists():
+        return str(venv)
+    if configured:
+        return configured
+    found = shutil.which("python3") or shutil.which("python")
+    if not found:
+        raise RuntimeUnavailable(
+            "no python3 on PATH for the process runtime: install Python 3 or create "
+            "a .venv in the lab (python3 -m venv .venv)"
+        )
+    return found
+
+
+def nvidia_gpus() -> list[str]:
+    """Names of the NVIDIA GPUs on this machine (empty when none / no driver)."""
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+
+
+def pid_belongs_to(pid: int, exec_id: str) -> bool:
+    """True when process ``pid`` was started for execution ``exec_id`` (guards pid reuse)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"MLDESK_EXECUTION_ID={exec_id}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+__all__ = [
+    "ExecutionFailed", "RunContext", "Runtime", "RuntimeUnavailable", "Sink",
+    "exit_reason", "nvidia_gpus", "pid_belongs_to", "which_python",
+]

@@ -1,0 +1,114 @@
+"""Fixtures for running real executions on both local runtimes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from mldesk.core.engine import Engine
+
+APP = str(Path(__file__).resolve().parents[2] / "app")
+
+
+@pytest.fixture(params=["process", "docker"])
+def runtime(request):
+    """Each test using this runs once on the process runtime and once on Docker
+    (the test Python image, network none)."""
+    if request.param == "docker":
+        request.getfixturevalue("python_image")
+    return request.param
+
+
+@pytest.fixture
+def engine(mldesk_home, runtime):
+    eng = Engine(mldesk_home)
+    if runtime == "docker":
+        eng.set_setting("image_aliases", {"test-python": "mldesk-test/python:latest"})
+        eng.set_setting("local_network", "none")
+    eng.set_setting("stop_grace", 5.0)
+    eng.set_setting("input_timeout", 2.0)
+    eng.set_setting("input_retries", 1)
+    yield eng
+    # never leave an execution running behind a test
+    for ex in eng.store.list(include_hidden=True):
+        if ex.active:
+            eng.stop(ex.id)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(e.active for e in eng.store.list(include_hidden=True)):
+        time.sleep(0.1)
+    eng.close()
+
+
+@pytest.fixture
+def make_lab(tmp_path):
+    """make_lab(main_py, ml_yaml=None, **files) -> Path of a new lab."""
+    counter = iter(range(1000))
+
+    def make(main: str, ml_yaml: str | None = None, **files: str) -> Path:
+        lab = tmp_path / f"lab{next(counter)}"
+        lab.mkdir()
+        (lab / "main.py").write_text(textwrap.dedent(main))
+        yaml = "dockerImageId: test-python\n" + textwrap.dedent(ml_yaml or "")
+        (lab / "ml.yaml").write_text(yaml)
+        for name, text in files.items():
+            (lab / name).write_text(textwrap.dedent(text))
+        return lab
+
+    return make
+
+
+def wait_final(engine: Engine, exec_id: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ex = engine.store.get(exec_id)
+        if ex is not None and ex.final:
+            return ex
+        time.sleep(0.05)
+    ex = engine.store.get(exec_id)
+    log = engine.layout.execution_dir(exec_id) / "supervisor.log"
+    raise AssertionError(f"{exec_id} still {ex.state if ex else 'gone'} after {timeout} s; "
+                         f"supervisor log: {log.read_text() if log.exists() else '-'}")
+
+
+def wait_state(engine: Engine, exec_id: str, state: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ex = engine.store.get(exec_id)
+        if ex.state == state:
+            return ex
+        if ex.final:
+            raise AssertionError(f"{exec_id} ended {ex.state} ({ex.reason}) before reaching {state}")
+        time.sleep(0.02)
+    raise AssertionError(f"{exec_id} never reached {state}")
+
+
+def program_output(engine: Engine, exec_id: str) -> bytes:
+    import io
+
+    from mldesk.core import logstore
+
+    buf = io.BytesIO()
+    with engine.log_reader(exec_id) as reader:
+        logstore.write_program_output(reader, buf)
+    return buf.getvalue()
+
+
+def cli(*args: str, home: Path, check: bool = False, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MLDESK_HOME=str(home), PYTHONPATH=APP)
+    proc = subprocess.run([sys.executable, "-m", "mldesk", *args], env=env, capture_output=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"mldesk {' '.join(args)} exited {proc.returncode}: {proc.stderr.decode()}")
+    return proc
+
+
+def cli_popen(*args: str, home: Path, **kw) -> subprocess.Popen:
+    env = dict(os.environ, MLDESK_HOME=str(home), PYTHONPATH=APP)
+    return subprocess.Popen([sys.executable, "-m", "mldesk", *args], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)

@@ -1,0 +1,291 @@
+"""The execution lifecycle on real runtimes: states, exit codes, stop, restart,
+rename, remove with GC, parameters, reattach after killing the following CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.integration.conftest import cli, cli_popen, program_output, wait_final, wait_state
+
+PRINTER = """
+import sys, time
+n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+for i in range(n):
+    print(f"line {i} " + "x" * (i % 17), flush=True)
+    if i % 7 == 3:
+        print(f"warning {i}", file=sys.stderr, flush=True)
+    time.sleep(delay)
+sys.stdout.write("no newline at the end")
+"""
+
+
+def test_finished_with_outputs_and_log(engine, make_lab, runtime):
+    lab = make_lab("""
+        import os, sys
+        print("hello from", os.environ["MLDESK_EXECUTION_ID"], os.environ["PYTHONUNBUFFERED"])
+        print("to stderr", file=sys.stderr)
+        os.makedirs("outputs/sub", exist_ok=True)
+        open("outputs/result.txt", "w").write("42")
+        open("outputs/sub/deep.txt", "w").write("deep")
+        """)
+    ex = engine.run(lab, runtime=runtime)
+    assert ex.state == "preparing" and ex.runtime == runtime
+    final = wait_final(engine, ex.id)
+    assert final.state == "finished", final.reason
+    assert final.exit_code == 0 and final.started_at and final.finished_at >= final.started_at
+    out = program_output(engine, ex.id)
+    # across two pipes the order of near-simultaneous lines is the runtime's call
+    assert sorted(out.splitlines()) == sorted([f"hello from {ex.id} 1".encode(), b"to stderr"])
+    from mldesk.core import logstore
+
+    with engine.log_reader(ex.id) as reader:
+        records = list(reader.iter_records())
+    assert b"".join(r.data for r in records if r.stream == logstore.STDERR) == b"to stderr\n"
+    outputs = engine.outputs_dir(ex.id)
+    assert (outputs / "result.txt").read_text() == "42"
+    assert (outputs / "sub" / "deep.txt").read_text() == "deep"
+    # the stage messages say which runtime ran it
+    messages = b"".join(r.data for r in records if r.stream == logstore.MLDESK).decode()
+    assert f"{runtime} runtime" in messages and "finished" in messages
+    assert not engine.layout.workspace(ex.id).exists(), "workspace is removed after collection"
+
+
+@pytest.mark.parametrize("code,state", [(0, "finished"), (3, "failed"), (1, "failed")])
+def test_exit_codes_to_states(engine, make_lab, runtime, code, state):
+    lab = make_lab(f"import sys\nprint('bye')\nsys.exit({code})\n")
+    final = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert (final.state, final.exit_code) == (state, code)
+    if state == "failed":
+        assert final.reason == f"exit code {code}"
+
+
+def test_crash_records_exit_code_and_traceback(engine, make_lab, runtime):
+    lab = make_lab("raise ValueError('boom')\n")
+    final = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert final.state == "failed" and final.exit_code == 1
+    assert b"ValueError: boom" in program_output(engine, final.id)
+
+
+def test_parameters_reach_argv_verbatim(engine, make_lab, runtime):
+    nasty = ["; rm -rf ~", "$(id)", "`id`", "a b", "it's", 'say "hi"', "line1\nline2", "*", "$HOME", "ü€"]
+    yaml_lines = ["parameters:"]
+    for arg in nasty:
+        quoted = "'" + arg.replace("'", "'\\''") + "'"  # one shell word
+        yaml_lines.append("  - pass-as: " + json.dumps(quoted))
+    lab = make_lab("import sys, json\nopen('outputs/argv.json','w').write(json.dumps(sys.argv[1:]))\n",
+                   "\n".join(yaml_lines) + "\n")
+    final = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert final.state == "finished", final.reason
+    assert json.loads((engine.outputs_dir(final.id) / "argv.json").read_text()) == nasty
+
+
+def test_stop_keeps_checkpoint(engine, make_lab, runtime):
+    lab = make_lab("""
+        import signal, sys, time
+        def on_term(signum, frame):
+            open("outputs/checkpoint.txt", "w").write("saved at term")
+            print("got SIGTERM, checkpoint written", flush=True)
+            sys.exit(143)
+        signal.signal(signal.SIGTERM, on_term)
+        open("outputs/early.txt", "w").write("early")
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+        """)
+    ex = engine.run(lab, runtime=runtime)
+    wait_state(engine, ex.id, "running")
+    deadline = time.monotonic() + 30
+    while b"ready" not in program_output(engine, ex.id):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    engine.stop(ex.id)
+    final = wait_final(engine, ex.id)
+    assert final.state == "stopped" and final.exit_code == 143
+    assert (engine.outputs_dir(ex.id) / "checkpoint.txt").read_text() == "saved at term"
+    assert (engine.outputs_dir(ex.id) / "early.txt").read_text() == "early"
+    assert b"checkpoint written" in program_output(engine, ex.id)
+
+
+def test_stop_escalates_to_kill_after_grace(engine, make_lab, runtime):
+    engine.set_setting("stop_grace", 1.0)
+    lab = make_lab("""
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("stubborn", flush=True)
+        while True:
+            time.sleep(0.05)
+        """)
+    ex = engine.run(lab, runtime=runtime)
+    wait_state(engine, ex.id, "running")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    engine.stop(ex.id)
+    final = wait_final(engine, ex.id, timeout=30)
+    assert final.state == "stopped" and final.exit_code == 137
+    assert time.monotonic() - t0 < 15
+
+
+def test_restart_restores_snapshot_and_keeps_edit(engine, make_lab, runtime):
+    lab = make_lab("print('version one')\n", extra="keep me\n")
+    first = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert program_output(engine, first.id) == b"version one\n"
+    (lab / "main.py").write_text("print('version two')\n")
+    (lab / "new.txt").write_text("added later\n")
+    (lab / "extra").unlink()
+    assert engine.lab_differs(first.id)
+    second, backup = engine.restart(first.id)
+    assert backup is not None and second.id != first.id
+    assert (lab / "main.py").read_text() == "print('version one')\n"
+    assert (lab / "extra").read_text() == "keep me\n" and not (lab / "new.txt").exists()
+    assert second.snapshot == first.snapshot
+    final = wait_final(engine, second.id)
+    assert program_output(engine, final.id) == b"version one\n"
+    # the edit is recoverable from the backup snapshot
+    assert engine.snapshots.read_file(backup, "main.py") == b"print('version two')\n"
+    assert engine.snapshots.read_file(backup, "new.txt") == b"added later\n"
+    assert any(b["snapshot"] == backup for b in engine.store.lab_backups(str(lab)))
+    # a restart of an unchanged lab asks nothing and backs nothing up
+    assert not engine.lab_differs(first.id)
+    third, backup2 = engine.restart(first.id)
+    assert backup2 is None
+    wait_final(engine, third.id)
+
+
+def test_rename_and_remove_with_gc(engine, make_lab, runtime, mldesk_home):
+    lab = make_lab("open('outputs/o.txt','w').write('o')\nprint('x')\n", big="unique content " * 1000)
+    ex = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    engine.rename(ex.id, "my nice run")
+    assert engine.get("my nice run").id == ex.id
+    assert engine.get(ex.id[:17]).id == ex.id
+    blobs_before = {p.name for p in engine.layout.blobs.rglob("*") if p.is_file() and len(p.name) == 64}
+    assert len(blobs_before) >= 3
+    engine.remove(ex.id)
+    assert engine.store.get(ex.id) is None
+    assert not engine.layout.execution_dir(ex.id).exists()
+    blobs_after = {p.name for p in engine.layout.blobs.rglob("*") if p.is_file() and len(p.name) == 64}
+    assert blobs_after == set(), "every blob was only referenced by the removed execution"
+    assert not any(engine.layout.snapshots.glob("*.json"))
+
+
+def test_remove_refuses_running(engine, make_lab, runtime):
+    lab = make_lab("import time\nprint('run', flush=True)\ntime.sleep(60)\n")
+    ex = engine.run(lab, runtime=runtime)
+    wait_state(engine, ex.id, "running")
+    from mldesk.core.engine import EngineError
+
+    with pytest.raises(EngineError, match="stop it first"):
+        engine.remove(ex.id)
+    engine.stop(ex.id)
+    wait_final(engine, ex.id)
+
+
+@pytest.mark.parametrize("stage", ["preparing", "running", "collecting"])
+def test_killing_the_following_cli_loses_nothing(engine, make_lab, runtime, mldesk_home, tmp_path, stage):
+    """SIGKILL `mldesk run` (which follows the log) during a stage; the execution
+    goes on and `mldesk logs` equals what the script prints when run directly."""
+    big_outputs = "\nimport os\nfor i in range(200):\n    open(f'outputs/f{i}.bin','wb').write(os.urandom(20000))\n"
+    lab = make_lab(PRINTER + big_outputs, "parameters:\n  - pass-as: '300 0.005'\n")
+    # run the script directly with both streams on one pipe: the reference output
+    (lab / "outputs").mkdir(exist_ok=True)
+    direct = subprocess.run([sys.executable, "-u", "main.py", "300", "0"], cwd=lab, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, check=True)
+    import shutil
+
+    shutil.rmtree(lab / "outputs")
+    proc = cli_popen("run", str(lab), "--runtime", runtime, home=mldesk_home)
+    deadline = time.monotonic() + 60
+    exec_id = None
+    while time.monotonic() < deadline:
+        rows = engine.store.list()
+        if rows:
+            exec_id = rows[0].id
+            if rows[0].state == stage or (stage != "preparing" and rows[0].final):
+                break
+        time.sleep(0.002)
+    assert exec_id, "the execution appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cli("ls", home=mldesk_home, check=True)  # any later mldesk process reattaches
+    final = wait_final(engine, exec_id)
+    assert final.state == "finished", final.reason
+    logs = cli("logs", exec_id, home=mldesk_home, check=True).stdout
+    lines = sorted(logs.split(b"\n"))
+    assert lines == sorted(direct.stdout.split(b"\n")), "same lines (stdout/stderr interleaving may differ)"
+    stdout_only = subprocess.run([sys.executable, "-u", "main.py", "300", "0"], cwd=lab, capture_output=True)
+    from mldesk.core import logstore
+
+    with engine.log_reader(exec_id) as reader:
+        got = b"".join(r.data for r in reader.iter_records() if r.stream == logstore.STDOUT)
+    assert got == stdout_only.stdout, "stdout byte for byte"
+    shutil.rmtree(lab / "outputs", ignore_errors=True)
+
+
+def test_cli_logs_byte_for_byte_single_stream(engine, make_lab, runtime, mldesk_home):
+    lab = make_lab("""
+        import sys
+        for i in range(2000):
+            sys.stdout.write(f"{i:05d} " + "é" * (i % 13) + ("\\r" if i % 100 == 0 else "\\n"))
+        sys.stdout.write("tail without newline")
+        """)
+    (lab / "outputs").mkdir()
+    direct = subprocess.run([sys.executable, "-u", "main.py"], cwd=lab, capture_output=True, check=True).stdout
+    (lab / "outputs").rmdir()
+    res = cli("run", str(lab), "--runtime", runtime, home=mldesk_home)
+    assert res.returncode == 0, res.stderr.decode()
+    assert res.stdout == direct
+    exec_id = engine.store.list()[0].id
+    assert cli("logs", exec_id, home=mldesk_home, check=True).stdout == direct
+    lines = [line + b"\n" for line in direct.split(b"\n")]
+    lines[-1] = lines[-1][:-1]  # the unterminated last line
+    head = cli("logs", exec_id, "--head", "3", home=mldesk_home, check=True).stdout
+    assert head == b"".join(lines[:3])
+    tail = cli("logs", exec_id, "--tail", "2", home=mldesk_home, check=True).stdout
+    assert tail == b"".join(lines[-2:])
+
+
+def test_two_clis_race_on_one_execution(engine, make_lab, runtime, mldesk_home):
+    lab = make_lab("import time\nprint('up', flush=True)\ntime.sleep(120)\n")
+    ex = engine.run(lab, runtime=runtime)
+    wait_state(engine, ex.id, "running")
+    procs = [cli_popen("stop", ex.id, home=mldesk_home) for _ in range(2)]
+    procs += [cli_popen("rename", ex.id, f"name {i}", home=mldesk_home) for i in range(2)]
+    results = [(p.wait(60), p.stdout.read(), p.stderr.read()) for p in procs]
+    for code, out, err in results:
+        assert code == 0, err
+        assert b"Traceback" not in err
+    final = wait_final(engine, ex.id)
+    assert final.state == "stopped" and final.name in ("name 0", "name 1")
+    rms = [cli_popen("rm", ex.id, home=mldesk_home) for _ in range(3)]
+    outcomes = [(p.wait(60), p.stderr.read()) for p in rms]
+    assert sorted(c for c, _ in outcomes) == [0, 1, 1]
+    for code, err in outcomes:
+        assert b"Traceback" not in err
+        if code:
+            assert err.startswith(b"mldesk: error:") and err.count(b"\n") == 1
+    assert engine.store.get(ex.id) is None
+
+
+def test_run_json_detach_and_show(engine, make_lab, runtime, mldesk_home):
+    lab = make_lab("print('json')\n")
+    res = cli("run", str(lab), "--runtime", runtime, "--detach", "--json", "--name", "j1", home=mldesk_home,
+              check=True)
+    rec = json.loads(res.stdout)
+    for key in ("id", "name", "lab", "host", "runtime", "image", "state", "exit_code", "reason",
+                "created_at", "started_at", "finished_at", "snapshot"):
+        assert key in rec
+    assert rec["lab"] == str(lab.resolve()) and rec["name"] == "j1" and rec["runtime"] == runtime
+    wait_final(engine, rec["id"])
+    shown = json.loads(cli("show", "j1", "--json", home=mldesk_home, check=True).stdout)
+    assert shown["state"] == "finished" and shown["exit_code"] == 0
+    listed = json.loads(cli("ls", "--json", home=mldesk_home, check=True).stdout)
+    assert [r["id"] for r in listed] == [rec["id"]]
+    out = cli("outputs", rec["id"], home=mldesk_home, check=True)
+    assert b"has no outputs" in out.stdout or b"folder:" in out.stdout
