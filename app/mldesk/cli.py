@@ -302,20 +302,6 @@ def cmd_code(args) -> int:
     return 0
 
 
-def cmd_hosts(args) -> int:
-    engine = _engine()
-    if args.hosts_cmd == "ls":
-        hosts = engine.hosts()
-        if args.json:
-            _print_json(list(hosts.values()))
-            return 0
-        for name, cfg in hosts.items():
-            where = cfg.get("description") or cfg.get("url", "")
-            print(f"{name:<16} {cfg.get('runtime', ''):<8} {where}")
-        return 0
-    raise CliError(f"`mldesk hosts {args.hosts_cmd}` is not available yet", EXIT_USAGE)
-
-
 def cmd_init(args) -> int:
     from mldesk.templates import TEMPLATES, create_lab
 
@@ -426,11 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", metavar="DIR")
     s.set_defaults(func=cmd_code)
 
-    s = sub.add_parser("hosts", help="hosts executions can run on")
-    hs = s.add_subparsers(dest="hosts_cmd", metavar="ACTION", required=True)
-    h = hs.add_parser("ls", help="list hosts")
-    h.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_hosts)
+    from mldesk import hosts_cli
+
+    hosts_cli.add_parsers(sub)
 
     s = sub.add_parser("init", help="create a lab from a template")
     s.add_argument("dir", nargs="?")

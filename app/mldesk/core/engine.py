@@ -135,21 +135,32 @@ class Engine:
         if not (lab / "main.py").is_file():
             raise EngineError(f"{lab} has no main.py: a lab needs one (mldesk init {lab} creates a lab)")
         config = labconfig.load_lab_config(lab)  # ConfigError lists every problem
-        if host != "local":
-            raise EngineError(f"unknown host '{host}' (see `mldesk hosts ls`)")
-        runtime = runtime or runtimes.default_local_runtime()
-        if runtime not in runtimes.NAMES:
+        if runtime is not None and runtime not in runtimes.NAMES:
             raise EngineError(f"unknown runtime '{runtime}' (choose docker or process)")
-        if runtime == "docker" and not runtimes.docker_answers():
-            raise EngineError(
-                "the Docker daemon is not running (or not reachable at DOCKER_HOST): start it "
-                "(e.g. `sudo systemctl start docker`) or run with --runtime process"
-            )
+        profile: dict[str, Any] | None = None
+        if host == "local":
+            runtime = runtime or runtimes.default_local_runtime()
+            if runtime == "docker" and not runtimes.docker_answers():
+                raise EngineError(
+                    "the Docker daemon is not running (or not reachable at DOCKER_HOST): start it "
+                    "(e.g. `sudo systemctl start docker`) or run with --runtime process"
+                )
+            grace, network, max_parallel = (
+                self.setting("stop_grace"), self.setting("local_network"), self.setting("local_max_parallel"))
+        else:
+            profile = self.store.get_host(host)
+            if profile is None:
+                raise EngineError(f"unknown host '{host}' (see `mldesk hosts ls`, add one with `mldesk hosts add`)")
+            runtime = runtime or profile.get("runtime", "docker")
+            grace = profile.get("stop_grace") or self.setting("stop_grace")
+            network = profile.get("network") or "bridge"
+            max_parallel = profile.get("max_parallel") or 0
         name = self._check_name(name) if name is not None else None
         options = {
-            "grace": float(self.setting("stop_grace")),
-            "network": self.setting("local_network"),
-            "max_parallel": self.setting("local_max_parallel"),
+            "grace": float(grace),
+            "network": network,
+            "max_parallel": max_parallel,
+            "host_profile": profile,
             "input_timeout": self.setting("input_timeout"),
             "input_retries": self.setting("input_retries"),
             "keep_workspace": self.setting("keep_workspace"),

@@ -68,6 +68,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE executions ADD COLUMN hidden_at REAL;
     """,
+    # 3: a transient status line set by the runtime ("reconnecting to gpu1 (attempt 3)")
+    """
+    ALTER TABLE executions ADD COLUMN note TEXT;
+    """,
 ]
 
 
@@ -100,6 +104,7 @@ class Execution:
     hidden: int = 0  # 0 shown, 1 hidden pending undo, 2 being removed
     seq: int = 0
     hidden_at: float | None = None
+    note: str | None = None
 
     JSON_COLUMNS = ("argv", "inputs", "options", "handle")
 

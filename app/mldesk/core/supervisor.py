@@ -143,12 +143,14 @@ class Supervisor:
             argv=list(ex.argv), image=ex.image, hardware=ex.hardware, env={},
             grace=float(opts.get("grace", 10.0)), network=opts.get("network", "bridge"),
             options=opts, message=self.writer.message, log_path=self.layout.log_path(ex.id),
+            set_note=lambda note: self.store.update(self.exec_id, note=note),
+            exec_dir=self.layout.execution_dir(ex.id),
         )
         threading.Thread(target=self._watch_stop, name="stop-watch", daemon=True).start()
         self.handle = dict(ex.handle)
         code: int | None = ex.exit_code
         try:
-            self.runtime = get_runtime(ex.runtime)
+            self.runtime = get_runtime("ssh" if ex.host != "local" else ex.runtime)
             if ex.state in ("queued", "preparing", "fetching"):
                 code = self._fresh_run(ex)
             elif ex.state == "running":
@@ -259,7 +261,7 @@ class Supervisor:
         self.done.set()
         self._cleanup()
         self.writer.flush()
-        self.store.update(self.exec_id, state=state, exit_code=code, reason=reason,
+        self.store.update(self.exec_id, state=state, exit_code=code, reason=reason, note=None,
                           finished_at=time.time(), only_if_state=ACTIVE_STATES)
 
 

@@ -23,6 +23,10 @@ def get_runtime(name: str) -> Runtime:
         from mldesk.runtimes.docker import DockerRuntime
 
         return DockerRuntime()
+    if name == "ssh":
+        from mldesk.runtimes.ssh import SshRuntime
+
+        return SshRuntime()
     raise RuntimeUnavailable(f"unknown runtime '{name}' (choose one of: {', '.join(NAMES)})")
 
 

@@ -53,6 +53,10 @@ class RunContext:
     options: dict[str, Any] = field(default_factory=dict)
     message: Callable[[str], None] = print
     log_path: Path | None = None
+    # a transient status shown on the execution (e.g. "reconnecting"); None clears it
+    set_note: Callable[[str | None], None] = lambda note: None
+    # the execution's own folder on this machine (outputs/ and the log live there)
+    exec_dir: Path | None = None
 
     def program_env(self) -> dict[str, str]:
         return {
