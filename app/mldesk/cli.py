@@ -67,6 +67,7 @@ def _engine():
     from mldesk.core.engine import Engine
 
     engine = Engine()
+    engine.fork_supervisors = True
     engine.recover()
     return engine
 
@@ -114,7 +115,7 @@ def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, o
                 last_check = time.monotonic()
                 engine.reattach_one(exec_id)  # its supervisor died: start another
             time.sleep(delay)
-            delay = min(delay * 2, 0.1)
+            delay = min(delay * 2, 0.025)
     finally:
         reader.close()
 
@@ -447,6 +448,10 @@ def _report_crash(exc: BaseException) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["__smoke"]:  # self-test of a build (packaging/smoke_test.py)
+        from mldesk.smoke import main as smoke
+
+        return smoke(argv[1:])
     if argv[:1] == ["__supervise"]:  # the frozen app has no `python -m`
         from mldesk.core.supervisor import main as supervise
 

@@ -76,6 +76,8 @@ class Engine:
         self._follow_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stop_watch = threading.Event()
+        # set by the single-threaded CLI: start supervisors by forking (fast start)
+        self.fork_supervisors = False
 
     def close(self) -> None:
         self.stop_watching()
@@ -127,7 +129,6 @@ class Engine:
             name: str | None = None) -> Execution:
         """Snapshot ``lab`` and start an execution of it; returns at once."""
         from mldesk import runtimes
-        from mldesk.core import supervisor
 
         lab = Path(lab).expanduser().resolve()
         if not lab.is_dir():
@@ -186,8 +187,20 @@ class Engine:
             self.layout.execution_dir(exec_id).mkdir(parents=True, exist_ok=True)
             self.store.insert_execution(ex)
         self.store.touch_recent_lab(str(lab))
-        supervisor.spawn(self.layout, exec_id)
+        self._spawn(exec_id)
         return ex
+
+    def _spawn(self, exec_id: str) -> None:
+        from mldesk.core import supervisor
+
+        if self.fork_supervisors and self._watcher is None:
+            self.store.close()  # no SQLite connection may cross a fork
+            try:
+                supervisor.spawn(self.layout, exec_id, fork=True)
+            finally:
+                self.store = Store(self.layout.db)
+        else:
+            supervisor.spawn(self.layout, exec_id)
 
     # -- stop / restart ------------------------------------------------------
     def stop(self, ref: str) -> Execution:
@@ -342,7 +355,7 @@ class Engine:
         ex = self.store.get(exec_id)
         if ex is None or ex.final or supervisor.is_supervised(self.layout, exec_id):
             return False
-        supervisor.spawn(self.layout, exec_id)
+        self._spawn(exec_id)
         return True
 
     # -- events ---------------------------------------------------------------

@@ -56,8 +56,19 @@ def is_supervised(layout: Layout, exec_id: str) -> bool:
     return False
 
 
-def spawn(layout: Layout, exec_id: str) -> None:
-    """Start a detached supervisor for ``exec_id`` and return at once."""
+def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
+    """Start a detached supervisor for ``exec_id`` and return at once.
+
+    ``fork=True`` (the CLI) forks twice: the supervisor starts with everything
+    already imported, which keeps ``mldesk run`` fast. Only a single-threaded caller
+    with no SQLite connection open may do that (SQLite's locks do not survive a
+    fork); everyone else starts a fresh interpreter."""
+    fork = fork and hasattr(os, "fork") and threading.active_count() == 1
+    exec_dir = layout.execution_dir(exec_id)
+    exec_dir.mkdir(parents=True, exist_ok=True)
+    if fork:
+        _spawn_forked(layout, exec_id, exec_dir / "supervisor.log")
+        return
     if getattr(sys, "frozen", False):
         cmd = [sys.executable, "__supervise", exec_id]
     else:
@@ -66,13 +77,53 @@ def spawn(layout: Layout, exec_id: str) -> None:
     if not getattr(sys, "frozen", False):
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    exec_dir = layout.execution_dir(exec_id)
-    exec_dir.mkdir(parents=True, exist_ok=True)
     with open(exec_dir / "supervisor.log", "ab") as log:
         subprocess.Popen(
             cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True, cwd="/",
         )
+
+
+def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)  # the middle child exits at once
+        return
+    code = 1
+    try:
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        # the grandchild: no terminal, no inherited pipes or files (the caller's
+        # SQLite connection included: it is never touched here)
+        os.chdir("/")
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, 65536)
+        sys.stdin = open(0, closefd=False)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        code = supervise(layout, exec_id)
+    except BaseException:  # noqa: BLE001 - a forked child must never return
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def supervise(layout: Layout, exec_id: str) -> int:
+    """Run the supervisor for ``exec_id`` unless another one holds its lock."""
+    lock = try_lock(layout.writer_lock(exec_id))
+    if lock is None:
+        return 0  # another supervisor owns it
+    try:
+        return Supervisor(layout, exec_id).run()
+    finally:
+        os.close(lock)
 
 
 class Supervisor:
@@ -270,15 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m mldesk.core.supervisor EXECUTION_ID", file=sys.stderr)
         return 2
-    exec_id = argv[0]
-    layout = Layout()
-    lock = try_lock(layout.writer_lock(exec_id))
-    if lock is None:
-        return 0  # another supervisor owns it
-    try:
-        return Supervisor(layout, exec_id).run()
-    finally:
-        os.close(lock)
+    return supervise(Layout(), argv[0])
 
 
 if __name__ == "__main__":

@@ -145,6 +145,7 @@ class DockerRuntime(Runtime):
             container = self.client.containers.run(ctx.image, **kwargs)
         except docker.errors.APIError as exc:
             text = _docker_error_text(exc)
+            self.cleanup({"container": kwargs["name"]})  # created but not started
             if ctx.hardware == "gpu" and ("device driver" in text or "gpu" in text.lower()):
                 raise ExecutionFailed(
                     f"hardwareType is gpu but Docker cannot give this container a GPU ({text}); "

@@ -1,0 +1,63 @@
+"""Docker faults give clear errors: daemon not running, image missing, GPU absent."""
+
+from __future__ import annotations
+
+import pytest
+
+from mldesk.core.engine import Engine, EngineError
+from tests.integration.conftest import cli, wait_final
+
+
+@pytest.fixture
+def lab(tmp_path):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "main.py").write_text("print('hi')\n")
+    return lab
+
+
+def test_daemon_not_running_is_a_clear_error(lab, mldesk_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such-docker.sock")
+    with pytest.raises(EngineError, match="Docker daemon is not running.*--runtime process"):
+        Engine(mldesk_home).run(lab, runtime="docker")
+    res = cli("run", str(lab), "--runtime", "docker", home=mldesk_home)
+    err = res.stderr.decode()
+    assert res.returncode == 1 and err.startswith("mldesk: error: the Docker daemon is not running")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    # with no daemon the local default is the embedded process runtime
+    res = cli("run", str(lab), home=mldesk_home)
+    assert res.returncode == 0 and res.stdout == b"hi\n"
+    assert b"process runtime" in res.stderr
+
+
+def test_image_missing_fails_with_reason(lab, mldesk_home, docker_client):
+    (lab / "ml.yaml").write_text("dockerImageId: mldesk-test/does-not-exist:1.0\n")
+    engine = Engine(mldesk_home)
+    engine.set_setting("local_network", "none")
+    ex = engine.run(lab, runtime="docker")
+    final = wait_final(engine, ex.id)
+    assert final.state == "failed"
+    assert "mldesk-test/does-not-exist:1.0" in final.reason
+    assert "could not be pulled" in final.reason and "docker load" in final.reason
+    res = cli("show", ex.id, home=mldesk_home, check=True)
+    assert b"could not be pulled" in res.stdout
+
+
+def test_gpu_requested_without_gpu(lab, mldesk_home, busybox_image):
+    (lab / "ml.yaml").write_text("dockerImageId: mldesk-test/busybox:latest\nhardwareType: GPU\n")
+    engine = Engine(mldesk_home)
+    engine.set_setting("local_network", "none")
+    final = wait_final(engine, engine.run(lab, runtime="docker").id)
+    assert final.state == "failed" and final.hardware == "gpu"
+    assert "hardwareType is gpu" in final.reason and "hardwareType: cpu" in final.reason
+
+
+def test_gpu_requested_on_process_runtime_without_gpu(lab, mldesk_home):
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi")
+    (lab / "ml.yaml").write_text("hardwareType: gpu\n")
+    engine = Engine(mldesk_home)
+    final = wait_final(engine, engine.run(lab, runtime="process").id)
+    assert final.state == "failed" and "no NVIDIA GPU" in final.reason

@@ -1,0 +1,79 @@
+"""The three stages with real downloads from a local HTTP server, on both runtimes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import pytest
+
+from tests.helpers.httpserver import HTTPTestServer
+from tests.integration.conftest import program_output, wait_final
+
+READER = """
+import hashlib, os, sys
+for name in sorted(os.listdir("inputs")):
+    data = open(os.path.join("inputs", name), "rb").read()
+    print(name, len(data), hashlib.sha256(data).hexdigest())
+open("outputs/seen.txt", "w").write(",".join(sorted(os.listdir("inputs"))))
+"""
+
+
+@pytest.fixture
+def http():
+    with HTTPTestServer(max_stall=20) as server:
+        yield server
+
+
+def inputs_yaml(entries):
+    return "inputs:\n" + "".join(f"  - name: {n}\n    url: {u}\n" for n, u in entries)
+
+
+def test_three_stages_with_inputs(engine, make_lab, runtime, http, tmp_path):
+    big = os.urandom(3_000_000)
+    small = b"hello input\n"
+    local_file = tmp_path / "local.csv"
+    local_file.write_bytes(b"a,b\n1,2\n")
+    lab = make_lab(READER, inputs_yaml([
+        ("big.bin", http.serve("/big", big)),
+        ("small.txt", http.serve("/small", small)),
+        ("local.csv", local_file.as_uri()),
+    ]))
+    ex = engine.run(lab, runtime=runtime)
+    final = wait_final(engine, ex.id)
+    assert final.state == "finished", final.reason
+    out = program_output(engine, ex.id).decode()
+    assert f"big.bin {len(big)} {hashlib.sha256(big).hexdigest()}" in out
+    assert f"small.txt {len(small)} {hashlib.sha256(small).hexdigest()}" in out
+    assert "local.csv 8 " in out
+    assert (engine.outputs_dir(ex.id) / "seen.txt").read_text() == "big.bin,local.csv,small.txt"
+    progress = engine.input_progress(ex.id)
+    assert progress["big.bin"]["state"] == "done" and progress["big.bin"]["done"] == len(big)
+    # a second run revalidates from the cache instead of downloading again
+    before = len(http.requests("/big")) if callable(getattr(http, "requests", None)) else None
+    again = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert again.state == "finished"
+    assert program_output(engine, again.id).decode() == out
+    if before is not None:
+        assert all(r.status in (200, 206, 304) for r in http.requests("/big"))
+
+
+@pytest.mark.parametrize("kind", ["404", "reset", "stall"])
+def test_failing_input_fails_execution_cleanly(engine, make_lab, runtime, http, kind):
+    data = os.urandom(400_000)
+    url = {
+        "404": lambda: http.not_found("/missing"),
+        "reset": lambda: http.reset_halfway("/reset", data),
+        "stall": lambda: http.stall("/stall", data),
+    }[kind]()
+    lab = make_lab("print('the code must not run')\n", inputs_yaml([("ok.bin", http.serve("/ok", data)),
+                                                                   ("bad.bin", url)]))
+    ex = engine.run(lab, runtime=runtime)
+    final = wait_final(engine, ex.id, timeout=90)
+    assert final.state == "failed"
+    assert url in final.reason and "bad.bin" in final.reason
+    expected = {"404": "404", "reset": "reset", "stall": "stalled"}[kind]
+    assert expected in final.reason.lower(), final.reason
+    assert final.exit_code is None and final.started_at is None, "the code never ran"
+    assert b"must not run" not in program_output(engine, ex.id)
+    assert not engine.layout.workspace(ex.id).exists()
