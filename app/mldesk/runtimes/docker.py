@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -21,6 +22,16 @@ from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUn
 
 WORKDIR = "/workspace"
 _HDR = struct.Struct(">BxxxI")
+
+
+def _docker():
+    """docker-py, imported without its SSH transport unless DOCKER_HOST needs it:
+    that transport pulls in paramiko, 130 ms of every local run's start-up."""
+    if "docker" not in sys.modules and not os.environ.get("DOCKER_HOST", "").startswith("ssh://"):
+        sys.modules.setdefault("docker.transport.sshconn", None)
+    import docker
+
+    return docker
 
 
 def _docker_error_text(exc: Exception) -> str:
@@ -53,8 +64,7 @@ class DockerRuntime(Runtime):
     @property
     def client(self):
         if self._client is None:
-            import docker
-
+            docker = _docker()
             try:
                 self._client = docker.from_env(version="auto", timeout=60)
             except docker.errors.DockerException as exc:
@@ -75,7 +85,7 @@ class DockerRuntime(Runtime):
 
     # -- image ----------------------------------------------------------------
     def prepare(self, ctx: RunContext) -> None:
-        import docker
+        docker = _docker()
 
         reason = self.available()
         if reason:
@@ -92,7 +102,7 @@ class DockerRuntime(Runtime):
         self._pull(ctx, image)
 
     def _pull(self, ctx: RunContext, image: str) -> None:
-        import docker
+        docker = _docker()
 
         repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
         layers: dict[str, tuple[int, int]] = {}
@@ -120,7 +130,7 @@ class DockerRuntime(Runtime):
 
     # -- running ----------------------------------------------------------------
     def start(self, ctx: RunContext) -> dict[str, Any]:
-        import docker
+        docker = _docker()
         from docker.types import DeviceRequest
 
         kwargs: dict[str, Any] = dict(
@@ -155,7 +165,7 @@ class DockerRuntime(Runtime):
         return {"container": container.id}
 
     def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
-        import docker
+        docker = _docker()
 
         try:
             container = self.client.containers.get(handle["container"])
@@ -173,7 +183,7 @@ class DockerRuntime(Runtime):
 
         def reader() -> None:
             try:
-                copy_frames(res.raw, sink, skip_until=since, last=last)
+                copy_frames(body_chunks(res), sink, skip_until=since, last=last)
             except BaseException as exc:  # noqa: BLE001 - reported by the caller
                 if not done.is_set():
                     errors.append(exc)
@@ -193,7 +203,7 @@ class DockerRuntime(Runtime):
         # a follow stream can end before the daemon stored the last (partial) line:
         # read once more, without follow, after the newest frame we have
         tail = self._logs(container.id, last[0], follow=False)
-        copy_frames(tail.raw, sink, skip_until=last[0], last=last)
+        copy_frames(body_chunks(tail), sink, skip_until=last[0], last=last)
         return status
 
     def _logs(self, container_id: str, since: float, *, follow: bool):
@@ -206,7 +216,7 @@ class DockerRuntime(Runtime):
         return res
 
     def _wait(self, container) -> int:
-        import docker
+        docker = _docker()
         import requests
 
         while True:
@@ -224,7 +234,7 @@ class DockerRuntime(Runtime):
                     ) from None
 
     def stop(self, handle: dict[str, Any], grace: float) -> None:
-        import docker
+        docker = _docker()
 
         container_id = handle.get("container")
         if not container_id:
@@ -235,7 +245,7 @@ class DockerRuntime(Runtime):
             pass
 
     def cleanup(self, handle: dict[str, Any]) -> None:
-        import docker
+        docker = _docker()
 
         if handle.get("container"):
             try:
@@ -244,45 +254,87 @@ class DockerRuntime(Runtime):
                 pass
 
 
-def copy_frames(raw, sink: Sink, skip_until: float = 0.0, last: list[float] | None = None) -> None:
-    """Demultiplex Docker's log stream (8-byte frame headers, timestamp-prefixed
-    payloads) from a urllib3 response into ``sink``, batching consecutive frames of
-    one stream per read. ``read1`` returns what has arrived instead of waiting.
-    ``last[0]`` is kept at the timestamp of the newest frame handed to ``sink``."""
+def body_chunks(res):
+    """The raw body of a streaming requests response, as it arrives, many HTTP
+    chunks at a time. urllib3 hands out one HTTP chunk per read and Docker sends
+    one chunk per log line, so reading through it costs a Python round per line;
+    here the chunked framing is undone on whatever the socket buffer holds."""
+    fp = res.raw._fp.fp  # http.client's buffered reader over the socket
+    if res.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        while True:
+            data = fp.read1(1 << 20)
+            if not data:
+                return
+            yield data
     buf = b""
-    batch: list[bytes] = []
-    batch_stream, batch_ts = 0, 0.0
-
-    def flush() -> None:
-        if batch:
-            sink(batch_stream, b"".join(batch), batch_ts)
-            batch.clear()
-            if last is not None:
-                last[0] = batch_ts
-
     while True:
-        chunk = raw.read1(1 << 16)
-        if not chunk:
+        data = fp.read1(1 << 20)
+        if not data:
             return
-        buf += chunk
+        buf = buf + data if buf else data
+        out = []
         pos = 0
-        while len(buf) - pos >= 8:
-            stream, size = _HDR.unpack_from(buf, pos)
-            if len(buf) - pos - 8 < size:
+        while True:
+            nl = buf.find(b"\r\n", pos)
+            if nl < 0:
                 break
-            payload = buf[pos + 8: pos + 8 + size]
-            pos += 8 + size
-            space = payload.find(b" ")
-            ts = parse_ts(payload[:space])
-            if ts <= skip_until:
-                continue
-            stream = logstore.STDERR if stream == 2 else logstore.STDOUT
-            if stream != batch_stream:
-                flush()
-            batch_stream, batch_ts = stream, ts
-            batch.append(payload[space + 1:])
-        flush()
+            size = int(buf[pos:nl].split(b";", 1)[0], 16)
+            if size == 0:
+                if out:
+                    yield b"".join(out)
+                return
+            if len(buf) < nl + 4 + size:
+                break
+            out.append(buf[nl + 2:nl + 2 + size])
+            pos = nl + 4 + size
         buf = buf[pos:]
+        if out:
+            yield b"".join(out)
+
+
+def copy_frames(chunks, sink: Sink, skip_until: float = 0.0, last: list[float] | None = None) -> None:
+    """Demultiplex Docker's log stream (8-byte frame headers, timestamp-prefixed
+    payloads) from ``body_chunks`` into ``sink``, batching consecutive frames of
+    one stream per read.
+    Only the last timestamp of a batch is parsed (it is the batch's record time and
+    the resume point), unless frames must be skipped up to ``skip_until``.
+    ``last[0]`` is kept at the timestamp of the newest frame handed to ``sink``."""
+    unpack_from = _HDR.unpack_from
+    buf = b""
+    for chunk in chunks:
+        buf = buf + chunk if buf else chunk
+        n = len(buf)
+        pos = 0
+        batch: list[bytes] = []
+        batch_stream = 0
+        ts_at = (0, 0)
+        while n - pos >= 8:
+            stream, size = unpack_from(buf, pos)
+            end = pos + 8 + size
+            if end > n:
+                break
+            space = buf.find(b" ", pos + 8, end)
+            if skip_until and parse_ts(buf[pos + 8:space]) <= skip_until:
+                pos = end
+                continue
+            if stream != batch_stream and batch:
+                _sink_batch(sink, batch_stream, batch, buf, ts_at, last)
+                batch = []
+            batch_stream = stream
+            ts_at = (pos + 8, space)
+            batch.append(buf[space + 1:end])
+            pos = end
+        if batch:
+            _sink_batch(sink, batch_stream, batch, buf, ts_at, last)
+        buf = buf[pos:]
+
+
+def _sink_batch(sink: Sink, stream: int, batch: list[bytes], buf: bytes, ts_at: tuple[int, int],
+                last: list[float] | None) -> None:
+    ts = parse_ts(buf[ts_at[0]:ts_at[1]])
+    sink(logstore.STDERR if stream == 2 else logstore.STDOUT, b"".join(batch), ts)
+    if last is not None:
+        last[0] = ts
 
 
 def last_program_ts(log_path) -> float:
