@@ -31,13 +31,14 @@ def test_daemon_not_running_is_a_clear_error(lab, mldesk_home, monkeypatch, tmp_
 
 
 def test_image_missing_fails_with_reason(lab, mldesk_home, docker_client):
-    (lab / "ml.yaml").write_text("dockerImageId: mldesk-test/does-not-exist:1.0\n")
+    # a registry on a closed local port: the pull fails without leaving this machine
+    (lab / "ml.yaml").write_text("dockerImageId: 127.0.0.1:9/mldesk-test/does-not-exist:1.0\n")
     engine = Engine(mldesk_home)
     engine.set_setting("local_network", "none")
     ex = engine.run(lab, runtime="docker")
     final = wait_final(engine, ex.id)
     assert final.state == "failed"
-    assert "mldesk-test/does-not-exist:1.0" in final.reason
+    assert "127.0.0.1:9/mldesk-test/does-not-exist:1.0" in final.reason
     assert "could not be pulled" in final.reason and "docker load" in final.reason
     res = cli("show", ex.id, home=mldesk_home, check=True)
     assert b"could not be pulled" in res.stdout
