@@ -340,7 +340,10 @@ def cmd_gui(args) -> int:
         from mldesk import ui
     except ImportError as exc:
         raise CliError(f"the desktop window needs PySide6 ({exc}); install mldesk with its dependencies") from None
-    return ui.main(lab=getattr(args, "lab", None))
+    lab = getattr(args, "lab", None)
+    if lab and Path(lab).is_file():  # a file manager opens the lab's ml.yaml
+        lab = str(Path(lab).parent)
+    return ui.main(lab=lab)
 
 
 # -- parser -------------------------------------------------------------------
@@ -349,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mldesk {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("open", help="open a lab in the desktop window")
-    s.add_argument("lab")
+    s = sub.add_parser("open", help="open a lab (its folder or its ml.yaml) in the desktop window")
+    s.add_argument("lab", nargs="?", help="default: the last lab opened")
     s.set_defaults(func=cmd_gui)
 
     def run_options(s, *, lab: bool):
