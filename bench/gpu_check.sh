@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=app MLDESK_HOME=$(mktemp -d)
 nvidia-smi -L
-python3 -c "import yaml, platformdirs" || { echo "needs PyYAML and platformdirs for python3"; exit 1; }
+python3 -c "import yaml" || { echo "needs PyYAML for python3"; exit 1; }
 python3 -m mldesk run bench/gpu_lab --runtime process
 echo "exit: $?"
 python3 -m mldesk ls
