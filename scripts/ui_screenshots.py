@@ -132,9 +132,12 @@ def main(out_dir: Path) -> None:
         w = sys.stdout.write
         w("\\033[1mgenerating 200,000 lines\\033[0m\\n")
         for i in range(200000):
-            w(f"step {i:6d}  loss {1/(i+1):.6f}\\n")
+            if i % 40 == 39:
+                w(f"step {i:6d}  \\033[33mcheckpoint saved\\033[0m  (\\033[32m{i // 40}\\033[0m so far)\\n")
+            else:
+                w(f"step {i:6d}  loss \\033[36m{1/(i+1):.6f}\\033[0m\\n")
         w("\\033[32mdone\\033[0m\\n")
-    """))
+    """).lstrip())
     a = eng.run(lab, runtime="process", name="baseline, lr 0.01")
     wait_final(a.id)
     (lab / "ml.yaml").write_text(no_http.replace("--lr=0.01", "--lr=0.1"))
@@ -237,6 +240,8 @@ def main(out_dir: Path) -> None:
     dialog.show()
     pump(0.5)
     shot(dialog, "settings")
+    dialog.tabs.setCurrentIndex(1)
+    shot(dialog, "settings-executions")
     dialog.close()
 
     # -- remove with undo
@@ -244,9 +249,11 @@ def main(out_dir: Path) -> None:
     win.execution_list.setCurrentIndex(win.model.index_of(b.id))
     pump(0.2)
     win.remove(win.selected())
+    win.select_execution(c.id, show_code=False)
     pump(0.6)
+    win.console.flush_now()
     shot(win, "undo-bar")
-    win.undo_bar.undo.emit() if False else win.undo_bar.button.click()
+    win.undo_bar.button.click()
     pump(0.3)
 
     # -- dark theme

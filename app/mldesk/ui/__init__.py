@@ -1,0 +1,106 @@
+"""mldesk's PySide6 user interface: widgets, models and dialogs.
+
+Every Qt name the UI uses is imported through :mod:`mldesk.ui.qt`.
+
+``launch()`` is the entry for tests and benchmarks (a window, no event loop);
+``main()`` runs the application (``mldesk`` and ``mldesk open LAB``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mldesk.core.engine import Engine
+    from mldesk.ui.mainwindow import MainWindow
+
+APP_NAME = "mldesk"
+
+
+def application():
+    """The QApplication (created, with its names set, when there is none)."""
+    from mldesk.ui.qt import QtCore, QtGui, QtWidgets
+
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        QtCore.QCoreApplication.setOrganizationName(APP_NAME)
+        QtCore.QCoreApplication.setOrganizationDomain("mldesk.dev")
+        QtCore.QCoreApplication.setApplicationName(APP_NAME)
+        QtGui.QGuiApplication.setDesktopFileName(APP_NAME)
+        app = QtWidgets.QApplication(sys.argv[:1])
+    else:
+        if not QtCore.QCoreApplication.applicationName() or \
+                QtCore.QCoreApplication.applicationName() in ("python", "python3", "pytest"):
+            QtCore.QCoreApplication.setApplicationName(APP_NAME)
+        if not QtCore.QCoreApplication.organizationName():
+            QtCore.QCoreApplication.setOrganizationName(APP_NAME)
+    return app
+
+
+def launch(lab: str | Path | None = None, home: str | Path | None = None, *,
+           runtime: str | None = None, engine: "Engine | None" = None, show: bool = True) -> "MainWindow":
+    """Create the QApplication if there is none, and a main window on ``lab`` (else
+    the last lab opened, else the welcome screen); show it and return it without
+    entering the event loop. ``home`` is the data folder (default MLDESK_HOME or the
+    platform's); ``runtime`` forces ``docker`` or ``process`` (default: automatic).
+    The window owns (and closes) the engine unless one is passed in."""
+    application()
+    from mldesk.core.engine import Engine
+    from mldesk.ui.errors import install_excepthook
+    from mldesk.ui.mainwindow import MainWindow
+
+    owns = engine is None
+    eng = engine if engine is not None else Engine(home)
+    install_excepthook(eng.layout.root)
+    window = MainWindow(eng, owns_engine=owns, runtime=runtime)
+    target = Path(lab).expanduser() if lab else None
+    if target is None:
+        recent = [p for p in eng.store.recent_labs(5) if Path(p).is_dir()]
+        target = Path(recent[0]) if recent else None
+    if target is not None:
+        if not window.open_lab(target) and lab:
+            window.show_welcome()
+    if show:
+        window.show()
+    return window
+
+
+def main(lab: str | Path | None = None) -> int:
+    """Run the desktop app until its window closes; returns the exit status."""
+    import asyncio
+    import signal
+
+    from mldesk.ui.qt import QtCore, QtWidgets
+
+    app = application()
+    app.setQuitOnLastWindowClosed(True)
+    try:
+        window = launch(lab)
+    except Exception as exc:  # noqa: BLE001 - a store we cannot open: say why, no traceback
+        from mldesk.ui.errors import describe
+
+        QtWidgets.QMessageBox.critical(None, "mldesk cannot start",
+                                       f"{describe(exc)}.\n\nCheck the data folder (MLDESK_HOME) and try again.")
+        return 1
+    # Ctrl-C in the terminal quits (Python only sees signals while it runs: wake it).
+    signal.signal(signal.SIGINT, lambda *_a: window.close())
+    waker = QtCore.QTimer()
+    waker.timeout.connect(lambda: None)
+    waker.start(300)
+    try:
+        import qasync
+    except ImportError:  # pragma: no cover - qasync is a dependency; be robust anyway
+        return app.exec()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    quitting = asyncio.Event()
+    app.aboutToQuit.connect(quitting.set)
+    with loop:
+        loop.run_until_complete(quitting.wait())
+    window.shutdown()
+    return 0
+
+
+__all__ = ["launch", "main", "application"]

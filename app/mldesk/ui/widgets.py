@@ -1,0 +1,164 @@
+"""Small shared widgets: the message banner, a section header, icon helpers."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
+
+# (background, border, accent) per level, for light and dark palettes
+_LEVELS = {
+    "info": (("#eaf2fe", "#b9d3fb", "#1f5fbf"), ("#1c2a3d", "#2f4a70", "#8cbcff")),
+    "success": (("#e9f6ee", "#b6e0c4", "#1e7a3c"), ("#1b2f23", "#2f5a3d", "#7ed39a")),
+    "warning": (("#fff6e0", "#f0d58f", "#8a5a00"), ("#352c18", "#665228", "#f2c46a")),
+    "error": (("#fdecec", "#f3b9b9", "#b3261e"), ("#3a1f1f", "#6b3333", "#ff8a80")),
+}
+
+
+def is_dark(widget: QtWidgets.QWidget | None = None) -> bool:
+    pal = widget.palette() if widget is not None else QtWidgets.QApplication.palette()
+    return pal.color(QtGui.QPalette.Window).lightness() < 128
+
+
+class MessageBar(QtWidgets.QFrame):
+    """A banner: what happened (bold) and what to do next, with optional actions."""
+
+    closed = Signal()
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, closable: bool = True):
+        super().__init__(parent)
+        self.setObjectName("messageBar")
+        self.level = "info"
+        self.title = QtWidgets.QLabel(self)
+        self.title.setObjectName("messageTitle")
+        self.title.setTextFormat(Qt.PlainText)
+        self.title.setWordWrap(True)
+        self.text = QtWidgets.QLabel(self)
+        self.text.setObjectName("messageText")
+        self.text.setTextFormat(Qt.PlainText)
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        texts = QtWidgets.QVBoxLayout()
+        texts.setSpacing(1)
+        texts.setContentsMargins(0, 0, 0, 0)
+        texts.addWidget(self.title)
+        texts.addWidget(self.text)
+        self._buttons = QtWidgets.QHBoxLayout()
+        self._buttons.setSpacing(6)
+        self._close = QtWidgets.QToolButton(self)
+        self._close.setAutoRaise(True)
+        self._close.setText("\u2715")
+        self._close.setToolTip("Dismiss")
+        self._close.setObjectName("messageClose")
+        self._close.clicked.connect(self.dismiss)
+        self._close.setVisible(closable)
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(12, 7, 6, 7)
+        layout.setSpacing(10)
+        layout.addLayout(texts, 1)
+        layout.addLayout(self._buttons)
+        layout.addWidget(self._close, 0, Qt.AlignTop)
+        self._action_buttons: list[QtWidgets.QPushButton] = []
+        self.hide()
+
+    def show_message(self, title: str, text: str = "", level: str = "info",
+                     actions: list[tuple[str, Callable[[], None]]] | None = None) -> None:
+        self.level = level
+        self.title.setText(title)
+        self.text.setText(text)
+        self.text.setVisible(bool(text))
+        for btn in self._action_buttons:
+            self._buttons.removeWidget(btn)
+            btn.deleteLater()
+        self._action_buttons = []
+        for label, slot in actions or []:
+            btn = QtWidgets.QPushButton(label, self)
+            btn.setAutoDefault(False)
+            btn.setCursor(Qt.PointingHandCursor)
+            btn.clicked.connect(slot)
+            self._buttons.addWidget(btn, 0, Qt.AlignVCenter)
+            self._action_buttons.append(btn)
+        self._restyle()
+        self.show()
+
+    def buttons(self) -> list[QtWidgets.QPushButton]:
+        return list(self._action_buttons)
+
+    def dismiss(self) -> None:
+        self.hide()
+        self.closed.emit()
+
+    def _restyle(self) -> None:
+        bg, border, accent = _LEVELS[self.level][int(is_dark(self.parentWidget() or self))]
+        sheet = (f"#{self.objectName()} {{ background: {bg}; border: none; border-bottom: 1px solid {border}; }}"
+                 f"#messageTitle {{ color: {accent}; font-weight: 600; }}")
+        if sheet != self.styleSheet():  # setting it changes the palette: no loop
+            self.setStyleSheet(sheet)
+
+    def changeEvent(self, event: QtCore.QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QtCore.QEvent.PaletteChange and self.isVisible():
+            self._restyle()
+
+
+class SectionHeader(QtWidgets.QWidget):
+    """A small caps title with optional widgets on the right."""
+
+    def __init__(self, title: str, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.label = QtWidgets.QLabel(title.upper(), self)
+        font = self.label.font()
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1))
+        font.setWeight(QtGui.QFont.DemiBold)
+        font.setLetterSpacing(QtGui.QFont.PercentageSpacing, 106)
+        self.label.setFont(font)
+        self.label.setForegroundRole(QtGui.QPalette.PlaceholderText)
+        self.layout_ = QtWidgets.QHBoxLayout(self)
+        self.layout_.setContentsMargins(12, 8, 8, 6)
+        self.layout_.setSpacing(6)
+        self.layout_.addWidget(self.label)
+        self.layout_.addStretch(1)
+
+    def add(self, widget: QtWidgets.QWidget) -> QtWidgets.QWidget:
+        self.layout_.addWidget(widget)
+        return widget
+
+
+def tool_button(text: str, tip: str, icon: QtGui.QIcon | None = None,
+                parent: QtWidgets.QWidget | None = None) -> QtWidgets.QToolButton:
+    btn = QtWidgets.QToolButton(parent)
+    btn.setText(text)
+    btn.setToolTip(tip)
+    btn.setAutoRaise(True)
+    if icon is not None and not icon.isNull():
+        btn.setIcon(icon)
+        btn.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+    return btn
+
+
+def paint_icon(kind: str, color: str | QtGui.QColor, size: int = 16) -> QtGui.QIcon:
+    """Simple vector icons that look the same on every desktop: run, stop."""
+    pm = QtGui.QPixmap(size * 2, size * 2)
+    pm.setDevicePixelRatio(2)
+    pm.fill(Qt.transparent)
+    p = QtGui.QPainter(pm)
+    p.setRenderHint(QtGui.QPainter.Antialiasing)
+    p.setPen(Qt.NoPen)
+    p.setBrush(QtGui.QColor(color))
+    s = float(size)
+    if kind == "run":
+        path = QtGui.QPainterPath()
+        path.moveTo(s * 0.26, s * 0.16)
+        path.lineTo(s * 0.84, s * 0.5)
+        path.lineTo(s * 0.26, s * 0.84)
+        path.closeSubpath()
+        p.drawPath(path)
+    elif kind == "stop":
+        p.drawRoundedRect(QtCore.QRectF(s * 0.22, s * 0.22, s * 0.56, s * 0.56), s * 0.08, s * 0.08)
+    elif kind == "dot":
+        p.drawEllipse(QtCore.QRectF(s * 0.3, s * 0.3, s * 0.4, s * 0.4))
+    p.end()
+    return QtGui.QIcon(pm)
+
+
+__all__ = ["MessageBar", "SectionHeader", "tool_button", "paint_icon", "is_dark"]
