@@ -1,29 +1,255 @@
-"""``mldesk hosts ...``: the host profiles executions can run on."""
+"""``mldesk hosts ...``: the host profiles executions can run on.
+
+    mldesk hosts add NAME ssh://[user@]host[:port] [--key PATH] [--runtime docker|process]
+                     [--workdir DIR] [--gpus] [--network bridge|none|host]
+                     [--accept-fingerprint SHA256:...] [--jump [user@]host[:port]] ...
+    mldesk hosts ls [--json]
+    mldesk hosts rm NAME
+    mldesk hosts test NAME [--accept-fingerprint SHA256:...] [--json]
+
+An unknown host key is accepted only with ``--accept-fingerprint`` (scripts) or a
+"yes" typed at a terminal; with no terminal and no flag mldesk refuses.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
+
+EXIT_FAIL = 1
+EXIT_HOSTKEY = 3
 
 
 def add_parsers(sub) -> None:
-    s = sub.add_parser("hosts", help="hosts executions can run on")
+    s = sub.add_parser("hosts", help="hosts executions can run on (SSH profiles)")
     hs = s.add_subparsers(dest="hosts_cmd", metavar="ACTION", required=True)
+
     h = hs.add_parser("ls", help="list hosts")
     h.add_argument("--json", action="store_true")
+
+    h = hs.add_parser("add", help="add (or replace) an SSH host profile")
+    h.add_argument("name", help="the name executions use (mldesk run --host NAME)")
+    h.add_argument("url", metavar="ssh://[user@]host[:port]",
+                   help="the address (host may be an alias of ~/.ssh/config)")
+    h.add_argument("--key", metavar="PATH", help="private key file (default: ~/.ssh/config, ssh-agent, ~/.ssh/id_*)")
+    h.add_argument("--runtime", choices=("docker", "process"), default="docker",
+                   help="how the host runs code (default docker)")
+    h.add_argument("--workdir", metavar="DIR", default="~/.mldesk",
+                   help="mldesk's folder on the host (default ~/.mldesk)")
+    h.add_argument("--gpus", action="store_true", help="give containers the host's NVIDIA GPUs (--gpus all)")
+    h.add_argument("--network", choices=("bridge", "none", "host"), default="bridge",
+                   help="container network (default bridge)")
+    h.add_argument("--jump", metavar="[USER@]HOST[:PORT]", help="connect through this jump host (ProxyJump)")
+    h.add_argument("--python", metavar="PATH", help="the host's Python (default python3)")
+    h.add_argument("--stop-grace", type=float, metavar="SECONDS", help="seconds between SIGTERM and SIGKILL")
+    h.add_argument("--max-parallel", type=int, default=0, metavar="N",
+                   help="run at most N executions at once there (0: no limit)")
+    h.add_argument("--outputs-interval", type=float, default=30.0, metavar="SECONDS",
+                   help="copy outputs back every SECONDS while running (default 30; 0: only at the end)")
+    h.add_argument("--keepalive", type=float, default=10.0, metavar="SECONDS",
+                   help="keepalive interval; a link silent for about twice this counts as dropped")
+    h.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS")
+    h.add_argument("--password", action="store_true",
+                   help="log in with a password (asked now at a terminal, kept in the OS keyring)")
+    h.add_argument("--accept-fingerprint", metavar="SHA256:...",
+                   help="accept the host key if (and only if) it has this fingerprint")
+    h.add_argument("--no-check", action="store_true", help="save the profile without connecting")
+
+    h = hs.add_parser("rm", help="remove a host profile")
+    h.add_argument("name")
+
+    h = hs.add_parser("test", help="connect and report OS, Python, Docker, GPUs and free disk")
+    h.add_argument("name")
+    h.add_argument("--accept-fingerprint", metavar="SHA256:...",
+                   help="accept the host key if (and only if) it has this fingerprint")
+    h.add_argument("--json", action="store_true")
     s.set_defaults(func=run)
+
+
+def _err(text: str) -> None:
+    print(f"mldesk: error: {text}", file=sys.stderr)
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _ask_host_key(label: str, key_type: str, fp: str) -> bool:
+    """The terminal yes/no for an unknown host key (only called at a terminal)."""
+    from mldesk.core.paths import Layout
+
+    print(f"The authenticity of host {label} cannot be established: it is not in "
+          f"~/.ssh/known_hosts nor in {Layout().known_hosts}.", file=sys.stderr)
+    print(f"Its {key_type} key fingerprint is {fp}.", file=sys.stderr)
+    print("Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub, run there).",
+          file=sys.stderr)
+    try:
+        answer = input("Accept this key and remember it? [yes/no] ").strip().lower()
+    except EOFError:
+        return False
+    return answer in ("y", "yes")
+
+
+def _ask_secret(kind: str, prompt: str) -> str | None:
+    import getpass
+
+    from mldesk.core import hosts
+
+    problem = hosts.keyring_problem()
+    if problem:
+        print(f"note: {hosts.no_keyring_message('passwords or passphrases')}", file=sys.stderr)
+    try:
+        return getpass.getpass(prompt)
+    except (EOFError, KeyboardInterrupt):
+        return None
+
+
+def connect_cli(profile, accept: str | None):
+    """Connect with the CLI's policy: flag, else a terminal question, else refuse."""
+    from mldesk.core import hosts
+    from mldesk.core.paths import Layout
+
+    interactive = _interactive()
+    return hosts.connect(profile, known_hosts=Layout().known_hosts, accept_fingerprint=accept,
+                         ask_host_key=_ask_host_key if interactive and not accept else None,
+                         ask_secret=_ask_secret if interactive else None)
+
+
+def _report(name: str, conn, info: dict) -> list[str]:
+    from mldesk.core.hosts import human_bytes
+
+    docker = info.get("docker")
+    gpus = info.get("gpus") or []
+    lines = [
+        f"host {name}: {conn.endpoint.label} (logged in with {conn.login})",
+        f"  host key  {conn.host_key} ({'accepted now' if conn.trust == 'accepted' else 'known'})",
+        f"  OS        {info.get('os')} ({info.get('kernel')})",
+        f"  Python    {info.get('python')} ({info.get('python_exe')})",
+        f"  Docker    {docker if docker else 'not available: ' + str(info.get('docker_error'))}",
+        f"  GPUs      {', '.join(gpus) if gpus else 'none (' + str(info.get('gpu_error') or 'nvidia-smi found none') + ')'}",
+        f"  Disk      {human_bytes(info.get('disk_free') or 0)} free in {info.get('disk_path')}",
+        f"  Work dir  {info.get('workdir')}",
+    ]
+    profile = conn.profile
+    if profile.runtime == "docker" and not docker:
+        lines.append(f"warning: {name} uses the docker runtime but Docker is not available there "
+                     f"(mldesk hosts add {name} ... --runtime process, or start Docker there)")
+    if profile.gpus and not gpus:
+        lines.append(f"warning: {name} is set up for GPUs but nvidia-smi found none")
+    return lines
+
+
+def _test(engine, name: str, accept: str | None, as_json: bool) -> int:
+    from mldesk.core import hosts
+    from mldesk.runtimes import ssh
+
+    cfg = engine.store.get_host(name)
+    if cfg is None:
+        _err(f"unknown host '{name}' (see `mldesk hosts ls`)")
+        return EXIT_FAIL
+    try:
+        profile = hosts.load_profile(cfg)
+        conn = connect_cli(profile, accept)
+    except hosts.HostKeyError as exc:
+        _err(str(exc).replace("NAME", name))
+        if isinstance(exc, hosts.HostKeyUnknown) and not accept and not _interactive():
+            print("mldesk: no terminal to ask at and no --accept-fingerprint: the key was not accepted",
+                  file=sys.stderr)
+        return EXIT_HOSTKEY
+    except hosts.HostError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    try:
+        info = ssh.probe(conn)
+    except hosts.HostError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    finally:
+        conn.close()
+    if as_json:
+        print(json.dumps(dict(info, host=name, address=conn.endpoint.label, host_key=conn.host_key,
+                              login=conn.login), indent=2, sort_keys=True))
+    else:
+        print("\n".join(_report(name, conn, info)))
+    return 0
 
 
 def run(args) -> int:
     from mldesk.cli import _engine
 
     engine = _engine()
-    if args.hosts_cmd == "ls":
+    cmd = args.hosts_cmd
+    if cmd == "ls":
         hosts = engine.hosts()
         if args.json:
             print(json.dumps(list(hosts.values()), indent=2, sort_keys=True))
             return 0
         for name, cfg in hosts.items():
-            where = cfg.get("description") or cfg.get("url", "")
-            print(f"{name:<16} {cfg.get('runtime', ''):<8} {where}")
+            where = cfg.get("url") or cfg.get("description") or ""
+            extra = []
+            if cfg.get("gpus"):
+                extra.append("gpus")
+            if cfg.get("jump"):
+                extra.append(f"via {cfg['jump']}")
+            print(f"{name:<16} {cfg.get('runtime', ''):<8} {where}" + (f"  ({', '.join(extra)})" if extra else ""))
         return 0
-    raise AssertionError(args.hosts_cmd)
+    if cmd == "rm":
+        if args.name == "local":
+            _err("'local' is this computer; it cannot be removed")
+            return EXIT_FAIL
+        if not engine.store.delete_host(args.name):
+            _err(f"unknown host '{args.name}' (see `mldesk hosts ls`)")
+            return EXIT_FAIL
+        print(f"removed host {args.name}")
+        return 0
+    if cmd == "test":
+        return _test(engine, args.name, args.accept_fingerprint, args.json)
+    if cmd == "add":
+        return _add(engine, args)
+    raise AssertionError(cmd)
+
+
+def _add(engine, args) -> int:
+    from mldesk.core import hosts
+
+    try:
+        profile = hosts.HostProfile.from_url(
+            args.name, args.url, key=args.key, runtime=args.runtime, workdir=args.workdir, gpus=args.gpus,
+            network=args.network, jump=args.jump, python=args.python, stop_grace=args.stop_grace,
+            max_parallel=args.max_parallel, outputs_interval=args.outputs_interval,
+            keepalive=args.keepalive, connect_timeout=args.connect_timeout, password=args.password)
+    except hosts.HostError as exc:
+        _err(str(exc))
+        return EXIT_FAIL
+    if profile.key:
+        import os
+
+        profile.key = os.path.abspath(os.path.expanduser(profile.key))
+    existed = engine.store.get_host(profile.name) is not None
+    check = not args.no_check and (args.accept_fingerprint or _interactive())
+    if check:
+        try:
+            conn = connect_cli(profile, args.accept_fingerprint)
+        except hosts.HostKeyError as exc:
+            _err(str(exc).replace("NAME", profile.name))
+            print(f"mldesk: host {profile.name} was not saved", file=sys.stderr)
+            return EXIT_HOSTKEY
+        except hosts.HostError as exc:
+            _err(str(exc))
+            print(f"mldesk: host {profile.name} was not saved (use --no-check to save it anyway)",
+                  file=sys.stderr)
+            return EXIT_FAIL
+        conn.close()
+    engine.store.put_host(profile.name, profile.to_dict())
+    print(f"{'updated' if existed else 'added'} host {profile.name}: {profile.url} "
+          f"({profile.runtime} runtime, work folder {profile.workdir})")
+    if check:
+        print(f"connected and logged in; host key {conn.host_key} "
+              f"({'accepted' if conn.trust == 'accepted' else 'already known'})")
+    elif not args.no_check:
+        print(f"not connected yet (no terminal to confirm a host key at): run `mldesk hosts test {profile.name}` "
+              "to check it, with --accept-fingerprint SHA256:... for a new host key")
+    return 0

@@ -28,8 +28,14 @@ def application():
         QtCore.QCoreApplication.setOrganizationName(APP_NAME)
         QtCore.QCoreApplication.setOrganizationDomain("mldesk.dev")
         QtCore.QCoreApplication.setApplicationName(APP_NAME)
-        QtGui.QGuiApplication.setDesktopFileName(APP_NAME)
+        from mldesk import resources
+
+        QtGui.QGuiApplication.setDesktopFileName(resources.APP_ID)  # matches the .desktop file
         app = QtWidgets.QApplication(sys.argv[:1])
+        icon = QtGui.QIcon()
+        for path in resources.icon_files():
+            icon.addFile(str(path))
+        app.setWindowIcon(icon)
     else:
         if not QtCore.QCoreApplication.applicationName() or \
                 QtCore.QCoreApplication.applicationName() in ("python", "python3", "pytest"):

@@ -27,7 +27,7 @@ from mldesk.ui.models import ExecutionModel
 from mldesk.ui.outputs import OutputsPanel
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 from mldesk.ui.settings import SettingsDialog, about_text, apply_theme
-from mldesk.ui.sidebar import ExecutionList, UndoBar, status_icon
+from mldesk.ui.sidebar import ExecutionList, UndoBar
 from mldesk.ui.welcome import NewLabDialog, WelcomePage
 from mldesk.ui.widgets import MessageBar, SectionHeader, paint_icon
 
@@ -91,7 +91,6 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================== building
     def _build(self) -> None:
         self.setWindowTitle("mldesk")
-        self.setWindowIcon(status_icon("finished", 32))
         self.setUnifiedTitleAndToolBarOnMac(True)
 
         # -- toolbar
