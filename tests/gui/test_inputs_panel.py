@@ -143,8 +143,6 @@ def test_edit_and_remove_keep_comments(panel, tmp_path):
     assert "# Training data for the experiment: keep this comment" in (panel.lab / "ml.yaml").read_text()
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: labconfig.remove_input of the last input that has a "
-                   "comment above it writes YAML it then rejects (reported to the lead)")
 def test_remove_last_input_with_comment_above(panel):
     panel.table.selectRow(0)
     panel.remove_selected()

@@ -510,3 +510,13 @@ def test_fuzz_add_inputs_round_trip(pairs):
             assert not bad
             assert load_lab_config(lab).inputs[1:] == tuple(entries)
             assert Path(lab, "ml.yaml").read_text().startswith("# My experiment: do not lose this comment\n")
+
+
+def test_remove_last_input_keeps_comment_and_stays_valid(tmp_path):
+    (tmp_path / "ml.yaml").write_text(
+        "# my lab\ninputs:\n  # the labels\n  - name: labels.csv\n    url: https://example.org/labels.csv\n"
+        "parameters: []\n")
+    remove_input(tmp_path, "labels.csv")
+    text = (tmp_path / "ml.yaml").read_text()
+    assert "# my lab" in text and "# the labels" in text
+    assert load_lab_config(tmp_path).inputs == ()

@@ -391,6 +391,8 @@ def _edit_inputs(lab_dir: Path | str, edit) -> None:
     if not seq:
         seq.fa.set_block_style()
     edit(seq)
+    if not seq:  # an empty block sequence cannot be written: `inputs: []`
+        seq.fa.set_flow_style()
     out = io.StringIO()
     rt.dump(data, out)
     new_text = prefix + out.getvalue()
