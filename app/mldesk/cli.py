@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from mldesk import __version__
+from mldesk.core.units import human_bytes, human_duration
 
 EXIT_USAGE = 2
 
@@ -25,27 +26,6 @@ class CliError(Exception):
 
 
 # -- formatting -----------------------------------------------------------------
-def human_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, s = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min" + (f" {s} s" if minutes < 10 and s else "")
-    hours, m = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h" + (f" {m} min" if m else "")
-    return f"{hours // 24} d {hours % 24} h"
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
-
-
 def _ago(ts: float | None) -> str:
     return human_duration(time.time() - ts) + " ago" if ts else "-"
 

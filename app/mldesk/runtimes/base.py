@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from mldesk.core import logstore
+from mldesk.core.units import human_bytes
 
 
 class RuntimeUnavailable(Exception):
@@ -125,15 +126,7 @@ class Runtime:
             max_total_bytes=ctx.options.get("max_output_bytes"),
         )
         if final:
-            ctx.message(f"collected {result.files} output file(s), {_human(result.bytes)}")
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+            ctx.message(f"collected {result.files} output file(s), {human_bytes(result.bytes)}")
 
 
 def exit_reason(code: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from mldesk.core.store import Execution
+from mldesk.core.units import human_bytes, human_duration
 
 STATE_LABELS = {
     "queued": "Queued",
@@ -18,18 +19,7 @@ STATE_LABELS = {
 }
 
 
-def duration(seconds: float) -> str:
-    """``42 s``, ``3 min``, ``2 h 4 min``, ``3 d 2 h``."""
-    seconds = int(max(0, seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min" + (f" {secs} s" if minutes < 5 and secs else "")
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h" + (f" {minutes} min" if minutes else "")
-    return f"{hours // 24} d" + (f" {hours % 24} h" if hours % 24 else "")
+duration = human_duration
 
 
 def ago(ts: float | None, now: float | None = None) -> str:
@@ -52,13 +42,7 @@ def ago(ts: float | None, now: float | None = None) -> str:
 
 
 def size(n: float | None) -> str:
-    if n is None:
-        return ""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return ""
+    return "" if n is None else human_bytes(n)
 
 
 def clock(ts: float | None) -> str:
