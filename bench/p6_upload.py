@@ -143,7 +143,9 @@ def main() -> int:
     print(table(rows, ("what", "time", "throughput / sent", "vs scp / goal", "result")))
     print(f"second upload: {second['blobs_sent']} of {second['blobs']} blobs sent, "
           f"{second['blob_bytes_sent'] / 1e6:.2f} MB of file data, {second['bytes_sent_payload'] / 1e6:.2f} MB "
-          f"payload, {second['bytes_sent_wire'] / 1e6:.2f} MB on the wire")
+          f"payload, {second['bytes_sent_wire'] / 1e6:.2f} MB on the wire; on the host: received in "
+          f"{second['host_receive_seconds']:.2f} s, workspace ({mb:.0f} MB copied from its blob store) "
+          f"{second['host_workspace_seconds']:.2f} s more")
     return 0
 
 

@@ -119,7 +119,7 @@ def connect_cli(profile, accept: str | None):
 
 
 def _report(name: str, conn, info: dict) -> list[str]:
-    from mldesk.core.hosts import human_bytes
+    from mldesk.core.units import human_bytes
 
     docker = info.get("docker")
     gpus = info.get("gpus") or []

@@ -39,7 +39,9 @@ class HostKeyDialog(QtWidgets.QDialog):
         fp.setReadOnly(True)
         fp.setObjectName("fingerprint")
         fp.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
+        fp.setMinimumWidth(QtGui.QFontMetrics(fp.font()).horizontalAdvance(fingerprint) + 24)
         lay.addWidget(fp)
+        self.setMinimumWidth(560)
         hint = QtWidgets.QLabel(
             "Compare it with the host's own, e.g. <tt>ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub</tt> "
             "run on the host. Accept only if they are the same: a different key may mean someone is "
@@ -109,7 +111,9 @@ class HostEditDialog(QtWidgets.QDialog):
         self.password.setChecked(bool(p.password))
         form.addRow("&Name:", self.name)
         form.addRow("&Address:", self.url)
-        form.addRow("&Key file:", key_row)
+        key_label = QtWidgets.QLabel("&Key file:")
+        key_label.setBuddy(self.key)
+        form.addRow(key_label, key_row)
         form.addRow("&Jump host:", self.jump)
         form.addRow("&Work folder:", self.workdir)
         form.addRow("&Runtime:", self.runtime)
