@@ -193,7 +193,7 @@ class Supervisor:
             exec_id=ex.id, name=ex.name, lab=Path(ex.lab), workspace=self.layout.workspace(ex.id),
             argv=list(ex.argv), image=ex.image, hardware=ex.hardware, env={},
             grace=float(opts.get("grace", 10.0)), network=opts.get("network", "bridge"),
-            options=opts, message=self.writer.message, log_path=self.layout.log_path(ex.id),
+            options=dict(opts, snapshot=ex.snapshot, runtime=ex.runtime), message=self.writer.message, log_path=self.layout.log_path(ex.id),
             set_note=lambda note: self.store.update(self.exec_id, note=note),
             exec_dir=self.layout.execution_dir(ex.id),
         )
