@@ -289,3 +289,26 @@ def test_run_json_detach_and_show(engine, make_lab, runtime, mldesk_home):
     assert [r["id"] for r in listed] == [rec["id"]]
     out = cli("outputs", rec["id"], home=mldesk_home, check=True)
     assert b"has no outputs" in out.stdout or b"folder:" in out.stdout
+
+
+def test_background_child_holding_the_pipes_does_not_hang(engine, make_lab, runtime):
+    """A program that leaves a child behind (holding stdout) still finishes, and
+    (process runtime) the child is ended with it."""
+    lab = make_lab("""
+        import subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        open("outputs/child.pid", "w").write(str(child.pid))
+        print("parent done", flush=True)
+        """)
+    final = wait_final(engine, engine.run(lab, runtime=runtime).id, timeout=30)
+    assert final.state == "finished" and final.exit_code == 0
+    assert program_output(engine, final.id) == b"parent done\n"
+    if runtime == "process":
+        pid = int((engine.outputs_dir(final.id) / "child.pid").read_text())
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            status = open(f"/proc/{pid}/stat").read().split()[2] if os.path.exists(f"/proc/{pid}/stat") else "X"
+            if status == "Z":
+                break
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{pid}") or status == "Z", "the left-behind child was killed"

@@ -211,7 +211,10 @@ class Engine:
         ex = self.get(ref)
         if ex.final:
             return ex
-        updated = self.store.update(ex.id, stop_requested_at=time.time(), only_if_state=ACTIVE_STATES)
+        try:
+            updated = self.store.update(ex.id, stop_requested_at=time.time(), only_if_state=ACTIVE_STATES)
+        except StoreError:
+            raise EngineError(f"execution {ex.id} was removed meanwhile") from None
         if updated is None:
             return self.store.get(ex.id) or ex
         if not supervisor.is_supervised(self.layout, ex.id):
@@ -283,7 +286,10 @@ class Engine:
         ex = self.get(ref)
         if ex.active:
             raise EngineError(f"execution {ex.id} is {ex.state}; stop it first")
-        self.store.update(ex.id, hidden=1, hidden_at=time.time(), only_if_state=FINAL_STATES)
+        try:
+            self.store.update(ex.id, hidden=1, hidden_at=time.time(), only_if_state=FINAL_STATES)
+        except StoreError:
+            raise EngineError(f"execution {ex.id} was removed meanwhile") from None
         return ex
 
     def unhide(self, exec_id: str) -> None:
@@ -308,7 +314,7 @@ class Engine:
         self.gc()
 
     def gc(self) -> tuple[int, int]:
-        return self.snapshots.gc(self.store.snapshots_in_use())
+        return self.snapshots.gc(self.store.snapshots_in_use)
 
     # -- code and outputs ----------------------------------------------------------
     def export_code(self, ref: str, dest: Path | str) -> Path:

@@ -24,7 +24,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 CHUNK = 1 << 20
 
@@ -230,11 +230,15 @@ class SnapshotStore:
                 d = d.parent
 
     # -- garbage collection ---------------------------------------------------
-    def gc(self, in_use: set[str]) -> tuple[int, int]:
+    def gc(self, in_use: "set[str] | Callable[[], set[str]]") -> tuple[int, int]:
         """Delete manifests not in ``in_use`` and blobs no manifest references.
+        ``in_use`` may be a callable: it is then asked under the exclusive lock, so a
+        snapshot recorded a moment ago by another process is counted.
         Returns (manifests removed, bytes freed)."""
         removed = freed = 0
         with self.hold(exclusive=True):
+            if callable(in_use):
+                in_use = in_use()
             referenced: set[str] = set()
             for path in self.manifests.glob("*.json"):
                 snap_id = path.stem

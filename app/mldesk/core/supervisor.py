@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -149,7 +150,11 @@ class Supervisor:
         store = Store(self.layout.db)
         try:
             while not self.done.wait(STOP_POLL):
-                ex = store.get(self.exec_id)
+                try:
+                    ex = store.get(self.exec_id)
+                except sqlite3.Error as exc:  # e.g. locked for long: try again, never give up
+                    print(f"stop watch: {exc}", file=sys.stderr)
+                    continue
                 if ex is None or ex.stop_requested_at:
                     self.stop_event.set()
                     if self.handle and self.runtime is not None:
@@ -187,7 +192,12 @@ class Supervisor:
         if ex is None or ex.final:
             return 0
         self.store.update(self.exec_id, supervisor_pid=os.getpid())
-        self.writer = logstore.LogWriter(self.layout.log_path(self.exec_id))
+        try:
+            self.writer = logstore.LogWriter(self.layout.log_path(self.exec_id))
+        except (OSError, logstore.LogCorrupt) as exc:  # never leave it active forever
+            self.store.update(self.exec_id, state="failed", finished_at=time.time(), only_if_state=ACTIVE_STATES,
+                              reason=f"mldesk cannot write this execution's log: {exc}")
+            return 1
         opts = ex.options
         self.ctx = RunContext(
             exec_id=ex.id, name=ex.name, lab=Path(ex.lab), workspace=self.layout.workspace(ex.id),
@@ -207,7 +217,7 @@ class Supervisor:
             elif ex.state == "running":
                 self.writer.message(f"mldesk reattached to execution {ex.id}")
                 code = self.runtime.stream(self.ctx, self.handle, self.writer.write, resume=True)
-            self._collect(final=True)
+            self._collect(final=True, code=code)
             if self.stop_event.is_set():
                 self._finish("stopped", code, "stopped by the user")
             elif code == 0:
@@ -215,10 +225,10 @@ class Supervisor:
             else:
                 self._finish("failed", code, exit_reason(code))
         except StopRequested:
-            self._collect(final=True)
+            self._collect(final=True, code=code)
             self._finish("stopped", None, "stopped by the user before the program started")
         except (ExecutionFailed, RuntimeUnavailable) as exc:
-            self._collect(final=True)
+            self._collect(final=True, code=code)
             if self.stop_event.is_set():
                 self._finish("stopped", code, "stopped by the user")
             else:
@@ -293,10 +303,10 @@ class Supervisor:
             self.runtime.stop(self.handle, self.ctx.grace)
         return self.runtime.stream(self.ctx, self.handle, self.writer.write)
 
-    def _collect(self, final: bool) -> None:
+    def _collect(self, final: bool, code: int | None = None) -> None:
         if not self.ctx.workspace.exists() or self.runtime is None:
             return
-        self.set_state("collecting")
+        self.set_state("collecting", exit_code=code)  # a resumed supervisor needs the code
         try:
             self.runtime.collect_outputs(self.ctx, self.layout.outputs(self.exec_id), final=final)
         except OSError as exc:

@@ -129,7 +129,9 @@ class Runtime:
             ctx.message(f"collected {result.files} output file(s), {human_bytes(result.bytes)}")
 
 
-def exit_reason(code: int) -> str:
+def exit_reason(code: int | None) -> str:
+    if code is None:
+        return "the program's exit code is unknown"
     if code > 128 and code - 128 < 65:
         import signal
 

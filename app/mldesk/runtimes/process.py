@@ -21,6 +21,7 @@ from mldesk.runtimes.base import (
 
 READ = 1 << 16
 PARTIAL_FLUSH = 0.05  # seconds a line without "\n" waits before it is stored anyway
+DRAIN = 0.5  # after the program exited, pipes quiet this long are done with
 
 
 class ProcessRuntime(Runtime):
@@ -47,14 +48,14 @@ class ProcessRuntime(Runtime):
         except OSError as exc:
             raise ExecutionFailed(f"could not start {python}: {exc.strerror}") from None
         self._procs[ctx.exec_id] = proc
-        return {"pid": proc.pid, "pgid": proc.pid, "python": python}
+        return {"pid": proc.pid, "pgid": proc.pid, "python": python, "exec_id": ctx.exec_id}
 
     def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
         proc = self._procs.get(ctx.exec_id)
         if proc is None:  # a previous supervisor died: its pipes died with it
             pgid = handle.get("pgid")
             if pgid and pid_belongs_to(pgid, ctx.exec_id):
-                self.stop(handle, ctx.grace)
+                terminate_group(pgid, ctx.grace)  # synchronously: this process exits next
                 raise ExecutionFailed(
                     "mldesk's supervisor for this execution was killed while the program ran, "
                     "so its output could no longer be recorded; the program was stopped"
@@ -63,32 +64,45 @@ class ProcessRuntime(Runtime):
                 "mldesk's supervisor for this execution was killed while the program ran; "
                 "its exit code is unknown"
             )
-        pump(proc.stdout, proc.stderr, sink)
+        pump(proc.stdout, proc.stderr, sink, proc)
         return normalise_exit(proc.wait())
 
     def stop(self, handle: dict[str, Any], grace: float) -> None:
         pgid = handle.get("pgid")
-        if not pgid:
-            return
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        if pgid:
+            threading.Thread(target=terminate_group, args=(pgid, grace), name=f"kill-{pgid}",
+                             daemon=True).start()
 
-        def kill_later() -> None:
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pgid, 0)
-                except ProcessLookupError:
-                    return
-                time.sleep(0.05)
+    def cleanup(self, handle: dict[str, Any]) -> None:
+        """Whatever the program left running in its process group (a tensorboard it
+        started, workers) ends with it. Only for a program this supervisor started:
+        its group id cannot have been reused while we held the child."""
+        proc = self._procs.pop(handle.get("exec_id", ""), None) or next(
+            (p for p in self._procs.values() if p.pid == handle.get("pgid")), None)
+        if proc is not None:
             try:
-                os.killpg(pgid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
-        threading.Thread(target=kill_later, name=f"kill-{pgid}", daemon=True).start()
+
+def terminate_group(pgid: int, grace: float) -> None:
+    """SIGTERM to the group, SIGKILL after ``grace`` seconds if any member is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def normalise_exit(code: int) -> int:
@@ -96,8 +110,10 @@ def normalise_exit(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def pump(out, err, sink: Sink) -> None:
-    """Copy two pipes into ``sink`` in arrival order until both are closed.
+def pump(out, err, sink: Sink, proc: subprocess.Popen | None = None) -> None:
+    """Copy two pipes into ``sink`` in arrival order until both are closed, or, when
+    ``proc`` has exited, until they stay quiet for DRAIN seconds (a background child
+    of the program may hold them open forever).
 
     Complete lines are stored as soon as they arrive, many per record; a partial line
     (a progress bar redrawn with "\\r") is stored after PARTIAL_FLUSH seconds.
@@ -109,12 +125,20 @@ def pump(out, err, sink: Sink) -> None:
         os.set_blocking(f.fileno(), False)
         sel.register(f, selectors.EVENT_READ, stream)
     open_count = 2
+    exited_at = None
     while open_count:
         waiting = [s for s in pending if pending[s]]
-        timeout = None
+        timeout = None if proc is None else 0.25
         if waiting:
             timeout = max(0.0, min(since[s] for s in waiting) + PARTIAL_FLUSH - time.monotonic())
-        for key, _ in sel.select(timeout):
+        ready = sel.select(timeout)
+        if proc is not None:
+            if exited_at is None and proc.poll() is not None:
+                exited_at = time.monotonic()
+            # quiet for DRAIN after the exit, or still written to by a child 4x that long
+            if exited_at is not None and time.monotonic() - exited_at > (DRAIN if not ready else 4 * DRAIN):
+                break
+        for key, _ in ready:
             stream = key.data
             try:
                 chunk = os.read(key.fileobj.fileno(), READ)
@@ -139,4 +163,7 @@ def pump(out, err, sink: Sink) -> None:
             if pending[stream] and now - since[stream] >= PARTIAL_FLUSH:
                 sink(stream, pending[stream])
                 pending[stream] = b""
+    for stream, data in pending.items():
+        if data:
+            sink(stream, data)
     sel.close()
