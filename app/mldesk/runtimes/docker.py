@@ -149,6 +149,10 @@ class DockerRuntime(Runtime):
         )
         if os.getuid() != 0:
             kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
+        try:  # a supervisor that died between starting it and recording it: adopt it
+            return {"container": self.client.containers.get(kwargs["name"]).id}
+        except docker.errors.NotFound:
+            pass
         if ctx.hardware == "gpu":
             kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         try:
