@@ -64,6 +64,7 @@ import logstore  # noqa: E402 - shipped next to this file
 CHUNK = 1 << 20
 READ = 1 << 16
 PARTIAL_FLUSH = 0.05
+DRAIN = 0.5  # after the program exited, pipes quiet this long are done with
 FINAL_STATES = ("exited", "failed", "stopped")
 
 
@@ -683,7 +684,7 @@ class Supervisor(object):
                              args=(lambda grace: kill_group(proc.pid, grace),), daemon=True)
         t.start()
         try:
-            pump(proc.stdout, proc.stderr, writer.write)
+            pump(proc.stdout, proc.stderr, writer.write, proc)
             code = normalise_exit(proc.wait())
         finally:
             self.done.set()
@@ -753,10 +754,15 @@ class Supervisor(object):
             raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
 
 
-def pump(out, err, sink):
-    """Copy two pipes into ``sink`` in arrival order until both are closed (the same
-    batching as the local process runtime: whole lines at once, a partial line after
-    PARTIAL_FLUSH seconds)."""
+def pump(out, err, sink, proc=None):
+    """(The same as the local process runtime's ``pump``: this file runs alone on the host.)
+    Copy two pipes into ``sink`` in arrival order until both are closed, or, when
+    ``proc`` has exited, until they stay quiet for DRAIN seconds (a background child
+    of the program may hold them open forever).
+
+    Complete lines are stored as soon as they arrive, many per record; a partial line
+    (a progress bar redrawn with "\\r") is stored after PARTIAL_FLUSH seconds.
+    """
     sel = selectors.DefaultSelector()
     STDOUT, STDERR = logstore.STDOUT, logstore.STDERR
     pending = {STDOUT: b"", STDERR: b""}
@@ -765,12 +771,20 @@ def pump(out, err, sink):
         os.set_blocking(f.fileno(), False)
         sel.register(f, selectors.EVENT_READ, stream)
     open_count = 2
+    exited_at = None
     while open_count:
         waiting = [s for s in pending if pending[s]]
-        timeout = None
+        timeout = None if proc is None else 0.25
         if waiting:
             timeout = max(0.0, min(since[s] for s in waiting) + PARTIAL_FLUSH - time.monotonic())
-        for key, _ in sel.select(timeout):
+        ready = sel.select(timeout)
+        if proc is not None:
+            if exited_at is None and proc.poll() is not None:
+                exited_at = time.monotonic()
+            # quiet for DRAIN after the exit, or still written to by a child 4x that long
+            if exited_at is not None and time.monotonic() - exited_at > (DRAIN if not ready else 4 * DRAIN):
+                break
+        for key, _ in ready:
             stream = key.data
             try:
                 chunk = os.read(key.fileobj.fileno(), READ)
@@ -795,6 +809,9 @@ def pump(out, err, sink):
             if pending[stream] and now - since[stream] >= PARTIAL_FLUSH:
                 sink(stream, pending[stream])
                 pending[stream] = b""
+    for stream, data in pending.items():
+        if data:
+            sink(stream, data)
     sel.close()
 
 
