@@ -187,12 +187,20 @@ def test_remove_refuses_running(engine, make_lab, runtime):
     wait_final(engine, ex.id)
 
 
-@pytest.mark.parametrize("stage", ["preparing", "running", "collecting"])
+@pytest.mark.parametrize("stage", ["preparing", "fetching", "running", "collecting"])
 def test_killing_the_following_cli_loses_nothing(engine, make_lab, runtime, mldesk_home, tmp_path, stage):
     """SIGKILL `mldesk run` (which follows the log) during a stage; the execution
     goes on and `mldesk logs` equals what the script prints when run directly."""
     big_outputs = "\nimport os\nfor i in range(200):\n    open(f'outputs/f{i}.bin','wb').write(os.urandom(20000))\n"
-    lab = make_lab(PRINTER + big_outputs, "parameters:\n  - pass-as: '300 0.005'\n")
+    yaml = "parameters:\n  - pass-as: '300 0.005'\n"
+    server = None
+    if stage == "fetching":  # an input that takes ~1 s to arrive
+        from tests.helpers.httpserver import HTTPTestServer
+
+        server = HTTPTestServer().start()
+        url = server.slow("/slow.bin", b"x" * 320_000, chunk=16_000, interval=0.05)
+        yaml += f"inputs:\n  - name: slow.bin\n    url: {url}\n"
+    lab = make_lab(PRINTER + big_outputs, yaml)
     # run the script directly with both streams on one pipe: the reference output
     (lab / "outputs").mkdir(exist_ok=True)
     direct = subprocess.run([sys.executable, "-u", "main.py", "300", "0"], cwd=lab, stdout=subprocess.PIPE,
@@ -207,10 +215,13 @@ def test_killing_the_following_cli_loses_nothing(engine, make_lab, runtime, mlde
         rows = engine.store.list()
         if rows:
             exec_id = rows[0].id
-            if rows[0].state == stage or (stage != "preparing" and rows[0].final):
+            seen = rows[0].state
+            if seen == stage or (stage != "preparing" and rows[0].final):
                 break
         time.sleep(0.002)
     assert exec_id, "the execution appeared"
+    if stage in ("preparing", "fetching", "running"):
+        assert seen == stage, f"killed while {seen}, not {stage}"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cli("ls", home=mldesk_home, check=True)  # any later mldesk process reattaches
@@ -226,6 +237,9 @@ def test_killing_the_following_cli_loses_nothing(engine, make_lab, runtime, mlde
         got = b"".join(r.data for r in reader.iter_records() if r.stream == logstore.STDOUT)
     assert got == stdout_only.stdout, "stdout byte for byte"
     shutil.rmtree(lab / "outputs", ignore_errors=True)
+    if server is not None:
+        assert server.hits("/slow.bin") >= 1
+        server.stop()
 
 
 def test_cli_logs_byte_for_byte_single_stream(engine, make_lab, runtime, mldesk_home):
