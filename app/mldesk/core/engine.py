@@ -412,8 +412,9 @@ class Engine:
         try:
             while not self._stop_watch.is_set():
                 try:
+                    # every writer is another connection, so data_version sees them all
                     now_version = store.data_version()
-                    if now_version != version or store.seq() != seq:
+                    if now_version != version:
                         version = now_version
                         rows, gone, seq = store.changes_since(seq)
                         self._diff(known, rows, gone)

@@ -26,6 +26,7 @@ leaves a torn tail: readers ignore it and the next writer truncates it.
 from __future__ import annotations
 
 import os
+import selectors
 import struct
 import threading
 import time
@@ -722,3 +723,68 @@ def write_program_output(
             out_binary_file.write(chunk)
             total += len(chunk)
         offset = nxt
+
+# -- capturing a program's output ---------------------------------------------------
+# Used by the local process runtime and by the remote agent on SSH hosts alike.
+PUMP_READ = 1 << 16
+PARTIAL_FLUSH = 0.05  # seconds a line without "\n" waits before it is stored anyway
+DRAIN = 0.5  # after the program exited, pipes quiet this long are done with
+
+
+def pump(out, err, sink: Callable[..., object], proc=None) -> None:
+    """Copy a program's stdout and stderr pipes into ``sink`` in arrival order until
+    both are closed, or, when ``proc`` has exited, until they stay quiet for DRAIN
+    seconds (a background child of the program may hold them open forever).
+
+    Complete lines are stored as soon as they arrive, many per record; a partial line
+    (a progress bar redrawn with "\\r") is stored after PARTIAL_FLUSH seconds.
+    """
+    sel = selectors.DefaultSelector()
+    pending = {STDOUT: b"", STDERR: b""}
+    since = {STDOUT: 0.0, STDERR: 0.0}
+    for f, stream in ((out, STDOUT), (err, STDERR)):
+        os.set_blocking(f.fileno(), False)
+        sel.register(f, selectors.EVENT_READ, stream)
+    open_count = 2
+    exited_at = None
+    while open_count:
+        waiting = [s for s in pending if pending[s]]
+        timeout = None if proc is None else 0.25
+        if waiting:
+            timeout = max(0.0, min(since[s] for s in waiting) + PARTIAL_FLUSH - time.monotonic())
+        ready = sel.select(timeout)
+        if proc is not None:
+            if exited_at is None and proc.poll() is not None:
+                exited_at = time.monotonic()
+            # quiet for DRAIN after the exit, or still written to by a child 4x that long
+            if exited_at is not None and time.monotonic() - exited_at > (DRAIN if not ready else 4 * DRAIN):
+                break
+        for key, _ in ready:
+            stream = key.data
+            try:
+                chunk = os.read(key.fileobj.fileno(), PUMP_READ)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                sel.unregister(key.fileobj)
+                open_count -= 1
+                if pending[stream]:
+                    sink(stream, pending[stream])
+                    pending[stream] = b""
+                continue
+            data = pending[stream] + chunk
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                sink(stream, data[:cut])
+            if not pending[stream] or cut:
+                since[stream] = time.monotonic()
+            pending[stream] = data[cut:]
+        now = time.monotonic()
+        for stream in pending:
+            if pending[stream] and now - since[stream] >= PARTIAL_FLUSH:
+                sink(stream, pending[stream])
+                pending[stream] = b""
+    for stream, data in pending.items():
+        if data:
+            sink(stream, data)
+    sel.close()

@@ -45,7 +45,6 @@ import hashlib
 import json
 import os
 import platform
-import selectors
 import shutil
 import signal
 import stat
@@ -62,9 +61,6 @@ if HERE not in sys.path:
 import logstore  # noqa: E402 - shipped next to this file
 
 CHUNK = 1 << 20
-READ = 1 << 16
-PARTIAL_FLUSH = 0.05
-DRAIN = 0.5  # after the program exited, pipes quiet this long are done with
 FINAL_STATES = ("exited", "failed", "stopped")
 
 
@@ -684,7 +680,7 @@ class Supervisor(object):
                              args=(lambda grace: kill_group(proc.pid, grace),), daemon=True)
         t.start()
         try:
-            pump(proc.stdout, proc.stderr, writer.write, proc)
+            logstore.pump(proc.stdout, proc.stderr, writer.write, proc)
             code = normalise_exit(proc.wait())
         finally:
             self.done.set()
@@ -743,7 +739,7 @@ class Supervisor(object):
         w = threading.Thread(target=wait, daemon=True)
         w.start()
         try:
-            pump(logs.stdout, logs.stderr, writer.write)
+            logstore.pump(logs.stdout, logs.stderr, writer.write)
             logs.wait()
             w.join()
         finally:
@@ -752,67 +748,6 @@ class Supervisor(object):
             return int(waited.get("code"))
         except (TypeError, ValueError):
             raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
-
-
-def pump(out, err, sink, proc=None):
-    """(The same as the local process runtime's ``pump``: this file runs alone on the host.)
-    Copy two pipes into ``sink`` in arrival order until both are closed, or, when
-    ``proc`` has exited, until they stay quiet for DRAIN seconds (a background child
-    of the program may hold them open forever).
-
-    Complete lines are stored as soon as they arrive, many per record; a partial line
-    (a progress bar redrawn with "\\r") is stored after PARTIAL_FLUSH seconds.
-    """
-    sel = selectors.DefaultSelector()
-    STDOUT, STDERR = logstore.STDOUT, logstore.STDERR
-    pending = {STDOUT: b"", STDERR: b""}
-    since = {STDOUT: 0.0, STDERR: 0.0}
-    for f, stream in ((out, STDOUT), (err, STDERR)):
-        os.set_blocking(f.fileno(), False)
-        sel.register(f, selectors.EVENT_READ, stream)
-    open_count = 2
-    exited_at = None
-    while open_count:
-        waiting = [s for s in pending if pending[s]]
-        timeout = None if proc is None else 0.25
-        if waiting:
-            timeout = max(0.0, min(since[s] for s in waiting) + PARTIAL_FLUSH - time.monotonic())
-        ready = sel.select(timeout)
-        if proc is not None:
-            if exited_at is None and proc.poll() is not None:
-                exited_at = time.monotonic()
-            # quiet for DRAIN after the exit, or still written to by a child 4x that long
-            if exited_at is not None and time.monotonic() - exited_at > (DRAIN if not ready else 4 * DRAIN):
-                break
-        for key, _ in ready:
-            stream = key.data
-            try:
-                chunk = os.read(key.fileobj.fileno(), READ)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                sel.unregister(key.fileobj)
-                open_count -= 1
-                if pending[stream]:
-                    sink(stream, pending[stream])
-                    pending[stream] = b""
-                continue
-            data = pending[stream] + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                sink(stream, data[:cut])
-            if not pending[stream] or cut:
-                since[stream] = time.monotonic()
-            pending[stream] = data[cut:]
-        now = time.monotonic()
-        for stream in pending:
-            if pending[stream] and now - since[stream] >= PARTIAL_FLUSH:
-                sink(stream, pending[stream])
-                pending[stream] = b""
-    for stream, data in pending.items():
-        if data:
-            sink(stream, data)
-    sel.close()
 
 
 def cmd_supervise(workdir, exec_id):
