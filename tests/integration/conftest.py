@@ -15,6 +15,20 @@ from mldesk.core.engine import Engine
 
 APP = str(Path(__file__).resolve().parents[2] / "app")
 
+# A program that saves a checkpoint into outputs/ when it gets SIGTERM (Stop tests).
+CHECKPOINT_ON_TERM = """
+import signal, sys, time
+def on_term(signum, frame):
+    open("outputs/checkpoint.txt", "w").write("saved at term")
+    print("got SIGTERM, checkpoint written", flush=True)
+    sys.exit(143)
+signal.signal(signal.SIGTERM, on_term)
+open("outputs/early.txt", "w").write("early")
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
 
 @pytest.fixture(params=["process", "docker"])
 def runtime(request):

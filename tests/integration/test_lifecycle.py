@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from tests.integration.conftest import cli, cli_popen, program_output, wait_final, wait_state
+from tests.integration.conftest import (
+    CHECKPOINT_ON_TERM, cli, cli_popen, program_output, wait_final, wait_state,
+)
 
 PRINTER = """
 import sys, time
@@ -88,18 +90,7 @@ def test_parameters_reach_argv_verbatim(engine, make_lab, runtime):
 
 
 def test_stop_keeps_checkpoint(engine, make_lab, runtime):
-    lab = make_lab("""
-        import signal, sys, time
-        def on_term(signum, frame):
-            open("outputs/checkpoint.txt", "w").write("saved at term")
-            print("got SIGTERM, checkpoint written", flush=True)
-            sys.exit(143)
-        signal.signal(signal.SIGTERM, on_term)
-        open("outputs/early.txt", "w").write("early")
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.05)
-        """)
+    lab = make_lab(CHECKPOINT_ON_TERM)
     ex = engine.run(lab, runtime=runtime)
     wait_state(engine, ex.id, "running")
     deadline = time.monotonic() + 30

@@ -20,6 +20,7 @@ import pytest
 
 from mldesk.core import logstore
 from mldesk.core.engine import Engine
+from tests.integration.conftest import CHECKPOINT_ON_TERM
 from mldesk.core.hosts import HostProfile
 from tests.helpers.httpserver import HTTPTestServer
 from tests.integration.conftest import program_output, wait_final, wait_state
@@ -182,18 +183,7 @@ def test_full_run_with_inputs_outputs_and_nasty_parameters(sshe, sshd_server, re
 
 def test_stop_keeps_checkpoint(sshe, sshd_server, remote_dir, remote_runtime, tmp_path):
     add_host(sshe, sshd_server, "box", remote_dir, runtime=remote_runtime, stop_grace=5.0)
-    lab = lab_in(tmp_path, """
-        import signal, sys, time
-        def on_term(signum, frame):
-            open("outputs/checkpoint.txt", "w").write("saved at term")
-            print("got SIGTERM, checkpoint written", flush=True)
-            sys.exit(143)
-        signal.signal(signal.SIGTERM, on_term)
-        open("outputs/early.txt", "w").write("early")
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.05)
-        """)
+    lab = lab_in(tmp_path, CHECKPOINT_ON_TERM)
     ex = sshe.run(lab, host="box")
     wait_state(sshe, ex.id, "running", timeout=60)
     wait_for(lambda: b"ready" in program_output(sshe, ex.id), 30, "the program to print ready")
