@@ -21,8 +21,8 @@ LINES = int(os.environ.get("P3_LINES", 1_000_000))
 INGEST = r"""
 import sys, time
 sys.path.insert(0, sys.argv[3])
-from mldesk.core.logstore import LogWriter
-from mldesk.runtimes.docker import DockerRuntime
+from mldesk.agent.logstore import LogWriter
+from mldesk.runtimes.local.docker import DockerRuntime
 from mldesk.runtimes.base import RunContext
 from pathlib import Path
 rt = DockerRuntime()

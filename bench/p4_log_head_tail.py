@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from mldesk.core.logstore import STDERR, STDOUT, LogReader, LogWriter
+from mldesk.agent.logstore import STDERR, STDOUT, LogReader, LogWriter
 
 MiB = 1 << 20
 GiB = 1 << 30

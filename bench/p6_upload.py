@@ -29,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
 from _common import median, table, tmpdir, verdict  # noqa: E402
 
 from mldesk.core import hosts  # noqa: E402
+
+from mldesk.runtimes.ssh import transport  # noqa: E402
 from mldesk.core.snapshots import SnapshotStore  # noqa: E402
 from mldesk.runtimes.base import RunContext  # noqa: E402
-from mldesk.runtimes.ssh import SshRuntime, ensure_agent  # noqa: E402
+from mldesk.runtimes.ssh.runtime import SshRuntime, ensure_agent  # noqa: E402
 
 SIZE = 1 << 30
 CHANGED = 10_000_000
@@ -88,7 +90,7 @@ def main() -> int:
         snap = store.create(lab)
         remote = f"/tmp/mldesk-p6-remote-{uuid.uuid4().hex[:8]}"
         profile = hosts.HostProfile.from_url("bench", f"ssh://{user}@{host}:{port}", key=key, workdir=remote)
-        kh = hosts.KnownHosts(home / "known_hosts", Path(known))
+        kh = transport.KnownHosts(home / "known_hosts", Path(known))
         scp_times, ours, ours_upload = [], [], []
         try:
             for r in range(runs):
@@ -104,7 +106,7 @@ def main() -> int:
                 shutil.rmtree(remote, ignore_errors=True)  # a host that has nothing yet
                 subprocess.run(["sync"], check=True)
                 t0 = time.perf_counter()
-                conn = hosts.connect(profile, known_hosts=kh)
+                conn = transport.connect(profile, known_hosts=kh)
                 ensure_agent(conn)
                 ctx = _ctx(tmp, f"first-{r}")
                 t1 = time.perf_counter()
@@ -117,7 +119,7 @@ def main() -> int:
             # second upload: one changed 10 MB file
             (lab / "weights.bin").write_bytes(os.urandom(CHANGED))
             snap2 = store.create(lab)
-            conn = hosts.connect(profile, known_hosts=kh)
+            conn = transport.connect(profile, known_hosts=kh)
             ctx = _ctx(tmp, "second")
             t0 = time.perf_counter()
             second = SshRuntime().upload(ctx, conn, store.manifest(snap2.id), store)

@@ -44,7 +44,7 @@ def child(home: str, lab: str) -> None:
 
 def prepare(base: Path, n: int) -> tuple[str, str]:
     sys.path.insert(0, str(ROOT / "app"))
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
     from mldesk.core.store import Execution, new_execution_id
 
     home = base / f"home-{n}"

@@ -4,7 +4,7 @@ which a frozen app starts by re-executing itself)."""
 
 import sys
 
-from mldesk.cli import main
+from mldesk.launcher import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -108,7 +108,7 @@ def main(out_dir: Path) -> None:
 
     create_lab(other, "xor")
 
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
 
     eng = Engine(home)
     eng.store.touch_recent_lab(str(other.resolve()))

@@ -1,3 +1,5 @@
-from mldesk.cli import main
+"""``python -m mldesk``: the same as the ``mldesk`` command."""
+
+from mldesk.launcher import main
 
 raise SystemExit(main())

@@ -63,7 +63,7 @@ def _step_package_data() -> None:
         entries = {f.name for f in files("mldesk.templates").joinpath(name).iterdir() if f.is_file()}
         check({"main.py", "ml.yaml"} <= entries, f"template {name!r} is incomplete in this build: {sorted(entries)}")
     try:  # the SSH runtime copies these sources to hosts: a build must carry them
-        from mldesk.runtimes import ssh
+        from mldesk.runtimes.ssh import runtime as ssh
     except ImportError:
         ssh = None
     if ssh is not None and hasattr(ssh, "agent_sources"):
@@ -131,7 +131,7 @@ def _wait(app, until, timeout: float, what: str):
 
 def _step_window_run(lab: Path, template: str, timeout: float) -> None:
     from mldesk import ui
-    from mldesk.core import logstore
+    from mldesk.agent import logstore
 
     app = ui.application()
     window = ui.launch(lab, runtime="process")

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mldesk.core import labconfig
-from mldesk.core.engine import EngineError
+from mldesk.engine.facade import EngineError
 from mldesk.ui import errors
 from mldesk.ui.qt import QtWidgets
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mldesk.core import labconfig
-from mldesk.core.engine import Engine
+from mldesk.engine.facade import Engine
 from mldesk.ui.inputs import COL_CACHED, COL_NAME, COL_PROGRESS, COL_SIZE, COL_URL, InputsPanel, name_for_url
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt
 from tests.gui.windowkit import make_lab, open_window, wait_for  # noqa: F401 - fixtures

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mldesk.core.engine import Engine
+from mldesk.engine.facade import Engine
 from mldesk.core.store import Execution, new_execution_id
 from mldesk.ui import fmt
 from mldesk.ui.models import ExecutionModel, ExecutionRole

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mldesk.core import logstore
+from mldesk.agent import logstore
 from mldesk.ui.qt import QtCore, QtWidgets, Qt
 from tests.gui.windowkit import (  # noqa: F401 - fixtures
     PRINTER,
@@ -374,7 +374,7 @@ def test_settings_dialog_writes_settings(qtbot, open_window, make_lab):
 
 @pytest.mark.docker
 def test_run_on_docker(qtbot, open_window, make_lab, python_image, mldesk_home):
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
 
     eng = Engine(mldesk_home)
     eng.set_setting("image_aliases", {"test-python": python_image})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mldesk.core.engine import Engine
+from mldesk.engine.facade import Engine
 from mldesk.ui.qt import QtCore, QtWidgets
 
 __all__ = ["make_lab", "open_window", "wait_final", "wait_for", "console_text", "program_lines",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mldesk.core.engine import Engine
+from mldesk.engine.facade import Engine
 
 APP = str(Path(__file__).resolve().parents[2] / "app")
 
@@ -105,7 +105,7 @@ def wait_state(engine: Engine, exec_id: str, state: str, timeout: float = 30.0):
 def program_output(engine: Engine, exec_id: str) -> bytes:
     import io
 
-    from mldesk.core import logstore
+    from mldesk.agent import logstore
 
     buf = io.BytesIO()
     with engine.log_reader(exec_id) as reader:

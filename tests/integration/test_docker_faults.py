@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mldesk.core.engine import Engine, EngineError
+from mldesk.engine.facade import Engine, EngineError
 from tests.integration.conftest import cli, wait_final
 
 

@@ -46,7 +46,7 @@ def test_finished_with_outputs_and_log(engine, make_lab, runtime):
     out = program_output(engine, ex.id)
     # across two pipes the order of near-simultaneous lines is the runtime's call
     assert sorted(out.splitlines()) == sorted([f"hello from {ex.id} 1".encode(), b"to stderr"])
-    from mldesk.core import logstore
+    from mldesk.agent import logstore
 
     with engine.log_reader(ex.id) as reader:
         records = list(reader.iter_records())
@@ -170,7 +170,7 @@ def test_remove_refuses_running(engine, make_lab, runtime):
     lab = make_lab("import time\nprint('run', flush=True)\ntime.sleep(60)\n")
     ex = engine.run(lab, runtime=runtime)
     wait_state(engine, ex.id, "running")
-    from mldesk.core.engine import EngineError
+    from mldesk.engine.facade import EngineError
 
     with pytest.raises(EngineError, match="stop it first"):
         engine.remove(ex.id)
@@ -222,7 +222,7 @@ def test_killing_the_following_cli_loses_nothing(engine, make_lab, runtime, mlde
     lines = sorted(logs.split(b"\n"))
     assert lines == sorted(direct.stdout.split(b"\n")), "same lines (stdout/stderr interleaving may differ)"
     stdout_only = subprocess.run([sys.executable, "-u", "main.py", "300", "0"], cwd=lab, capture_output=True)
-    from mldesk.core import logstore
+    from mldesk.agent import logstore
 
     with engine.log_reader(exec_id) as reader:
         got = b"".join(r.data for r in reader.iter_records() if r.stream == logstore.STDOUT)

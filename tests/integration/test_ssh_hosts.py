@@ -14,6 +14,8 @@ import paramiko
 import pytest
 
 from mldesk.core import hosts
+
+from mldesk.runtimes.ssh import transport
 from mldesk.core.paths import Layout
 from tests.integration.conftest import cli
 from tests.integration.test_ssh_run import isolated_home  # noqa: F401 - fixture
@@ -34,30 +36,30 @@ def _key(line: str) -> paramiko.PKey:
 
 
 def _fp(server) -> str:
-    return hosts.fingerprint(_key(server.host_key_line))
+    return transport.fingerprint(_key(server.host_key_line))
 
 
 def test_unknown_key_refused_then_accepted_with_the_right_fingerprint(profile, sshd_server, mldesk_home):
     kh = Layout(mldesk_home).known_hosts
     with pytest.raises(hosts.HostKeyUnknown) as info:
-        hosts.connect(profile, known_hosts=kh)
+        transport.connect(profile, known_hosts=kh)
     assert info.value.fingerprint == _fp(sshd_server)
     assert _fp(sshd_server) in str(info.value) and "--accept-fingerprint" in str(info.value)
     assert not kh.exists(), "nothing is remembered without acceptance"
     # a wrong fingerprint is refused too, naming the real one
     wrong = "SHA256:" + "A" * 43
     with pytest.raises(hosts.HostKeyUnknown) as info:
-        hosts.connect(profile, known_hosts=kh, accept_fingerprint=wrong)
+        transport.connect(profile, known_hosts=kh, accept_fingerprint=wrong)
     assert wrong in str(info.value) and _fp(sshd_server) in str(info.value)
     assert not kh.exists()
     # a callback that says no refuses; the right fingerprint is accepted and remembered
     with pytest.raises(hosts.HostKeyUnknown):
-        hosts.connect(profile, known_hosts=kh, ask_host_key=lambda *a: False)
-    conn = hosts.connect(profile, known_hosts=kh, accept_fingerprint=_fp(sshd_server))
+        transport.connect(profile, known_hosts=kh, ask_host_key=lambda *a: False)
+    conn = transport.connect(profile, known_hosts=kh, accept_fingerprint=_fp(sshd_server))
     assert conn.trust == "accepted"
     conn.close()
     assert f"[{sshd_server.host}]:{sshd_server.port} ssh-ed25519" in kh.read_text()
-    conn = hosts.connect(profile, known_hosts=kh)
+    conn = transport.connect(profile, known_hosts=kh)
     assert conn.trust == "known"
     conn.close()
 
@@ -65,7 +67,7 @@ def test_unknown_key_refused_then_accepted_with_the_right_fingerprint(profile, s
 def test_key_in_the_users_known_hosts_is_honoured(profile, sshd_server, mldesk_home, isolated_home):
     (isolated_home / ".ssh" / "known_hosts").write_text(
         f"[{sshd_server.host}]:{sshd_server.port} {sshd_server.host_key_line}\n")
-    conn = hosts.connect(profile, known_hosts=Layout(mldesk_home).known_hosts)
+    conn = transport.connect(profile, known_hosts=Layout(mldesk_home).known_hosts)
     assert conn.trust == "known"
     conn.close()
 
@@ -74,12 +76,12 @@ def test_changed_host_key_is_refused_naming_both_fingerprints(profile, sshd_serv
     other = tmp_path / "other_host_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     old_line = " ".join(other.with_suffix(".pub").read_text().split()[:2])
-    old_fp = hosts.fingerprint(_key(old_line))
+    old_fp = transport.fingerprint(_key(old_line))
     kh = Layout(mldesk_home).known_hosts
     kh.write_text(f"[{sshd_server.host}]:{sshd_server.port} {old_line}\n")
     for accept in (None, _fp(sshd_server)):  # not even an explicit acceptance overrides it
         with pytest.raises(hosts.HostKeyChanged) as info:
-            hosts.connect(profile, known_hosts=kh, accept_fingerprint=accept, ask_host_key=lambda *a: True)
+            transport.connect(profile, known_hosts=kh, accept_fingerprint=accept, ask_host_key=lambda *a: True)
         text = str(info.value)
         assert "CHANGED" in text and old_fp in text and _fp(sshd_server) in text and str(kh) in text
     assert kh.read_text().count("\n") == 1, "the file is left alone"
@@ -92,19 +94,19 @@ def test_wrong_user_key_gives_a_clear_auth_error(profile, sshd_server, mldesk_ho
     kh = Layout(mldesk_home).known_hosts
     kh.write_text(f"[{sshd_server.host}]:{sshd_server.port} {sshd_server.host_key_line}\n")
     with pytest.raises(hosts.HostAuthError) as info:
-        hosts.connect(profile, known_hosts=kh)
+        transport.connect(profile, known_hosts=kh)
     text = str(info.value)
     assert str(wrong) in text and "refused" in text and "authorized_keys" in text and "--key" in text
     profile.key = str(tmp_path / "missing_key")
     with pytest.raises(hosts.HostAuthError, match="does not exist"):
-        hosts.connect(profile, known_hosts=kh)
+        transport.connect(profile, known_hosts=kh)
 
 
 def test_nothing_listening_is_a_clear_error(profile, mldesk_home):
     profile.port = 1
     t0 = time.monotonic()
     with pytest.raises(hosts.HostUnreachable, match="refused the connection"):
-        hosts.connect(profile, known_hosts=Layout(mldesk_home).known_hosts)
+        transport.connect(profile, known_hosts=Layout(mldesk_home).known_hosts)
     assert time.monotonic() - t0 < 3
 
 
@@ -116,12 +118,12 @@ def test_ssh_config_alias_is_resolved(sshd_server, isolated_home, mldesk_home, t
         f"    User {sshd_server.user}\n"
         f"    IdentityFile {sshd_server.key_path}\n")
     prof = hosts.HostProfile.from_url("gpubox", "ssh://gpubox", workdir=str(tmp_path / "r"))
-    ep = hosts.resolve(prof)
+    ep = transport.resolve(prof)
     assert (ep.hostname, ep.port, ep.user, ep.key_files) == (
         sshd_server.host, sshd_server.port, sshd_server.user, [str(sshd_server.key_path)])
     kh = Layout(mldesk_home).known_hosts
     kh.write_text(f"[{sshd_server.host}]:{sshd_server.port} {sshd_server.host_key_line}\n")
-    conn = hosts.connect(prof, known_hosts=kh)
+    conn = transport.connect(prof, known_hosts=kh)
     try:
         assert conn.run(["true"]).code == 0
     finally:
@@ -180,7 +182,7 @@ def test_hosts_dialog_accepts_an_unknown_key_only_when_the_user_says_so(qtbot, s
     import os
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
     from mldesk.ui.hosts_dialog import HostsDialog
 
     eng = Engine(mldesk_home)
@@ -214,7 +216,7 @@ def test_hosts_dialog_accepts_an_unknown_key_only_when_the_user_says_so(qtbot, s
 def test_big_stdout_and_stderr_together_do_not_deadlock(profile, sshd_server, mldesk_home):
     kh = Layout(mldesk_home).known_hosts
     kh.write_text(f"[{sshd_server.host}]:{sshd_server.port} {sshd_server.host_key_line}\n")
-    conn = hosts.connect(profile, known_hosts=kh)
+    conn = transport.connect(profile, known_hosts=kh)
     try:
         script = ("import sys\n"
                   "for i in range(400):\n"

@@ -13,7 +13,9 @@ import time
 import pytest
 
 from mldesk.core import hosts
-from mldesk.core.engine import Engine
+
+from mldesk.runtimes.ssh import transport
+from mldesk.engine.facade import Engine
 from tests.helpers.httpserver import HTTPTestServer
 from tests.integration.conftest import program_output, wait_final, wait_state
 from tests.integration.test_ssh_run import (  # noqa: F401 - fixtures
@@ -137,7 +139,7 @@ def test_host_down_is_a_clear_error_within_the_connect_timeout(nete, netns_host,
     profile = hosts.load_profile(nete.store.get_host("far"))
     t0 = time.monotonic()
     with pytest.raises(hosts.HostUnreachable) as info:
-        hosts.connect(profile, known_hosts=nete.layout.known_hosts, timeout=2.0)
+        transport.connect(profile, known_hosts=nete.layout.known_hosts, timeout=2.0)
     took = time.monotonic() - t0
     assert took < 3.5
     text = str(info.value)
@@ -150,7 +152,7 @@ def test_proxyjump_through_another_sshd(nete, netns_host, sshd_server):
     profile = hosts.HostProfile.from_url(
         "hop", f"ssh://{netns_host.user}@{netns_host.host}:{netns_host.port}", key=str(netns_host.key_path),
         jump=f"{sshd_server.user}@{sshd_server.host}:{sshd_server.port}", connect_timeout=5.0)
-    conn = hosts.connect(profile, known_hosts=nete.layout.known_hosts)
+    conn = transport.connect(profile, known_hosts=nete.layout.known_hosts)
     try:
         r = conn.run(["sh", "-c", "ip -o -4 addr show | grep -c 198.18.0.2"])
         assert r.code == 0 and r.stdout.strip() == b"1"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mldesk.core import logstore
-from mldesk.core.engine import Engine
+from mldesk.agent import logstore
+from mldesk.engine.facade import Engine
 from tests.integration.conftest import CHECKPOINT_ON_TERM
 from mldesk.core.hosts import HostProfile
 from tests.helpers.httpserver import HTTPTestServer

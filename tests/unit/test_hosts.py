@@ -17,8 +17,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from mldesk.core import hosts, logstore
-from mldesk.runtimes import ssh
+from mldesk.agent import logstore
+from mldesk.core import hosts
+from mldesk.runtimes.ssh import transport
+from mldesk.runtimes.ssh import runtime as ssh
 
 # The agent runs on hosts with any Python >= 3.8: point this at an old one to check
 # (e.g. MLDESK_TEST_AGENT_PYTHON=~/.pyenv/versions/3.8.18/bin/python3.8).
@@ -68,16 +70,16 @@ def test_ssh_config_resolution(tmp_path, monkeypatch):
         "  ProxyJump bastion.example.org\n  IdentitiesOnly yes\n"
         "Host *\n  User fallback\n")
     monkeypatch.setenv("HOME", str(tmp_path))
-    ep = hosts.resolve(hosts.HostProfile(name="g", host="gpu"), cfg)
+    ep = transport.resolve(hosts.HostProfile(name="g", host="gpu"), cfg)
     assert (ep.hostname, ep.port, ep.user) == ("10.1.2.3", 2201, "alice")
     assert ep.key_files == [str(tmp_path / "keys" / "gpu_key")] and ep.explicit_keys and ep.identities_only
     assert ep.jump == "bastion.example.org"
     # what the profile sets wins, as on the ssh command line
-    ep = hosts.resolve(hosts.HostProfile(name="g", host="gpu", port=22, user="bob", key="/k", jump="j"), cfg)
+    ep = transport.resolve(hosts.HostProfile(name="g", host="gpu", port=22, user="bob", key="/k", jump="j"), cfg)
     assert (ep.port, ep.user, ep.key_files, ep.jump) == (22, "bob", ["/k"], "j")
-    ep = hosts.resolve(hosts.HostProfile(name="o", host="other.org"), cfg)
+    ep = transport.resolve(hosts.HostProfile(name="o", host="other.org"), cfg)
     assert (ep.hostname, ep.port, ep.user, ep.key_files, ep.explicit_keys) == ("other.org", 22, "fallback", [], False)
-    ep = hosts.resolve(hosts.HostProfile(name="o", host="other.org"), tmp_path / "missing")
+    ep = transport.resolve(hosts.HostProfile(name="o", host="other.org"), tmp_path / "missing")
     assert ep.user  # the local user name
 
 
@@ -93,7 +95,7 @@ def test_fingerprint_matches_ssh_keygen(tmp_path):
     key = _keygen(tmp_path / "k")
     out = subprocess.run(["ssh-keygen", "-lf", str(tmp_path / "k.pub")], capture_output=True, text=True,
                          check=True).stdout
-    assert hosts.fingerprint(key) == out.split()[1]
+    assert transport.fingerprint(key) == out.split()[1]
     assert hosts.normalise_fingerprint("sha256:" + out.split()[1][7:] + "=") == out.split()[1]
 
 
@@ -110,17 +112,17 @@ def test_host_key_policy(tmp_path):
     other = _keygen(tmp_path / "other")
     own = tmp_path / "mldesk_known_hosts"
     user = tmp_path / "user_known_hosts"
-    kh = hosts.KnownHosts(own, user)
-    ep = hosts.Endpoint(alias="h", hostname="h.example", port=2222, user="u")
+    kh = transport.KnownHosts(own, user)
+    ep = transport.Endpoint(alias="h", hostname="h.example", port=2222, user="u")
     t = FakeTransport(server)
-    fp = hosts.fingerprint(server)
-    check = lambda **kw: hosts.check_host_key(t, ep, kh, label="h", **{"accept_fingerprint": None, "ask": None, **kw})  # noqa: E731
+    fp = transport.fingerprint(server)
+    check = lambda **kw: transport.check_host_key(t, ep, kh, label="h", **{"accept_fingerprint": None, "ask": None, **kw})  # noqa: E731
     # unknown: refused with the fingerprint, nothing remembered
     with pytest.raises(hosts.HostKeyUnknown) as info:
         check()
     assert info.value.fingerprint == fp and fp in str(info.value) and not own.exists()
     with pytest.raises(hosts.HostKeyUnknown, match="not the accepted"):
-        check(accept_fingerprint=hosts.fingerprint(other))
+        check(accept_fingerprint=transport.fingerprint(other))
     asked = []
     with pytest.raises(hosts.HostKeyUnknown):
         check(ask=lambda *a: asked.append(a) or False)
@@ -132,12 +134,12 @@ def test_host_key_policy(tmp_path):
     assert check(ask=lambda *a: pytest.fail("must not ask for a known key")) == "known"
     # known, but the caller vouches for another key: refused
     with pytest.raises(hosts.HostKeyUnknown):
-        check(accept_fingerprint=hosts.fingerprint(other))
+        check(accept_fingerprint=transport.fingerprint(other))
     # changed: refused naming both fingerprints, even when the new one is "accepted"
     t.key = other
     with pytest.raises(hosts.HostKeyChanged) as info:
-        check(accept_fingerprint=hosts.fingerprint(other), ask=lambda *a: True)
-    assert fp in str(info.value) and hosts.fingerprint(other) in str(info.value)
+        check(accept_fingerprint=transport.fingerprint(other), ask=lambda *a: True)
+    assert fp in str(info.value) and transport.fingerprint(other) in str(info.value)
     # the user's own (hashed) known_hosts counts as well
     own.unlink()
     user.write_text(f"[h.example]:2222 {other.get_name()} {other.get_base64()}\n")
@@ -209,27 +211,26 @@ def test_no_keyring_says_why_and_what_to_do(tmp_path, no_keyring):
     assert hosts.get_secret("x") is None and hosts.set_secret("x", "y") is False
     key = _encrypted_key(tmp_path, "s3cret")
     with pytest.raises(hosts.HostAuthError) as info:
-        hosts._load_key(str(key), None)  # a supervisor: nobody to ask
+        transport._load_key(str(key), None)  # a supervisor: nobody to ask
     assert "passphrase" in str(info.value) and "keyring" in str(info.value) and "ssh-add" in str(info.value)
     answers = iter(["wrong", "s3cret"])
-    loaded = hosts._load_key(str(key), lambda kind, prompt: next(answers))
+    loaded = transport._load_key(str(key), lambda kind, prompt: next(answers))
     assert loaded.get_name() == "ssh-ed25519"
 
 
 def test_passphrase_is_kept_in_the_keyring(tmp_path, memory_keyring):
     key = _encrypted_key(tmp_path, "pw")
     assert hosts.keyring_problem() is None
-    hosts._load_key(str(key), lambda kind, prompt: "pw")
+    transport._load_key(str(key), lambda kind, prompt: "pw")
     assert memory_keyring.store[("mldesk", hosts.passphrase_secret_name(str(key)))] == "pw"
     # next time nobody needs to be asked
-    assert hosts._load_key(str(key), None).get_name() == "ssh-ed25519"
+    assert transport._load_key(str(key), None).get_name() == "ssh-ed25519"
 
 
 # -- the agent, run locally ---------------------------------------------------------------------
 
 
 def test_agent_files_are_python38_and_stdlib_only():
-    allowed_local = {"logstore", "inputs", "outputs"}
     for name, text in ssh.agent_sources().items():
         tree = ast.parse(text, filename=name, feature_version=(3, 8))
         for node in ast.walk(tree):
@@ -239,7 +240,11 @@ def test_agent_files_are_python38_and_stdlib_only():
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 mods = [(node.module or "").split(".")[0]]
             for mod in mods:
-                assert mod in sys.stdlib_module_names or mod in allowed_local, f"{name} imports {mod}"
+                full = node.module if isinstance(node, ast.ImportFrom) else mod
+                if mod == "mldesk":  # only the shipped package itself
+                    assert full == "mldesk.agent" or full.startswith("mldesk.agent."), f"{name} imports {full}"
+                    continue
+                assert mod in sys.stdlib_module_names, f"{name} imports {mod}"
     assert len(ssh.agent_version()) == 16
 
 
@@ -248,11 +253,12 @@ def agent(tmp_path):
     d = tmp_path / "agent"
     d.mkdir()
     for name, text in ssh.agent_sources().items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
         (d / name).write_text(text)
     work = tmp_path / "work"
 
     def run(*args, input=b"", check=True):
-        r = subprocess.run([AGENT_PYTHON, str(d / "remote_agent.py"), *map(str, args)], input=input,
+        r = subprocess.run([AGENT_PYTHON, str(d / ssh.AGENT_ENTRY), *map(str, args)], input=input,
                            capture_output=True, timeout=60)
         if check:
             assert r.returncode == 0, r.stderr.decode()
@@ -295,7 +301,7 @@ def _upload(agent, exec_id, files: dict[str, bytes | tuple], have_all=False):
         sha = hashlib.sha256(content).hexdigest()
         manifest[rel] = [sha, len(content), 0o755 if rel.endswith(".sh") else 0o644]
         blobs[sha] = content
-    proc = subprocess.Popen([AGENT_PYTHON, str(agent.dir / "remote_agent.py"), "upload", str(agent.work), exec_id],
+    proc = subprocess.Popen([AGENT_PYTHON, str(agent.dir / ssh.AGENT_ENTRY), "upload", str(agent.work), exec_id],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
 
     def read_exact(n: int) -> bytes:
@@ -443,7 +449,7 @@ def test_output_writer_refuses_paths_leaving_outputs(tmp_path):
 
 
 def test_hosts_add_no_check_ls_rm(mldesk_home):
-    from mldesk.cli import main
+    from mldesk.cli.main import main
 
     assert main(["hosts", "add", "g", "ssh://u@h:2200", "--runtime", "process", "--no-check"]) == 0
     assert main(["hosts", "add", "bad name", "ssh://h", "--no-check"]) == 1
@@ -466,7 +472,7 @@ def test_hosts_add_no_check_ls_rm(mldesk_home):
 def qt_engine(mldesk_home):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     pytest.importorskip("pytestqt")
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
 
     eng = Engine(mldesk_home)
     yield eng

@@ -28,12 +28,12 @@ def test_mldesk_home_is_fresh_per_test(mldesk_home, run):
 
 def test_error_recorder_keeps_only_mldesk_errors(fail_on_log_errors):
     recorder = fail_on_log_errors
-    logging.getLogger("mldesk.core.engine").warning("just a warning")
+    logging.getLogger("mldesk.engine.facade").warning("just a warning")
     logging.getLogger("somethingelse").error("not ours")
     assert recorder.records == []
-    logging.getLogger("mldesk.core.engine").error("boom %d", 42)
+    logging.getLogger("mldesk.engine.facade").error("boom %d", 42)
     assert [r.getMessage() for r in recorder.records] == ["boom 42"]  # once, not per logger
-    assert "mldesk.core.engine ERROR: boom 42" in recorder.report()
+    assert "mldesk.engine.facade ERROR: boom 42" in recorder.report()
     recorder.records.clear()  # or this test would fail at teardown
 
 
@@ -46,7 +46,7 @@ def test_fail_on_log_errors_fails_the_test(pytester):
         import pytest
 
         def test_logs_error():
-            logging.getLogger("mldesk.runtimes.docker").error("container vanished")
+            logging.getLogger("mldesk.runtimes.local.docker").error("container vanished")
 
         def test_logs_exception():
             try:
@@ -69,7 +69,7 @@ def test_fail_on_log_errors_fails_the_test(pytester):
     result.assert_outcomes(passed=5, errors=2)
     result.stdout.fnmatch_lines([
         "*ERROR at teardown of test_logs_error*",
-        "*mldesk.runtimes.docker ERROR: container vanished*",
+        "*mldesk.runtimes.local.docker ERROR: container vanished*",
         "*ERROR at teardown of test_logs_exception*",
     ])
 

@@ -20,8 +20,8 @@ except ImportError:  # pytest run without the repository root on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from tests.helpers.httpserver import HTTPTestServer
 
-from mldesk.core import inputs
-from mldesk.core.inputs import InputError, InputsCancelled, Progress, fetch_inputs, validate_name
+from mldesk.agent import inputs
+from mldesk.agent.inputs import InputError, InputsCancelled, Progress, fetch_inputs, validate_name
 
 DATA = os.urandom(200_000)
 
@@ -542,7 +542,7 @@ def test_same_url_twice_in_one_fetch(srv, tmp_path):
 
 CHILD = r"""
 import sys, json, os, time
-from mldesk.core.inputs import fetch_inputs
+from mldesk.agent.inputs import fetch_inputs
 lines = []
 open(sys.argv[4] + ".ready-" + os.path.basename(sys.argv[2]), "w").close()
 deadline = time.monotonic() + 15

@@ -1,4 +1,4 @@
-"""The append-only execution log (mldesk.core.logstore)."""
+"""The append-only execution log (mldesk.agent.logstore)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mldesk.core import logstore
-from mldesk.core.logstore import (
+from mldesk.agent import logstore
+from mldesk.agent.logstore import (
     MAX_DATA,
     MLDESK,
     STDERR,

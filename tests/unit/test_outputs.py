@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mldesk.core import outputs
-from mldesk.core.outputs import CollectError, CollectResult, collect_outputs
+from mldesk.agent import outputs
+from mldesk.agent.outputs import CollectError, CollectResult, collect_outputs
 
 LINK = "symbolic link (links are not followed)"
 

@@ -108,7 +108,7 @@ def test_desktop_file_fields():
 
 def test_desktop_exec_is_a_command_the_cli_accepts():
     """The menu starts `mldesk open` with no file; a file manager adds .../ml.yaml."""
-    from mldesk.cli import build_parser
+    from mldesk.cli.main import build_parser
 
     words = [w for w in desktop_entry()["Exec"].split() if not w.startswith("%")][1:]
     parser = build_parser()
@@ -248,7 +248,7 @@ def test_spec_bakes_in_no_build_machine_paths():
 
 
 def test_smoke_command_is_wired():
-    from mldesk import cli
+    from mldesk import launcher as cli
 
     with pytest.raises(SystemExit) as exc:
         cli.main(["__smoke", "--help"])

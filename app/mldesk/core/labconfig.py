@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+from mldesk.agent.errors import UserError
 
 DEFAULT_IMAGE = "keras_v2-0-x_python_3-1"
 ML_IMAGE_IDS = (
@@ -79,7 +80,7 @@ class LabConfig:
         return [word for p in self.parameters for word in shlex.split(p)]
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """ml.yaml has errors; ``problems`` holds every one, in file order."""
 
     def __init__(self, problems: list[Problem]):

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
+from mldesk.agent.errors import UserError
 
 CHUNK = 1 << 20
 
@@ -37,7 +38,7 @@ class SnapshotInfo:
     new_bytes: int  # bytes that were not yet in the blob store
 
 
-class SnapshotError(Exception):
+class SnapshotError(UserError):
     pass
 
 

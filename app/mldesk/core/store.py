@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
+from mldesk.agent.errors import UserError
 
 ACTIVE_STATES = ("queued", "preparing", "fetching", "running", "collecting")
 FINAL_STATES = ("finished", "failed", "stopped")
@@ -75,7 +76,7 @@ MIGRATIONS: list[str] = [
 ]
 
 
-class StoreError(Exception):
+class StoreError(UserError):
     """A user-facing store problem (unknown id, ambiguous prefix...)."""
 
 

@@ -16,15 +16,15 @@ NAMES = ("docker", "process")
 
 def get_runtime(name: str) -> Runtime:
     if name == "process":
-        from mldesk.runtimes.process import ProcessRuntime
+        from mldesk.runtimes.local.process import ProcessRuntime
 
         return ProcessRuntime()
     if name == "docker":
-        from mldesk.runtimes.docker import DockerRuntime
+        from mldesk.runtimes.local.docker import DockerRuntime
 
         return DockerRuntime()
     if name == "ssh":
-        from mldesk.runtimes.ssh import SshRuntime
+        from mldesk.runtimes.ssh.runtime import SshRuntime
 
         return SshRuntime()
     raise RuntimeUnavailable(f"unknown runtime '{name}' (choose one of: {', '.join(NAMES)})")

@@ -1,7 +1,7 @@
 """The one small interface every runtime implements.
 
 A runtime runs ``python main.py ARGV`` for one execution and nothing else: it never
-touches the UI or the store. The supervisor (``mldesk.core.supervisor``) drives it:
+touches the UI or the store. The supervisor (``mldesk.engine.supervisor``) drives it:
 
 1. ``prepare(ctx)``        make sure it can run (image present, GPU there, ...)
 2. ``start(ctx)``          start the program detached; returns a JSON-able handle
@@ -23,15 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from mldesk.core import logstore
+from mldesk.agent import logstore
 from mldesk.core.units import human_bytes
+from mldesk.agent.errors import UserError
 
 
-class RuntimeUnavailable(Exception):
+class RuntimeUnavailable(UserError):
     """The runtime cannot run here; the message says why and what to do."""
 
 
-class ExecutionFailed(Exception):
+class ExecutionFailed(UserError):
     """A stage failed; the message is the reason stored on the execution."""
 
 
@@ -99,7 +100,7 @@ class Runtime:
             (ctx.workspace / sub).mkdir(exist_ok=True)
 
     def fetch_inputs(self, ctx: RunContext, specs: list, cache_dir: Path, on_progress, cancel) -> None:
-        from mldesk.core import inputs
+        from mldesk.agent import inputs
 
         if not specs:
             return
@@ -114,7 +115,7 @@ class Runtime:
             raise ExecutionFailed(str(exc)) from None
 
     def collect_outputs(self, ctx: RunContext, dest: Path, *, final: bool) -> None:
-        from mldesk.core import outputs
+        from mldesk.agent import outputs
 
         src = ctx.workspace / "outputs"
         if not src.is_dir():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
     from mldesk.ui.mainwindow import MainWindow
 
 APP_NAME = "mldesk"
@@ -53,7 +53,7 @@ def launch(lab: str | Path | None = None, home: str | Path | None = None, *,
     platform's); ``runtime`` forces ``docker`` or ``process`` (default: automatic).
     The window owns (and closes) the engine unless one is passed in."""
     application()
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
     from mldesk.ui.errors import install_excepthook
     from mldesk.ui.mainwindow import MainWindow
 

@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from mldesk.core import labconfig
-from mldesk.core.engine import EngineError
+from mldesk.engine.facade import EngineError
 from mldesk.core.snapshots import SnapshotError
 from mldesk.core.store import StoreError
 from mldesk.ui.qt import QtWidgets

@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
-from mldesk.core.engine import Engine, Event
+from mldesk.engine.facade import Engine, Event
 from mldesk.ui.qt import QtCore, Qt, Signal
 
 log = logging.getLogger("mldesk.ui")

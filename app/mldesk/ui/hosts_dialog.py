@@ -16,6 +16,8 @@ import threading
 from typing import Any
 
 from mldesk.core import hosts
+
+from mldesk.runtimes.ssh import transport
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 
 COLUMNS = ("Name", "Address", "Runtime", "GPUs", "Work folder")
@@ -347,11 +349,11 @@ class HostsDialog(QtWidgets.QDialog):
         known = self.engine.layout.known_hosts
 
         def work() -> None:
-            from mldesk.runtimes import ssh
+            from mldesk.runtimes.ssh import runtime as ssh
 
             try:
                 profile = hosts.load_profile(cfg)
-                conn = hosts.connect(profile, known_hosts=known, accept_fingerprint=accept_fingerprint,
+                conn = transport.connect(profile, known_hosts=known, accept_fingerprint=accept_fingerprint,
                                      ask_secret=self._ask_secret_worker)
                 try:
                     info = ssh.probe(conn)
@@ -413,7 +415,7 @@ class HostsDialog(QtWidgets.QDialog):
 
 
 def _report_text(name: str, conn, info: dict) -> str:
-    from mldesk.hosts_cli import _report
+    from mldesk.cli.hosts import _report
 
     return "\n".join(_report(name, conn, info))
 

@@ -12,8 +12,9 @@ import posixpath
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from mldesk.core import labconfig, uiquery
-from mldesk.core.engine import Engine
+from mldesk.core import labconfig
+from mldesk.engine import queries as uiquery
+from mldesk.engine.facade import Engine
 from mldesk.ui import fmt
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 from mldesk.ui.widgets import MessageBar, is_dark

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from mldesk.core import logstore
-from mldesk.core.engine import Engine
+from mldesk.agent import logstore
+from mldesk.engine.facade import Engine
 from mldesk.ui.console import Console
 from mldesk.ui.facade import EngineBridge, Tasks
 from mldesk.ui.qt import QtCore, Signal

@@ -12,8 +12,9 @@ import logging
 import time
 from pathlib import Path
 
-from mldesk.core import labconfig, uiquery
-from mldesk.core.engine import Engine
+from mldesk.core import labconfig
+from mldesk.engine import queries as uiquery
+from mldesk.engine.facade import Engine
 from mldesk.core.store import ACTIVE_STATES, Execution
 from mldesk.ui import fmt
 from mldesk.ui.codeview import CodeArea

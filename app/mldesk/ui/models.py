@@ -13,8 +13,8 @@ from __future__ import annotations
 import bisect
 from pathlib import Path
 
-from mldesk.core import uiquery
-from mldesk.core.engine import Engine
+from mldesk.engine import queries as uiquery
+from mldesk.engine.facade import Engine
 from mldesk.core.store import Execution
 from mldesk.ui import fmt
 from mldesk.ui.qt import QtCore, Qt, Signal

@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mldesk.core.engine import Engine
+from mldesk.engine.facade import Engine
 from mldesk.core.store import Execution
 from mldesk.ui import fmt
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal, monospace_font

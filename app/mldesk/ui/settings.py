@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mldesk.core.engine import DEFAULT_IMAGE_ALIASES, Engine, EngineError
+from mldesk.engine.facade import DEFAULT_IMAGE_ALIASES, Engine, EngineError
 from mldesk.ui.qt import QtGui, QtWidgets, Qt
 
 THEMES = ("system", "light", "dark")

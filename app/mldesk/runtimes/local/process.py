@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from mldesk.core.logstore import pump
+from mldesk.agent.logstore import pump
 from mldesk.runtimes.base import (
     ExecutionFailed, RunContext, Runtime, Sink, nvidia_gpus, pid_belongs_to, which_python,
 )

@@ -1,4 +1,4 @@
-"""The detached process that owns one execution: ``python -m mldesk.core.supervisor ID``.
+"""The detached process that owns one execution: ``python -m mldesk.engine.supervisor ID``.
 
 It outlives whoever started it (own session, no terminal), holds the execution's
 writer lock for its whole life (so exactly one process ever writes its log), runs
@@ -22,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-from mldesk.core import logstore
+from mldesk.agent import logstore
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, Execution, Store
@@ -73,7 +73,7 @@ def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
     if getattr(sys, "frozen", False):
         cmd = [sys.executable, "__supervise", exec_id]
     else:
-        cmd = [sys.executable, "-m", "mldesk.core.supervisor", exec_id]
+        cmd = [sys.executable, "-m", "mldesk.engine.supervisor", exec_id]
     env = dict(os.environ, MLDESK_HOME=str(layout.root))
     if not getattr(sys, "frozen", False):
         package_root = str(Path(__file__).resolve().parents[2])
@@ -329,7 +329,7 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m mldesk.core.supervisor EXECUTION_ID", file=sys.stderr)
+        print("usage: python -m mldesk.engine.supervisor EXECUTION_ID", file=sys.stderr)
         return 2
     return supervise(Layout(), argv[0])
 

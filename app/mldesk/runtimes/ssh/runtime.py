@@ -2,8 +2,8 @@
 
 The supervisor drives it like the local runtimes; it takes over the workspace stages:
 
-* ``prepare_workspace``: connect, make sure mldesk's agent (``remote_agent.py`` with
-  the stdlib-only ``logstore.py``, ``inputs.py``, ``outputs.py``) is on the host, then
+* ``prepare_workspace``: connect, make sure mldesk's agent (the stdlib-only ``mldesk.agent``
+  package) is on the host, then
   upload the snapshot content-addressed: one channel carries the manifest up, the
   list of blobs the host lacks down, then only those blobs up (raw, in that order);
   the agent verifies each (sha256), stores it in ``WORKDIR/blobs`` and materialises
@@ -15,7 +15,7 @@ The supervisor drives it like the local runtimes; it takes over the workspace st
   ``docker run -d`` with the local runtime's hardening) and writes the program's
   output into ``log.bin`` on the host, in mldesk's log format, and its state into
   ``status.json``. The run survives the SSH link and the app.
-* ``stream``: ``remote_agent.py follow ID OFFSET`` sends the host's log from byte
+* ``stream``: ``agent.py follow ID OFFSET`` sends the host's log from byte
   OFFSET as raw records (plus heartbeats); each record becomes one ``sink(stream,
   data, ts)`` call with the host's timestamp, so the local log holds the same
   records. A link that stays silent for ~2 keepalives is declared dead; the runtime
@@ -50,12 +50,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mldesk.core import logstore
+from mldesk.agent import logstore
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUnavailable, Sink
 
-AGENT_FILES = ("remote_agent.py", "logstore.py", "inputs.py", "outputs.py")
-_HERE = Path(__file__).resolve().parent
-_CORE = _HERE.parent / "core"
+AGENT_ENTRY = "agent.py"  # the launcher in WORKDIR/agent/<hash>/ (the package beside it)
+_AGENT_DIR = Path(__file__).resolve().parent.parent.parent / "agent"
+_LAUNCHER = (
+    '"""mldesk\'s agent on this host: python3 agent.py COMMAND ARGS..."""\n'
+    "import os, sys\n"
+    "sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))\n"
+    "from mldesk.agent.main import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
 _HEADER = struct.Struct("<IBdQ")
 CHECKPOINT = "remote_log.json"
 CHECKPOINT_INTERVAL = 0.5
@@ -71,7 +77,7 @@ _PROBE = (
     "import json,os,sys\n"
     "w=os.path.abspath(os.path.expanduser(sys.argv[1]))\n"
     "a=os.path.join(w,'agent',sys.argv[2])\n"
-    "print(json.dumps({'workdir':w,'agent':a,'have':os.path.isfile(os.path.join(a,'remote_agent.py')),"
+    "print(json.dumps({'workdir':w,'agent':a,'have':os.path.isfile(os.path.join(a,'agent.py')),"
     "'version':list(sys.version_info[:3]),'exe':sys.executable}))\n"
 )
 _INSTALL = (
@@ -82,7 +88,9 @@ _INSTALL = (
     "os.makedirs(base,exist_ok=True)\n"
     "t=tempfile.mkdtemp(dir=base,prefix='.tmp-')\n"
     "for n,text in files.items():\n"
-    "    open(os.path.join(t,n),'w',encoding='utf-8').write(text)\n"
+    "    f=os.path.join(t,*n.split('/'))\n"
+    "    os.makedirs(os.path.dirname(f),exist_ok=True)\n"
+    "    open(f,'w',encoding='utf-8').write(text)\n"
     "try:\n"
     "    os.rename(t,a)\n"
     "except OSError:\n"
@@ -92,10 +100,11 @@ _INSTALL = (
 
 
 def agent_sources() -> dict[str, str]:
-    out = {}
-    for name in AGENT_FILES:
-        path = (_HERE if name == "remote_agent.py" else _CORE) / name
-        out[name] = path.read_text(encoding="utf-8")
+    """What goes to a host: the ``mldesk.agent`` package (with a stub ``mldesk``
+    package above it) and the ``agent.py`` launcher, by relative path."""
+    out = {AGENT_ENTRY: _LAUNCHER, "mldesk/__init__.py": '"""mldesk\'s agent package (shipped)."""\n'}
+    for path in sorted(_AGENT_DIR.glob("*.py")):
+        out[f"mldesk/agent/{path.name}"] = path.read_text(encoding="utf-8")
     return out
 
 
@@ -122,7 +131,7 @@ def _layout():
 def ensure_agent(conn) -> dict[str, Any]:
     """Make sure this version of the agent is on the host; returns {workdir, agent,
     python, version} (cached on the connection)."""
-    from mldesk.core.hosts import HostError
+    from mldesk.runtimes.ssh.transport import HostError
 
     with conn._agent_lock:
         if conn.agent_info is not None:
@@ -159,12 +168,12 @@ def ensure_agent(conn) -> dict[str, Any]:
 
 def agent_argv(conn, *args: Any) -> list[str]:
     info = ensure_agent(conn)
-    return [info["python"], os.path.join(info["agent"], "remote_agent.py"), *[str(a) for a in args]]
+    return [info["python"], os.path.join(info["agent"], AGENT_ENTRY), *[str(a) for a in args]]
 
 
 def probe(conn) -> dict[str, Any]:
     """What ``mldesk hosts test`` reports: OS, Python, Docker, GPUs, free disk."""
-    from mldesk.core.hosts import HostError
+    from mldesk.runtimes.ssh.transport import HostError
 
     info = ensure_agent(conn)
     r = conn.run(agent_argv(conn, "probe", info["workdir"]), timeout=60.0)
@@ -216,7 +225,7 @@ class SshRuntime(Runtime):
 
     # -- profile, connection ------------------------------------------------------------
     def _load_profile(self, data: dict[str, Any] | None):
-        from mldesk.core.hosts import HostError, load_profile
+        from mldesk.runtimes.ssh.transport import HostError, load_profile
 
         if not data:
             raise ExecutionFailed("this execution has no host profile (was the host removed?)")
@@ -231,15 +240,15 @@ class SshRuntime(Runtime):
         return self._profile
 
     def _new_connection(self, profile):
-        from mldesk.core import hosts
+        from mldesk.runtimes.ssh import transport
 
-        conn = hosts.connect(profile, known_hosts=_layout().known_hosts)
+        conn = transport.connect(profile, known_hosts=_layout().known_hosts)
         ensure_agent(conn)
         return conn
 
     def _connection(self, ctx: RunContext, *, announce: bool = True):
         """The live connection, connecting once if there is none (errors raise)."""
-        from mldesk.core.hosts import HostError
+        from mldesk.runtimes.ssh.transport import HostError
 
         with self._lock:
             if self._conn is not None and self._conn.alive:
@@ -271,7 +280,7 @@ class SshRuntime(Runtime):
 
     def _reconnect(self, ctx: RunContext, reason: str, *, give_up_after: float | None = None):
         """Reconnect with backoff, showing "reconnecting" on the execution meanwhile."""
-        from mldesk.core.hosts import HostAuthError, HostError, HostKeyError, wait_with_backoff
+        from mldesk.runtimes.ssh.transport import HostAuthError, HostError, HostKeyError, wait_with_backoff
 
         profile = self._profile_of(ctx)
         ctx.message(f"lost the connection to {profile.name} ({reason}); the execution goes on there; "
@@ -357,7 +366,7 @@ class SshRuntime(Runtime):
 
     # -- stages ----------------------------------------------------------------------------
     def prepare_workspace(self, ctx: RunContext, materialize: Callable[[Path], None]) -> None:
-        from mldesk.core.hosts import LinkLost
+        from mldesk.runtimes.ssh.transport import LinkLost
 
         self._ctx = ctx
         # the supervisor collects outputs only when the (local) workspace exists
@@ -376,7 +385,7 @@ class SshRuntime(Runtime):
 
     def upload(self, ctx: RunContext, conn, files: dict[str, list], store) -> dict[str, Any]:
         """Send the snapshot; returns (and writes to upload.json) what was sent."""
-        from mldesk.core.hosts import HostError
+        from mldesk.runtimes.ssh.transport import HostError
 
         t0 = time.monotonic()
         wire0 = conn.bytes_sent
@@ -498,7 +507,7 @@ class SshRuntime(Runtime):
         ctx.message(f"pulled {image} on {conn.profile.name}")
 
     def fetch_inputs(self, ctx: RunContext, specs: list, cache_dir: Path, on_progress, cancel) -> None:
-        from mldesk.core.hosts import LinkLost
+        from mldesk.runtimes.ssh.transport import LinkLost
 
         if not specs:
             return
@@ -525,7 +534,7 @@ class SshRuntime(Runtime):
     def _put_input(self, ctx: RunContext, conn, name: str, url: str, path: Path, on_progress) -> None:
         """Send a file input that lives on this machine (file://) to the host, content-
         addressed like the snapshot: not sent again when the host has it."""
-        from mldesk.core import inputs
+        from mldesk.agent import inputs
 
         h = hashlib.sha256()
         size = 0
@@ -565,7 +574,7 @@ class SshRuntime(Runtime):
                                         size / took if took > 0 else 0.0, 0.0, 1, ""))
 
     def _fetch(self, ctx: RunContext, conn, specs: list, on_progress, cancel) -> None:
-        from mldesk.core import inputs
+        from mldesk.agent import inputs
 
         info = ensure_agent(conn)
         timeout = float(ctx.options.get("input_timeout") or 30.0)
@@ -611,7 +620,7 @@ class SshRuntime(Runtime):
             p.close()
 
     def start(self, ctx: RunContext) -> dict[str, Any]:
-        from mldesk.core.hosts import HostError, LinkLost
+        from mldesk.runtimes.ssh.transport import HostError, LinkLost
 
         self._ctx = ctx
         profile = self._profile_of(ctx)
@@ -694,7 +703,7 @@ class SshRuntime(Runtime):
         return remote, _Matcher(copied)
 
     def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
-        from mldesk.core.hosts import HostError, LinkLost
+        from mldesk.runtimes.ssh.transport import HostError, LinkLost
 
         self._ctx = ctx
         self._handle = handle
@@ -745,7 +754,7 @@ class SshRuntime(Runtime):
         raise ExecutionFailed(status.get("error") or f"the program on {profile.name} failed ({state})")
 
     def _follow(self, ctx: RunContext, conn, handle: dict[str, Any], sink: Sink, matcher: _Matcher | None):
-        from mldesk.core.hosts import LinkLost
+        from mldesk.runtimes.ssh.transport import LinkLost
 
         profile = conn.profile
         keepalive = max(0.5, float(profile.keepalive or 10.0))
@@ -786,14 +795,14 @@ class SshRuntime(Runtime):
     def _send_stop(self, conn, handle: dict[str, Any], grace: float) -> None:
         r = conn.run(agent_argv(conn, "stop", handle["workdir"], handle["exec_id"], grace), timeout=60.0)
         if r.code != 0:
-            from mldesk.core.hosts import HostError
+            from mldesk.runtimes.ssh.transport import HostError
 
             raise HostError(f"stop on {conn.profile.name} failed: "
                             f"{(r.stderr.strip().splitlines() or ['exit code %d' % r.code])[-1]}")
         self._stop_sent = True
 
     def stop(self, handle: dict[str, Any], grace: float) -> None:
-        from mldesk.core.hosts import HostError
+        from mldesk.runtimes.ssh.transport import HostError
 
         if not handle.get("exec_id"):
             return
@@ -850,7 +859,7 @@ class SshRuntime(Runtime):
 
     # -- outputs -------------------------------------------------------------------------------
     def collect_outputs(self, ctx: RunContext, dest: Path, *, final: bool) -> None:
-        from mldesk.core.hosts import HostError, LinkLost
+        from mldesk.runtimes.ssh.transport import HostError, LinkLost
 
         self._ctx = ctx
         if not final:

@@ -16,13 +16,7 @@ from pathlib import Path
 from mldesk import __version__
 from mldesk.core.units import human_bytes, human_duration
 
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    def __init__(self, message: str, code: int = 1):
-        super().__init__(message)
-        self.code = code
+from mldesk.cli.common import EXIT_USAGE, CliError, engine as _engine
 
 
 # -- formatting -----------------------------------------------------------------
@@ -40,23 +34,11 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, sort_keys=True))
 
 
-# -- engine access ------------------------------------------------------------------
-def _engine():
-    """The engine, after reattaching: every mldesk process that starts gives each
-    active execution whose supervisor died (or never started) a new one."""
-    from mldesk.core.engine import Engine
-
-    engine = Engine()
-    engine.fork_supervisors = True
-    engine.recover()
-    return engine
-
-
 # -- following a log ------------------------------------------------------------------
 def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, offset: int = 0):
     """Copy the log to our stdout/stderr until the execution is final and the log
     is fully read. Returns the final execution record."""
-    from mldesk.core import logstore
+    from mldesk.agent import logstore
 
     out = sys.stdout.buffer
     err = sys.stderr.buffer if split_streams else out
@@ -194,7 +176,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    from mldesk.core import logstore
+    from mldesk.agent import logstore
 
     engine = _engine()
     ex = engine.get(args.id)
@@ -297,7 +279,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_settings(args) -> int:
-    from mldesk.core.engine import DEFAULT_SETTINGS
+    from mldesk.engine.facade import DEFAULT_SETTINGS
 
     engine = _engine()
     if args.key is None:
@@ -316,14 +298,10 @@ def cmd_settings(args) -> int:
 
 
 def cmd_gui(args) -> int:
-    try:
-        from mldesk import ui
-    except ImportError as exc:
-        raise CliError(f"the desktop window needs PySide6 ({exc}); install mldesk with its dependencies") from None
-    lab = getattr(args, "lab", None)
-    if lab and Path(lab).is_file():  # a file manager opens the lab's ml.yaml
-        lab = str(Path(lab).parent)
-    return ui.main(lab=lab)
+    open_window = getattr(args, "open_window", None)
+    if open_window is None:
+        raise CliError("the desktop window is started by the `mldesk` command (mldesk.launcher)")
+    return open_window(getattr(args, "lab", None))
 
 
 # -- parser -------------------------------------------------------------------
@@ -396,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", metavar="DIR")
     s.set_defaults(func=cmd_code)
 
-    from mldesk import hosts_cli
+    from mldesk.cli import hosts as hosts_cli
 
     hosts_cli.add_parsers(sub)
 
@@ -429,22 +407,17 @@ def _report_crash(exc: BaseException) -> int:
     return 70
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, open_window=None) -> int:
+    """Run one CLI command; ``open_window(lab)`` starts the window (``mldesk`` alone and
+    ``mldesk open``), handed in by the launcher so the CLI never imports the UI."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["__smoke"]:  # self-test of a build (packaging/smoke_test.py)
-        from mldesk.smoke import main as smoke
-
-        return smoke(argv[1:])
-    if argv[:1] == ["__supervise"]:  # the frozen app has no `python -m`
-        from mldesk.core.supervisor import main as supervise
-
-        return supervise(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.open_window = open_window
     if args.command is None:
         return cmd_gui(args)
     from mldesk.core.labconfig import ConfigError
-    from mldesk.core.engine import EngineError
+    from mldesk.engine.facade import EngineError
     from mldesk.core.snapshots import SnapshotError
     from mldesk.runtimes.base import RuntimeUnavailable
 

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mldesk.core import labconfig, logstore
+from mldesk.agent import logstore
+from mldesk.core import labconfig
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, FINAL_STATES, Execution, Store, StoreError, new_execution_id
+from mldesk.agent.errors import UserError
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
 DEFAULT_IMAGE_ALIASES = {
@@ -53,7 +55,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 NAME_MAX = 100
 
 
-class EngineError(Exception):
+class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
 
 
@@ -191,7 +193,7 @@ class Engine:
         return ex
 
     def _spawn(self, exec_id: str) -> None:
-        from mldesk.core import supervisor
+        from mldesk.engine import supervisor
 
         if self.fork_supervisors and self._watcher is None:
             self.store.close()  # no SQLite connection may cross a fork
@@ -206,7 +208,7 @@ class Engine:
     def stop(self, ref: str) -> Execution:
         """Ask for a stop. The supervisor sends SIGTERM, then SIGKILL after the grace
         period; when no supervisor is alive this process does it."""
-        from mldesk.core import supervisor
+        from mldesk.engine import supervisor
 
         ex = self.get(ref)
         if ex.final:
@@ -324,7 +326,7 @@ class Engine:
         return dest
 
     def export_outputs(self, ref: str, dest: Path | str) -> tuple[int, int]:
-        from mldesk.core import outputs
+        from mldesk.agent import outputs
 
         ex = self.get(ref)
         src = self.layout.outputs(ex.id)
@@ -356,7 +358,7 @@ class Engine:
         return started
 
     def reattach_one(self, exec_id: str) -> bool:
-        from mldesk.core import supervisor
+        from mldesk.engine import supervisor
 
         ex = self.store.get(exec_id)
         if ex is None or ex.final or supervisor.is_supervised(self.layout, exec_id):

@@ -1,8 +1,8 @@
-"""mldesk's agent on an SSH host: ``python3 remote_agent.py COMMAND ARGS...``
+"""The agent's commands: ``python3 agent.py COMMAND ARGS...`` on a host.
 
-Standard library only, Python >= 3.8. mldesk copies this file, with ``logstore.py``,
-``inputs.py`` and ``outputs.py`` next to it, to ``WORKDIR/agent/<hash>/`` on the host
-and runs it there over SSH; every command line is built from an argument list and
+Standard library only, Python >= 3.8. mldesk copies the ``mldesk.agent`` package to
+``WORKDIR/agent/<hash>/`` on the host (with a small ``agent.py`` launcher) and runs it
+there over SSH; every command line is built from an argument list and
 quoted with ``shlex.quote``, never pasted together from user text.
 
 Host layout (``WORKDIR``, default ``~/.mldesk``)::
@@ -54,14 +54,26 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-import logstore  # noqa: E402 - shipped next to this file
+from mldesk.agent import logstore
 
 CHUNK = 1 << 20
 FINAL_STATES = ("exited", "failed", "stopped")
+
+
+# The folder that holds the ``mldesk`` package this agent was imported from (on a host:
+# WORKDIR/agent/<hash>; locally: the installed app), so a detached agent finds it too.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def agent_command(*args):
+    """argv that runs another agent command with this Python and this package."""
+    return [sys.executable, "-m", "mldesk.agent"] + [str(a) for a in args]
+
+
+def agent_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 class AgentError(Exception):
@@ -503,7 +515,7 @@ def cmd_upload(workdir, exec_id):
 # -- inputs --------------------------------------------------------------------------------
 
 def cmd_fetch(workdir, exec_id, timeout, retries):
-    import inputs
+    from mldesk.agent import inputs
 
     p = Paths(workdir, exec_id)
     specs = json.loads(_IN.readline().decode("utf-8"))
@@ -544,7 +556,7 @@ def cmd_fetch(workdir, exec_id, timeout, retries):
 def cmd_put_input(workdir, exec_id, name, sha, size):
     """A local file input (file:// on the user's machine): frame {need} out; when the
     host lacks the blob, SIZE raw bytes in; then the blob becomes inputs/NAME (atomic)."""
-    import inputs
+    from mldesk.agent import inputs
 
     p = Paths(workdir, exec_id)
     problem = inputs.validate_name(name)
@@ -587,9 +599,9 @@ def cmd_start(workdir, exec_id):
     spec["container_name"] = "mldesk-" + exec_id
     write_json(p.spec, spec)
     with open(p.agent_log, "ab") as log:
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "supervise", p.workdir, exec_id],
+        proc = subprocess.Popen(agent_command("supervise", p.workdir, exec_id),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=p.exec_dir,
-                                start_new_session=True, close_fds=True)
+                                env=agent_env(), start_new_session=True, close_fds=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = read_json(p.status)
@@ -1001,11 +1013,11 @@ COMMANDS = {
 
 def main(argv):
     if len(argv) < 1 or argv[0] not in COMMANDS:
-        sys.stderr.write("usage: remote_agent.py %s ...\n" % "|".join(sorted(COMMANDS)))
+        sys.stderr.write("usage: agent.py %s ...\n" % "|".join(sorted(COMMANDS)))
         return 2
     fn, nargs = COMMANDS[argv[0]]
     if len(argv) - 1 != nargs:
-        sys.stderr.write("remote_agent.py %s takes %d argument(s)\n" % (argv[0], nargs))
+        sys.stderr.write("agent.py %s takes %d argument(s)\n" % (argv[0], nargs))
         return 2
     try:
         return fn(*argv[1:]) or 0

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 from mldesk.core.store import Execution
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mldesk.core.engine import Engine
+    from mldesk.engine.facade import Engine
 
 
 def list_page(engine: "Engine", lab: str | Path, limit: int,
@@ -90,7 +90,7 @@ def restore_lab_backup(engine: "Engine", lab: str | Path, snapshot: str) -> str 
     files matching the snapshot's ``exclude`` are left alone."""
     lab = Path(lab).expanduser().resolve()
     if not engine.snapshots.exists(snapshot):
-        from mldesk.core.engine import EngineError
+        from mldesk.engine.facade import EngineError
 
         raise EngineError(f"the earlier files (snapshot {snapshot}) are no longer kept")
     exclude = engine.snapshot_exclude(SimpleNamespace(snapshot=snapshot))

@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from mldesk.core import logstore
+from mldesk.agent import logstore
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUnavailable, Sink
 
 WORKDIR = "/workspace"

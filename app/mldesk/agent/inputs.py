@@ -46,6 +46,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, List, NamedTuple, Optional
+from mldesk.agent.errors import UserError
 
 __all__ = ["InputError", "InputsCancelled", "Progress", "fetch_inputs", "validate_name"]
 
@@ -61,7 +62,7 @@ _LOOPBACK = ("localhost", "127.0.0.1", "::1")  # never through a proxy
 
 # -- public types ---------------------------------------------------------------------
 
-class InputError(Exception):
+class InputError(UserError):
     """An input that could not be fetched. ``str()``: ``input 'NAME' (URL) failed: CAUSE``."""
 
     def __init__(self, name: str, url: str, cause: str):

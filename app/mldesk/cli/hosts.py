@@ -98,6 +98,7 @@ def _ask_secret(kind: str, prompt: str) -> str | None:
 
     from mldesk.core import hosts
 
+
     problem = hosts.keyring_problem()
     if problem:
         print(f"note: {hosts.no_keyring_message('passwords or passphrases')}", file=sys.stderr)
@@ -109,11 +110,11 @@ def _ask_secret(kind: str, prompt: str) -> str | None:
 
 def connect_cli(profile, accept: str | None):
     """Connect with the CLI's policy: flag, else a terminal question, else refuse."""
-    from mldesk.core import hosts
+    from mldesk.runtimes.ssh import transport
     from mldesk.core.paths import Layout
 
     interactive = _interactive()
-    return hosts.connect(profile, known_hosts=Layout().known_hosts, accept_fingerprint=accept,
+    return transport.connect(profile, known_hosts=Layout().known_hosts, accept_fingerprint=accept,
                          ask_host_key=_ask_host_key if interactive and not accept else None,
                          ask_secret=_ask_secret if interactive else None)
 
@@ -144,7 +145,7 @@ def _report(name: str, conn, info: dict) -> list[str]:
 
 def _test(engine, name: str, accept: str | None, as_json: bool) -> int:
     from mldesk.core import hosts
-    from mldesk.runtimes import ssh
+    from mldesk.runtimes.ssh import runtime as ssh
 
     cfg = engine.store.get_host(name)
     if cfg is None:
@@ -178,7 +179,7 @@ def _test(engine, name: str, accept: str | None, as_json: bool) -> int:
 
 
 def run(args) -> int:
-    from mldesk.cli import _engine
+    from mldesk.cli.common import engine as _engine
 
     engine = _engine()
     cmd = args.hosts_cmd

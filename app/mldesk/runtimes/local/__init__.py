@@ -1,0 +1,1 @@
+"""The local host: runtimes reached without SSH (``process`` and ``docker``)."""
