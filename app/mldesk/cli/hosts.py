@@ -79,10 +79,8 @@ def _interactive() -> bool:
 
 def _ask_host_key(label: str, key_type: str, fp: str) -> bool:
     """The terminal yes/no for an unknown host key (only called at a terminal)."""
-    from mldesk.core.paths import Layout
-
     print(f"The authenticity of host {label} cannot be established: it is not in "
-          f"~/.ssh/known_hosts nor in {Layout().known_hosts}.", file=sys.stderr)
+          f"~/.ssh/known_hosts nor in mldesk's known hosts file.", file=sys.stderr)
     print(f"Its {key_type} key fingerprint is {fp}.", file=sys.stderr)
     print("Compare it with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub, run there).",
           file=sys.stderr)
@@ -96,85 +94,42 @@ def _ask_host_key(label: str, key_type: str, fp: str) -> bool:
 def _ask_secret(kind: str, prompt: str) -> str | None:
     import getpass
 
-    from mldesk.core import hosts
+    from mldesk.engine.hosts import keyring_problem, no_keyring_message
 
-
-    problem = hosts.keyring_problem()
-    if problem:
-        print(f"note: {hosts.no_keyring_message('passwords or passphrases')}", file=sys.stderr)
+    if keyring_problem():
+        print(f"note: {no_keyring_message('passwords or passphrases')}", file=sys.stderr)
     try:
         return getpass.getpass(prompt)
     except (EOFError, KeyboardInterrupt):
         return None
 
 
-def connect_cli(profile, accept: str | None):
-    """Connect with the CLI's policy: flag, else a terminal question, else refuse."""
-    from mldesk.runtimes.ssh import transport
-    from mldesk.core.paths import Layout
-
+def _askers(accept: str | None) -> dict:
+    """The CLI's host-key policy: the flag, else a terminal question, else refuse."""
     interactive = _interactive()
-    return transport.connect(profile, known_hosts=Layout().known_hosts, accept_fingerprint=accept,
-                         ask_host_key=_ask_host_key if interactive and not accept else None,
-                         ask_secret=_ask_secret if interactive else None)
-
-
-def _report(name: str, conn, info: dict) -> list[str]:
-    from mldesk.core.units import human_bytes
-
-    docker = info.get("docker")
-    gpus = info.get("gpus") or []
-    lines = [
-        f"host {name}: {conn.endpoint.label} (logged in with {conn.login})",
-        f"  host key  {conn.host_key} ({'accepted now' if conn.trust == 'accepted' else 'known'})",
-        f"  OS        {info.get('os')} ({info.get('kernel')})",
-        f"  Python    {info.get('python')} ({info.get('python_exe')})",
-        f"  Docker    {docker if docker else 'not available: ' + str(info.get('docker_error'))}",
-        f"  GPUs      {', '.join(gpus) if gpus else 'none (' + str(info.get('gpu_error') or 'nvidia-smi found none') + ')'}",
-        f"  Disk      {human_bytes(info.get('disk_free') or 0)} free in {info.get('disk_path')}",
-        f"  Work dir  {info.get('workdir')}",
-    ]
-    profile = conn.profile
-    if profile.runtime == "docker" and not docker:
-        lines.append(f"warning: {name} uses the docker runtime but Docker is not available there "
-                     f"(mldesk hosts add {name} ... --runtime process, or start Docker there)")
-    if profile.gpus and not gpus:
-        lines.append(f"warning: {name} is set up for GPUs but nvidia-smi found none")
-    return lines
+    return {"accept_fingerprint": accept,
+            "ask_host_key": _ask_host_key if interactive and not accept else None,
+            "ask_secret": _ask_secret if interactive else None}
 
 
 def _test(engine, name: str, accept: str | None, as_json: bool) -> int:
-    from mldesk.core import hosts
-    from mldesk.runtimes.ssh import runtime as ssh
+    from mldesk.engine.hosts import HostError, HostKeyError, HostKeyUnknown
 
-    cfg = engine.store.get_host(name)
-    if cfg is None:
-        _err(f"unknown host '{name}' (see `mldesk hosts ls`)")
-        return EXIT_FAIL
     try:
-        profile = hosts.load_profile(cfg)
-        conn = connect_cli(profile, accept)
-    except hosts.HostKeyError as exc:
+        report = engine.profiles.test(name, **_askers(accept))
+    except HostKeyError as exc:
         _err(str(exc).replace("NAME", name))
-        if isinstance(exc, hosts.HostKeyUnknown) and not accept and not _interactive():
+        if isinstance(exc, HostKeyUnknown) and not accept and not _interactive():
             print("mldesk: no terminal to ask at and no --accept-fingerprint: the key was not accepted",
                   file=sys.stderr)
         return EXIT_HOSTKEY
-    except hosts.HostError as exc:
+    except HostError as exc:
         _err(str(exc))
         return EXIT_FAIL
-    try:
-        info = ssh.probe(conn)
-    except hosts.HostError as exc:
-        _err(str(exc))
-        return EXIT_FAIL
-    finally:
-        conn.close()
     if as_json:
-        print(json.dumps(dict(info, host=name, address=conn.endpoint.label, host_key=conn.host_key,
-                              login=conn.login), indent=2, sort_keys=True))
+        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
     else:
-        print("\n".join(_report(name, conn, info)))
+        print(report.text())
     return 0
 
 
@@ -198,10 +153,7 @@ def run(args) -> int:
             print(f"{name:<16} {cfg.get('runtime', ''):<8} {where}" + (f"  ({', '.join(extra)})" if extra else ""))
         return 0
     if cmd == "rm":
-        if args.name == "local":
-            _err("'local' is this computer; it cannot be removed")
-            return EXIT_FAIL
-        if not engine.store.delete_host(args.name):
+        if not engine.profiles.remove(args.name):
             _err(f"unknown host '{args.name}' (see `mldesk hosts ls`)")
             return EXIT_FAIL
         print(f"removed host {args.name}")
@@ -214,42 +166,41 @@ def run(args) -> int:
 
 
 def _add(engine, args) -> int:
-    from mldesk.core import hosts
+    from mldesk.engine.hosts import HostError, HostKeyError, HostProfile
 
     try:
-        profile = hosts.HostProfile.from_url(
+        profile = HostProfile.from_url(
             args.name, args.url, key=args.key, runtime=args.runtime, workdir=args.workdir, gpus=args.gpus,
             network=args.network, jump=args.jump, python=args.python, stop_grace=args.stop_grace,
             max_parallel=args.max_parallel, outputs_interval=args.outputs_interval,
             keepalive=args.keepalive, connect_timeout=args.connect_timeout, password=args.password)
-    except hosts.HostError as exc:
+    except HostError as exc:
         _err(str(exc))
         return EXIT_FAIL
     if profile.key:
         import os
 
         profile.key = os.path.abspath(os.path.expanduser(profile.key))
-    existed = engine.store.get_host(profile.name) is not None
+    existed = engine.profiles.exists(profile.name)
     check = not args.no_check and (args.accept_fingerprint or _interactive())
     if check:
         try:
-            conn = connect_cli(profile, args.accept_fingerprint)
-        except hosts.HostKeyError as exc:
+            host_key, trust = engine.profiles.check_login(profile, **_askers(args.accept_fingerprint))
+        except HostKeyError as exc:
             _err(str(exc).replace("NAME", profile.name))
             print(f"mldesk: host {profile.name} was not saved", file=sys.stderr)
             return EXIT_HOSTKEY
-        except hosts.HostError as exc:
+        except HostError as exc:
             _err(str(exc))
             print(f"mldesk: host {profile.name} was not saved (use --no-check to save it anyway)",
                   file=sys.stderr)
             return EXIT_FAIL
-        conn.close()
-    engine.store.put_host(profile.name, profile.to_dict())
+    engine.profiles.save(profile)
     print(f"{'updated' if existed else 'added'} host {profile.name}: {profile.url} "
           f"({profile.runtime} runtime, work folder {profile.workdir})")
     if check:
-        print(f"connected and logged in; host key {conn.host_key} "
-              f"({'accepted' if conn.trust == 'accepted' else 'already known'})")
+        print(f"connected and logged in; host key {host_key} "
+              f"({'accepted' if trust == 'accepted' else 'already known'})")
     elif not args.no_check:
         print(f"not connected yet (no terminal to confirm a host key at): run `mldesk hosts test {profile.name}` "
               "to check it, with --accept-fingerprint SHA256:... for a new host key")

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mldesk.agent import logstore
+from mldesk.agent.errors import UserError
 from mldesk.core import labconfig
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, FINAL_STATES, Execution, Store, StoreError, new_execution_id
-from mldesk.agent.errors import UserError
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
 DEFAULT_IMAGE_ALIASES = {
@@ -80,6 +80,9 @@ class Engine:
         self._stop_watch = threading.Event()
         # set by the single-threaded CLI: start supervisors by forking (fast start)
         self.fork_supervisors = False
+        from mldesk.engine.hosts import Hosts
+
+        self.profiles = Hosts(self)  # host profiles: list, save, remove, test
 
     def close(self) -> None:
         self.stop_watching()

@@ -15,9 +15,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from mldesk.core import hosts
+from mldesk.engine import hosts
 
-from mldesk.runtimes.ssh import transport
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 
 COLUMNS = ("Name", "Address", "Runtime", "GPUs", "Work folder")
@@ -244,7 +243,7 @@ class HostsDialog(QtWidgets.QDialog):
 
     # -- the list ---------------------------------------------------------------------
     def profiles(self) -> dict[str, dict[str, Any]]:
-        return self.engine.store.hosts()
+        return self.engine.profiles.profiles()
 
     def refresh(self, select: str | None = None) -> None:
         select = select or self.selected()
@@ -290,9 +289,7 @@ class HostsDialog(QtWidgets.QDialog):
 
     def save_profile(self, prof: hosts.HostProfile, old_name: str | None = None, *, test: bool = False) -> str:
         """Store ``prof`` (replacing ``old_name`` when renamed) and show it."""
-        if old_name and old_name != prof.name:
-            self.engine.store.delete_host(old_name)
-        self.engine.store.put_host(prof.name, prof.to_dict())
+        self.engine.profiles.save(prof, old_name)
         self.refresh(prof.name)
         self.hostsChanged.emit()
         if test:
@@ -323,7 +320,7 @@ class HostsDialog(QtWidgets.QDialog):
         name = name or self.selected()
         if not name or not self.confirm_remove(name):
             return False
-        self.engine.store.delete_host(name)
+        self.engine.profiles.remove(name)
         self.refresh()
         self.hostsChanged.emit()
         return True
@@ -346,20 +343,13 @@ class HostsDialog(QtWidgets.QDialog):
         self._busy.add(name)
         self._update_buttons()
         self.report.setPlainText(f"connecting to {name} ({cfg.get('url', '')})…")
-        known = self.engine.layout.known_hosts
+        profiles = self.engine.profiles
 
         def work() -> None:
-            from mldesk.runtimes.ssh import runtime as ssh
-
             try:
-                profile = hosts.load_profile(cfg)
-                conn = transport.connect(profile, known_hosts=known, accept_fingerprint=accept_fingerprint,
-                                     ask_secret=self._ask_secret_worker)
-                try:
-                    info = ssh.probe(conn)
-                finally:
-                    conn.close()
-                result: object = (_report_text(name, conn, info), info)
+                report = profiles.test(name, accept_fingerprint=accept_fingerprint,
+                                       ask_secret=self._ask_secret_worker)
+                result: object = (report.text(), report.info)
             except Exception as exc:  # noqa: BLE001 - shown in the dialog
                 result = exc
             try:
@@ -412,12 +402,3 @@ class HostsDialog(QtWidgets.QDialog):
         text, _info = result
         self.report.setPlainText(text)
         self.testFinished.emit(name, True)
-
-
-def _report_text(name: str, conn, info: dict) -> str:
-    from mldesk.cli.hosts import _report
-
-    return "\n".join(_report(name, conn, info))
-
-
-__all__ = ["HostEditDialog", "HostKeyDialog", "HostsDialog"]
