@@ -242,7 +242,7 @@ def test_problem_str():
 
 # --- input names -----------------------------------------------------------------------
 
-ESCAPING_NAMES = ["../x", "/etc/passwd", "a/b", "..", ".", "a\\b", "..\\x", "a\0b", "", "x/", "a" * 256,
+ESCAPING_NAMES = ["../x", "/etc/passwd", "a/b", "..", ".", "a\\b", "..\\x", "a\0b", "", "x/", "a" * 256, "\x85", "a\u2028b", "a\nb", "\x7f",
                   "é" * 128]
 
 
@@ -520,3 +520,13 @@ def test_remove_last_input_keeps_comment_and_stays_valid(tmp_path):
     text = (tmp_path / "ml.yaml").read_text()
     assert "# my lab" in text and "# the labels" in text
     assert load_lab_config(tmp_path).inputs == ()
+
+
+@pytest.mark.parametrize("name", ["\x85", "a\u2028b", "x\u2029", "tab\there"])
+def test_names_yaml_would_rewrite_are_refused_before_writing(tmp_path, name):
+    """Validation and the YAML writer agree on every Unicode line break: NEL/LS/PS are
+    refused up front instead of being written and read back as other text."""
+    (tmp_path / "ml.yaml").write_text(LAB_YAML)
+    with pytest.raises(ConfigError, match="control character"):
+        add_inputs(tmp_path, [InputSpec(name, "http://e/x")])
+    assert (tmp_path / "ml.yaml").read_text() == LAB_YAML

@@ -92,23 +92,31 @@ class Progress(NamedTuple):
 
 
 def validate_name(name) -> Optional[str]:
-    """Why ``name`` is not a plain file name, or None when it is one."""
+    """Why ``name`` is not a plain file name, or None when it is one (the one check, used
+    by ml.yaml validation, the Inputs panel and the agent).
+
+    Control characters and Unicode line/paragraph breaks are refused too: YAML reads
+    NEL, LS and PS as line breaks, so such a name could not be written to ml.yaml and
+    read back as itself, and no console shows it honestly."""
     if not isinstance(name, str):
-        return "the name must be a string"
+        return "input name must be a string"
     if name == "":
-        return "the name is empty"
+        return "input name is empty"
     if name in (".", ".."):
-        return "the name may not be '.' or '..'"
-    if "/" in name or "\\" in name:
-        return "the name may not contain '/' or '\\' (it must be a plain file name)"
+        return "input name %r is not a file name" % name
     if "\x00" in name:
-        return "the name may not contain a NUL character"
+        return "input name contains a NUL character"
+    if "/" in name or "\\" in name:
+        return "input name %r must be a plain file name, not a path" % name
+    for ch in name:
+        if ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029":
+            return "input name contains the control character U+%04X" % ord(ch)
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
-        return "the name is not valid text"
+        return "input name is not valid text"
     if size > 255:
-        return "the name is longer than 255 bytes"
+        return "input name is longer than 255 bytes"
     return None
 
 

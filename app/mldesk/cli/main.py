@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mldesk import __version__
-from mldesk.core.units import human_bytes, human_duration
+from mldesk.engine import human_bytes, human_duration
 
 from mldesk.cli.common import EXIT_USAGE, CliError, engine as _engine
 
@@ -38,7 +38,7 @@ def _print_json(obj) -> None:
 def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, offset: int = 0):
     """Copy the log to our stdout/stderr until the execution is final and the log
     is fully read. Returns the final execution record."""
-    from mldesk.agent import logstore
+    from mldesk.engine import STDERR, STDOUT
 
     out = sys.stdout.buffer
     err = sys.stderr.buffer if split_streams else out
@@ -49,9 +49,9 @@ def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, o
         while True:
             records, offset = reader.read_from(offset)
             for rec in records:
-                if rec.stream == logstore.STDOUT:
+                if rec.stream == STDOUT:
                     out.write(rec.data)
-                elif rec.stream == logstore.STDERR:
+                elif rec.stream == STDERR:
                     err.write(rec.data)
                 elif include_mldesk:
                     if split_streams:
@@ -65,7 +65,7 @@ def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, o
                 err.flush()
                 delay = 0.005
                 continue
-            ex = engine.store.get(exec_id)
+            ex = engine.lookup(exec_id)
             if ex is None:
                 raise CliError(f"execution {exec_id} was removed")
             if ex.final:
@@ -156,7 +156,7 @@ def cmd_show(args) -> int:
     if args.json:
         d = ex.public()
         d["outputs_dir"] = str(engine.outputs_dir(ex.id))
-        d["log"] = str(engine.layout.log_path(ex.id))
+        d["log"] = str(engine.log_path(ex.id))
         _print_json(d)
         return 0
     fields = [
@@ -176,18 +176,18 @@ def cmd_show(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    from mldesk.agent import logstore
+    from mldesk.engine import MLDESK, STDERR, STDOUT, write_program_output
 
     engine = _engine()
     ex = engine.get(args.id)
     if args.follow:
         follow(engine, ex.id, split_streams=False, include_mldesk=args.all)
         return 0
-    streams = (logstore.STDOUT, logstore.STDERR) + ((logstore.MLDESK,) if args.all else ())
+    streams = (STDOUT, STDERR) + ((MLDESK,) if args.all else ())
     out = sys.stdout.buffer
     with engine.log_reader(ex.id) as reader:
         if args.head is None and args.tail is None:
-            logstore.write_program_output(reader, out, include_mldesk=args.all)
+            write_program_output(reader, out, include_mldesk=args.all)
         else:
             if args.head is not None:
                 out.writelines(r.data for r in reader.head(args.head, streams)[0])
@@ -211,7 +211,7 @@ def cmd_stop(args) -> int:
         grace = float(ex.options.get("grace", 10.0))
         deadline = time.monotonic() + grace + 30
         while time.monotonic() < deadline:
-            now = engine.store.get(ex.id)
+            now = engine.lookup(ex.id)
             if now is None or now.final:
                 break
             time.sleep(0.05)
@@ -259,14 +259,14 @@ def cmd_code(args) -> int:
         dest = engine.export_code(ex.id, args.to)
         print(f"wrote the code of {ex.id} to {dest.resolve()}")
         return 0
-    for rel, entry in sorted(engine.snapshots.manifest(ex.snapshot).items()):
+    for rel, entry in sorted(engine.code_manifest(ex.id).items()):
         size = "link" if entry[0] == "link" else human_bytes(entry[1])
         print(f"{size:>10}  {rel}")
     return 0
 
 
 def cmd_init(args) -> int:
-    from mldesk.templates import TEMPLATES, create_lab
+    from mldesk.engine import TEMPLATES, create_lab
 
     if args.template not in TEMPLATES:
         raise CliError(f"unknown template '{args.template}' (choose one of: {', '.join(TEMPLATES)})", EXIT_USAGE)
@@ -279,7 +279,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_settings(args) -> int:
-    from mldesk.engine.facade import DEFAULT_SETTINGS
+    from mldesk.engine import DEFAULT_SETTINGS
 
     engine = _engine()
     if args.key is None:
@@ -394,7 +394,7 @@ def _report_crash(exc: BaseException) -> int:
     import traceback
 
     try:
-        from mldesk.core.paths import home
+        from mldesk.engine import data_home as home
 
         path = home() / "crash.log"
         with open(path, "a") as f:
@@ -416,10 +416,7 @@ def main(argv: list[str] | None = None, *, open_window=None) -> int:
     args.open_window = open_window
     if args.command is None:
         return cmd_gui(args)
-    from mldesk.core.labconfig import ConfigError
-    from mldesk.engine.facade import EngineError
-    from mldesk.core.snapshots import SnapshotError
-    from mldesk.runtimes.base import RuntimeUnavailable
+    from mldesk.engine import ConfigError, UserError
 
     try:
         return args.func(args)
@@ -431,9 +428,9 @@ def main(argv: list[str] | None = None, *, open_window=None) -> int:
     except CliError as exc:
         print(f"mldesk: error: {exc}", file=sys.stderr)
         return exc.code
-    except (EngineError, SnapshotError, RuntimeUnavailable) as exc:
+    except UserError as exc:  # the one root of errors a user can cause: one line
         print(f"mldesk: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

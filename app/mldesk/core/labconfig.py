@@ -89,18 +89,11 @@ class ConfigError(UserError):
 
 
 def validate_input_name(name: str) -> str | None:
-    """Why ``name`` cannot be a file directly inside ``inputs/``, or None if it can."""
-    if not name:
-        return "input name is empty"
-    if name in (".", ".."):
-        return f"input name {name!r} is not a file name"
-    if "\0" in name:
-        return "input name contains a NUL character"
-    if "/" in name or "\\" in name:
-        return f"input name {name!r} must be a plain file name, not a path"
-    if len(name.encode("utf-8", "surrogatepass")) > 255:
-        return "input name is longer than 255 bytes"
-    return None
+    """Why ``name`` cannot be a file directly inside ``inputs/``, or None if it can
+    (the agent's check: the host applies the same rule)."""
+    from mldesk.agent.inputs import validate_name
+
+    return validate_name(name)
 
 
 def _url_problem(url: str) -> tuple[str, str] | None:
@@ -418,10 +411,20 @@ def _index(seq, name: str) -> int:
     raise ConfigError([Problem(1, 1, f"ml.yaml has no input named {name!r}", "reload the lab", "error")])
 
 
+def _check_new_names(entries) -> None:
+    """Names are checked before they are written: YAML would turn some (NEL, LS, PS) into
+    other text, and the file read back could then not show the problem."""
+    problems = [Problem(1, 1, why, "choose a plain file name", "error")
+                for why in (validate_input_name(e.name) for e in entries) if why]
+    if problems:
+        raise ConfigError(problems)
+
+
 def add_inputs(lab_dir: Path | str, entries: list[InputSpec]) -> None:
     """Append inputs to ml.yaml (created when missing); duplicates are a ConfigError."""
     from ruamel.yaml import CommentedMap
 
+    _check_new_names(entries)
     _edit_inputs(lab_dir, lambda seq: seq.extend(CommentedMap(name=e.name, url=e.url) for e in entries))
 
 
@@ -430,6 +433,8 @@ def remove_input(lab_dir: Path | str, name: str) -> None:
 
 
 def replace_input(lab_dir: Path | str, old_name: str, new: InputSpec) -> None:
+    _check_new_names([new])
+
     def edit(seq) -> None:
         item = seq[_index(seq, old_name)]
         item["name"], item["url"] = new.name, new.url

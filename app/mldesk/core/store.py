@@ -16,12 +16,40 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Any, Iterator
+
 from mldesk.agent.errors import UserError
 
-ACTIVE_STATES = ("queued", "preparing", "fetching", "running", "collecting")
-FINAL_STATES = ("finished", "failed", "stopped")
+
+class State(str, Enum):
+    """An execution's state; members compare equal to the strings stored in the table."""
+
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    FETCHING = "fetching"
+    RUNNING = "running"
+    COLLECTING = "collecting"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Hidden(IntEnum):
+    """``executions.hidden``: a Remove with Undo hides a row before it is deleted."""
+
+    SHOWN = 0
+    PENDING_UNDO = 1  # hidden, the Undo window is open
+    REMOVING = 2      # being removed for good
+
+
+ACTIVE_STATES = tuple(s.value for s in (State.QUEUED, State.PREPARING, State.FETCHING, State.RUNNING,
+                                        State.COLLECTING))
+FINAL_STATES = tuple(s.value for s in (State.FINISHED, State.FAILED, State.STOPPED))
 STATES = ACTIVE_STATES + FINAL_STATES
 
 MIGRATIONS: list[str] = [
@@ -102,7 +130,7 @@ class Execution:
     handle: dict[str, Any] = field(default_factory=dict)
     supervisor_pid: int | None = None
     stop_requested_at: float | None = None
-    hidden: int = 0  # 0 shown, 1 hidden pending undo, 2 being removed
+    hidden: int = Hidden.SHOWN
     seq: int = 0
     hidden_at: float | None = None
     note: str | None = None
@@ -246,7 +274,7 @@ class Store:
         with self.write() as conn:
             seq = self._next_seq(conn)
             return conn.execute(
-                f"UPDATE executions SET hidden = 2, hidden_at = ?, seq = ? WHERE id = ? AND hidden != 2 "
+                f"UPDATE executions SET hidden = {int(Hidden.REMOVING)}, hidden_at = ?, seq = ? WHERE id = ? AND hidden != {int(Hidden.REMOVING)} "
                 f"AND state IN ({','.join('?' * len(FINAL_STATES))})",
                 (time.time(), seq, exec_id, *FINAL_STATES)).rowcount == 1
 
@@ -271,6 +299,37 @@ class Store:
         sql += " ORDER BY created_at DESC, id DESC"
         with self._lock:
             return [Execution.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def list_page(self, lab: str, limit: int, before: tuple[float, str] | None = None) -> list[Execution]:
+        """The visible executions of ``lab``, newest first (the order of ``list``), at
+        most ``limit``, all older than ``before`` (a ``(created_at, id)`` key) if given."""
+        sql = "SELECT * FROM executions WHERE lab = ? AND hidden = 0"
+        args: list[Any] = [lab]
+        if before is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+            args += [before[0], before[0], before[1]]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(int(limit))
+        with self._lock:
+            return [Execution.from_row(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    def queue_position(self, host: str, exec_id: str) -> tuple[int, int]:
+        """(executions busy on ``host`` other than ``exec_id``, queued ones ahead of it),
+        read in one write transaction so racing supervisors agree."""
+        with self.write() as conn:
+            busy = conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE host = ? AND id != ? AND state IN "
+                "('preparing','fetching','running','collecting')", (host, exec_id)).fetchone()[0]
+            ahead = conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE host = ? AND state = 'queued' AND id < ?",
+                (host, exec_id)).fetchone()[0]
+        return busy, ahead
+
+    def count(self, lab: str) -> int:
+        """How many visible executions ``lab`` has."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE lab = ? AND hidden = 0", (lab,)).fetchone()[0]
 
     def changes_since(self, seq: int) -> tuple[list[Execution], list[str], int]:
         """Rows changed and ids deleted after ``seq``, and the current seq."""

@@ -4,11 +4,13 @@ Commands (``run``, ``stop``, ``restart``, ``rename``, ``hide``/``unhide``, ``rem
 act on the store and return at once; executions themselves are owned by detached
 supervisors. ``subscribe`` + ``start_watching`` deliver events from a watcher thread:
 
-- ``Event("added", id, execution)``        a new (or un-hidden) execution
-- ``Event("changed", id, execution)``      state or any other field changed
-- ``Event("renamed", id, execution)``
-- ``Event("removed", id)``                 removed or hidden (pending undo)
-- ``Event("log", id, records=[...], offset=N)``  new log records of a followed execution
+- ``Event(EventKind.ADDED, id, execution)``    a new (or un-hidden) execution
+- ``Event(EventKind.CHANGED, id, execution)``  state or any other field changed
+- ``Event(EventKind.RENAMED, id, execution)``
+- ``Event(EventKind.REMOVED, id)``             removed or hidden (pending undo)
+- ``Event(EventKind.LOG, id, records=[...], offset=N)``  new records of a followed log
+
+``EventKind`` members compare equal to their string values ("added", ...).
 
 Listeners are called from the watcher thread; a GUI marshals them to its own thread.
 """
@@ -19,6 +21,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +30,9 @@ from mldesk.agent.errors import UserError
 from mldesk.core import labconfig
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
-from mldesk.core.store import ACTIVE_STATES, FINAL_STATES, Execution, Store, StoreError, new_execution_id
+from mldesk.core.store import (
+    ACTIVE_STATES, FINAL_STATES, Execution, Hidden, Store, StoreError, new_execution_id,
+)
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
 DEFAULT_IMAGE_ALIASES = {
@@ -59,9 +64,20 @@ class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
 
 
+class EventKind(str, Enum):
+    ADDED = "added"
+    CHANGED = "changed"
+    RENAMED = "renamed"
+    REMOVED = "removed"
+    LOG = "log"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class Event:
-    kind: str
+    kind: EventKind
     exec_id: str
     execution: Execution | None = None
     records: list = field(default_factory=list)
@@ -106,6 +122,17 @@ class Engine:
             return self.store.resolve(ref)
         except StoreError as exc:
             raise EngineError(str(exc)) from None
+
+    def lookup(self, exec_id: str) -> Execution | None:
+        """The execution with exactly this id, or None (removed); hidden ones too."""
+        return self.store.get(exec_id)
+
+    def log_path(self, exec_id: str) -> Path:
+        return self.layout.log_path(exec_id)
+
+    def code_manifest(self, ref: str) -> dict[str, list]:
+        """The files of an execution's snapshot: {path: [sha256 or "link", size or target, mode]}."""
+        return self.snapshots.manifest(self.get(ref).snapshot)
 
     def list(self, lab: str | Path | None = None) -> list[Execution]:
         return self.store.list(lab=str(Path(lab).resolve()) if lab else None)
@@ -292,13 +319,13 @@ class Engine:
         if ex.active:
             raise EngineError(f"execution {ex.id} is {ex.state}; stop it first")
         try:
-            self.store.update(ex.id, hidden=1, hidden_at=time.time(), only_if_state=FINAL_STATES)
+            self.store.update(ex.id, hidden=Hidden.PENDING_UNDO, hidden_at=time.time(), only_if_state=FINAL_STATES)
         except StoreError:
             raise EngineError(f"execution {ex.id} was removed meanwhile") from None
         return ex
 
     def unhide(self, exec_id: str) -> None:
-        self.store.update(exec_id, hidden=0, hidden_at=None)
+        self.store.update(exec_id, hidden=Hidden.SHOWN, hidden_at=None)
 
     def remove(self, ref: str) -> Execution:
         """Delete an execution's record, log, workspace and outputs, then GC blobs."""
@@ -347,7 +374,7 @@ class Engine:
         for ex in self.store.list(include_hidden=True):
             if not ex.hidden or (ex.hidden_at or 0) > stale:
                 continue
-            if ex.hidden == 2:
+            if ex.hidden == Hidden.REMOVING:
                 self._purge(ex.id)
             else:
                 self.unhide(ex.id)
@@ -441,18 +468,18 @@ class Engine:
             if ex.hidden:
                 if old is not None:
                     del known[ex.id]
-                    self._emit(Event("removed", ex.id))
+                    self._emit(Event(EventKind.REMOVED, ex.id))
                 continue
             known[ex.id] = ex
             if old is None:
-                self._emit(Event("added", ex.id, ex))
+                self._emit(Event(EventKind.ADDED, ex.id, ex))
             elif old.name != ex.name:
-                self._emit(Event("renamed", ex.id, ex))
+                self._emit(Event(EventKind.RENAMED, ex.id, ex))
             else:
-                self._emit(Event("changed", ex.id, ex))
+                self._emit(Event(EventKind.CHANGED, ex.id, ex))
         for exec_id in gone:
             if known.pop(exec_id, None) is not None:
-                self._emit(Event("removed", exec_id))
+                self._emit(Event(EventKind.REMOVED, exec_id))
 
     def _pump_logs(self, readers: dict[str, logstore.LogReader]) -> None:
         with self._follow_lock:
@@ -471,4 +498,4 @@ class Engine:
                         self._follow[exec_id] = new_offset
                     else:
                         continue  # re-followed meanwhile from another offset
-                self._emit(Event("log", exec_id, records=records, offset=new_offset))
+                self._emit(Event(EventKind.LOG, exec_id, records=records, offset=new_offset))

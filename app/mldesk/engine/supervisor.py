@@ -261,15 +261,9 @@ class Supervisor:
         announced = False
         while True:
             self.check_stop()
-            with self.store.write() as conn:
-                busy = conn.execute(
-                    "SELECT COUNT(*) FROM executions WHERE host = ? AND id != ? AND state IN "
-                    "('preparing','fetching','running','collecting')", (ex.host, ex.id)).fetchone()[0]
-                ahead = conn.execute(
-                    "SELECT COUNT(*) FROM executions WHERE host = ? AND state = 'queued' AND id < ?",
-                    (ex.host, ex.id)).fetchone()[0]
-                if busy + ahead < limit:
-                    return
+            busy, ahead = self.store.queue_position(ex.host, ex.id)
+            if busy + ahead < limit:
+                return
             if not announced:
                 self.set_state("queued")
                 self.writer.message(f"queued: {busy} execution(s) already running on {ex.host} (limit {limit})")
