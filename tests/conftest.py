@@ -20,6 +20,8 @@ pytest_plugins = ("pytester",)
 
 BUSYBOX_IMAGE = "mldesk-test/busybox:latest"
 PYTHON_IMAGE = "mldesk-test/python:latest"
+# Debian 11's Python 3.9: the oldest Python the agent is run on in the tests
+OLDEST_PYTHON_IMAGE = "mldesk-test/python-oldest:latest"
 
 
 def pytest_configure(config):
@@ -128,6 +130,28 @@ def busybox_image(docker_client) -> str:
 @pytest.fixture(scope="session")
 def python_image(docker_client) -> str:
     return _image(docker_client, PYTHON_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def oldest_python(docker_client, tmp_path_factory) -> Path:
+    """An executable that runs ``python3 ARGS`` in a container of the oldest-Python
+    image (Debian 11, Python 3.9): a stand-in for an old host's interpreter. One
+    container for the session, so processes an agent command starts detached live on
+    between commands, as on a host; /tmp (where tests keep their files) is at the same
+    path inside; stdin is passed through; no network."""
+    image = _image(docker_client, OLDEST_PYTHON_IMAGE)
+    name = f"mldesk-test-oldest-{os.getpid()}"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "-v", "/tmp:/tmp",
+                    image, "sleep", "infinity"], check=True, capture_output=True)
+    wrapper = tmp_path_factory.mktemp("oldest-python") / "python3"
+    wrapper.write_text('#!/bin/sh\ncase "$PWD" in /tmp/*) w=$PWD ;; *) w=/tmp ;; esac\n'
+                       f'exec docker exec -i -w "$w" {name} python3 "$@"\n')
+    wrapper.chmod(0o755)
+    try:
+        yield wrapper
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 # --- SSH -------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import multiprocessing
 import os
 import random
@@ -727,25 +726,14 @@ def test_ingest_is_cheap(tmp_path):
 # -- stdlib only, Python 3.8 ----------------------------------------------------------
 
 
-def _old_pythons():
-    found = []
-    for v in ("3.8", "3.9"):
-        cands = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python%s" % (v, v))))
-        exe = cands[-1] if cands else shutil.which("python" + v)
-        if exe and os.sep + "shims" + os.sep not in exe:  # a pyenv shim may not run it
-            found.append(exe)
-    return found
-
-
-def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path):
+def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path, oldest_python):
+    """On Debian 11's Python 3.9 (the oldest the agent is tested on), in a container."""
     src = Path(logstore.__file__).read_text()
     for line in src.splitlines():
         if line.startswith(("import ", "from ")):
             mod = line.split()[1].split(".")[0]
             assert mod in {"__future__", "os", "selectors", "struct", "threading", "time", "typing"}, line
-    pythons = _old_pythons()
-    if not pythons:
-        pytest.skip("no python3.8/3.9 here")
+    pythons = [str(oldest_python)]
     script = textwrap.dedent(
         """
         import importlib.util, sys
@@ -763,8 +751,10 @@ def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path):
     )
     for exe in pythons:
         p = tmp_path / ("log-%s.bin" % os.path.basename(exe))
+        module = tmp_path / "logstore.py"  # under /tmp, which the container sees
+        shutil.copy(logstore.__file__, module)
         res = subprocess.run(
-            [exe, "-c", script, logstore.__file__, str(p)], capture_output=True, text=True, timeout=60
+            [exe, "-c", script, str(module), str(p)], capture_output=True, text=True, timeout=120
         )
         assert res.returncode == 0, res.stderr
-        assert res.stdout.startswith("ok")
+        assert res.stdout.startswith("ok (3, 9)")
