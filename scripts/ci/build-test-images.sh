@@ -5,6 +5,7 @@
 #                               `python` -> python3, made with debootstrap.
 #   mldesk-test/python-oldest:latest  Debian 11 (bullseye) minbase + python3:
 #                               Python 3.9, the oldest Python the agent is tested on.
+# Arguments pick images (busybox, python, oldest); none: all three.
 # Idempotent: an image whose org.mldesk.recipe label matches is left alone. The
 # python rootfs tarball is cached in /var/cache/mldesk-test, so rebuilding a
 # missing image on the same machine is a re-import (seconds, not a debootstrap).
@@ -125,6 +126,13 @@ build_debian() {
 }
 
 docker info >/dev/null 2>&1 || { log "docker does not answer: run scripts/ci/start-services.sh first"; exit 1; }
-build_busybox
-build_debian "$PYTHON_TAG" "$SUITE" "$PY_INCLUDE"
-build_debian "$OLDEST_TAG" "$OLDEST_SUITE" python3
+wanted=("$@")
+((${#wanted[@]})) || wanted=(busybox python oldest)
+for image in "${wanted[@]}"; do
+  case $image in
+    busybox) build_busybox ;;
+    python) build_debian "$PYTHON_TAG" "$SUITE" "$PY_INCLUDE" ;;
+    oldest) build_debian "$OLDEST_TAG" "$OLDEST_SUITE" python3 ;;
+    *) log "unknown image '$image' (busybox, python, oldest)"; exit 2 ;;
+  esac
+done
