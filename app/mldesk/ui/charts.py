@@ -67,7 +67,7 @@ def _group_sort_key(group: str) -> tuple:
     if group in GROUP_ORDER:
         return (0, GROUP_ORDER.index(group))
     if group == "":
-        return (2, "")
+        return (-1, "")
     return (1, group)
 
 
@@ -454,9 +454,11 @@ class MetricsView(QtWidgets.QWidget):
     flushed = Signal()
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, toolbar: bool = True,
-                 empty_text: str = EMPTY_TEXT):
+                 empty_text: str = EMPTY_TEXT, grouped: bool = True):
         super().__init__(parent)
         self.setObjectName("metricsView")
+        #: False: every metric in one grid (under "Metrics"), not grouped by prefix
+        self.grouped = grouped
         #: run -> key -> Series
         self.data: dict[str, dict[str, Series]] = {}
         self.run_labels: dict[str, str] = {}
@@ -778,7 +780,7 @@ class MetricsView(QtWidgets.QWidget):
             chart.x_mode = "time" if system else self._x_mode
             if not system and self._log_y:
                 chart.getPlotItem().setLogMode(x=False, y=True)
-            self._group(SYSTEM_GROUP if system else group_of(key)).add(chart)
+            self._group(SYSTEM_GROUP if system else (group_of(key) if self.grouped else "")).add(chart)
             self.stack.setCurrentWidget(self.scroll)
         return chart
 
