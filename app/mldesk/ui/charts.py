@@ -67,7 +67,7 @@ def _group_sort_key(group: str) -> tuple:
     if group in GROUP_ORDER:
         return (0, GROUP_ORDER.index(group))
     if group == "":
-        return (-1, "")
+        return (2, "")
     return (1, group)
 
 
@@ -508,10 +508,12 @@ class MetricsView(QtWidgets.QWidget):
         self.x_combo.currentIndexChanged.connect(lambda _i: self.set_x_mode(self.x_combo.currentData()))
         bar.addWidget(self.x_combo)
         bar.addStretch(1)
-        self.legend = QtWidgets.QLabel(self.toolbar)
+        self.legend = QtWidgets.QLabel(self)
         self.legend.setObjectName("metricsLegend")
         self.legend.setTextFormat(Qt.RichText)
-        bar.addWidget(self.legend)
+        self.legend.setWordWrap(True)
+        self.legend.setContentsMargins(10, 0, 10, 2)
+        self.legend.hide()
         self.reset_button = QtWidgets.QToolButton(self.toolbar)
         self.reset_button.setText("Reset zoom")
         self.reset_button.setAutoRaise(True)
@@ -548,6 +550,7 @@ class MetricsView(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.toolbar)
+        layout.addWidget(self.legend)
         layout.addWidget(self.stack, 1)
 
     # ------------------------------------------------------------ data in
@@ -728,10 +731,10 @@ class MetricsView(QtWidgets.QWidget):
         parts = []
         for r in runs[:12]:
             color = run_color(self.run_order.index(r)).name()
-            parts.append(f"<span style='color:{color}'>\u25a0</span>&nbsp;{_esc(self.run_labels.get(r) or r)}")
+            parts.append(f"<span style='color:{color}'>\u25a0</span>&nbsp;{_esc(self.run_labels.get(r) or r).replace(' ', '&nbsp;')}")
         if len(runs) > 12:
             parts.append(f"… {len(runs) - 12} more")
-        self.legend.setText("&nbsp;&nbsp; ".join(parts))
+        self.legend.setText(" &nbsp;&nbsp; ".join(parts))
         self.legend.show()
 
     def _mark_all_dirty(self) -> None:
@@ -824,7 +827,12 @@ class MetricsView(QtWidgets.QWidget):
             plots.append(("GPU memory", "B", mem))
         for order, (title, unit, curves) in enumerate(plots):
             chart = self._chart(f"{SYSTEM_GROUP}/{order} {title}", time_axis=True)
-            chart.getPlotItem().setTitle(title, size="9pt")
+            shown = title
+            if len(curves) > 1:  # a small legend in the title: which colour is which GPU
+                shown += "&nbsp;&nbsp;" + "&nbsp; ".join(
+                    f"<span style='color:{run_color(i).name()}'>\u25a0</span>&nbsp;{_esc(label)}"
+                    for i, (label, _p) in enumerate(curves))
+            chart.getPlotItem().setTitle(shown, size="9pt")
             if unit:
                 chart.getPlotItem().getAxis("left").setLabel(units=unit)
                 chart.getPlotItem().getAxis("left").enableAutoSIPrefix(True)

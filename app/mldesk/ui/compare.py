@@ -465,6 +465,7 @@ class CompareView(QtWidgets.QWidget):
         self.model.set_rows(rows, primary=primary, goals=goals)
         self.title.label.setText(f"COMPARE \u00b7 {len(rows)} EXECUTIONS")
         self._size_columns()
+        self.table.setCurrentIndex(QtCore.QModelIndex())
         self.charts.clear()
         self.charts.set_primary(primary)
         labels = {r["id"]: (r.get("name") or r["id"]) for r in rows}
