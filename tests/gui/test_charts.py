@@ -17,7 +17,7 @@ def _points(start: int, n: int, t0: float = 1_700_000_000.0):
 def test_points_arriving_grow_the_plot_data(qtbot):
     view = MetricsView()
     qtbot.addWidget(view)
-    view.resize(900, 600)
+    view.resize(1000, 900)
     view.show()
     assert view.stack.currentWidget() is view.empty
     assert "No metrics yet" in view.empty.text()
@@ -149,3 +149,38 @@ def test_series_and_ema_helpers():
         ref.append(acc / (1 - 0.9 ** n))
     assert np.allclose(whole, ref, equal_nan=True)
     assert group_of("train/loss") == "train" and group_of("loss") == ""
+
+
+def test_charts_out_of_view_catch_up_when_scrolled_to(qtbot):
+    view = MetricsView()
+    qtbot.addWidget(view)
+    view.resize(500, 400)  # one column; about one chart in view
+    view.show()
+    keys = ["a/loss", "b/loss", "c/loss", "d/loss"]
+    view.set_metrics({k: _points(0, 5) for k in keys})
+    view.flush()
+    qtbot.waitUntil(lambda: all(view.chart(k).isVisible() for k in keys), timeout=3000)
+    qtbot.wait(50)  # the layout settles
+    view.append({k: _points(5, 5) for k in keys})
+    view.flush()
+    assert view.plotted_count("a/loss") == 10  # in view: drawn
+    assert view.plotted_count("d/loss") == 5  # out of view: waits
+    assert view.pending()
+    bar = view.scroll.verticalScrollBar()
+    bar.setValue(bar.maximum())
+    qtbot.waitUntil(lambda: view.plotted_count("d/loss") == 10, timeout=3000)
+
+
+def test_a_hidden_view_draws_when_shown(qtbot):
+    view = MetricsView()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    view.show()
+    view.set_metrics({"loss": _points(0, 5)})
+    view.flush()
+    view.hide()  # another tab is in front
+    view.append({"loss": _points(5, 5)})
+    view.flush()
+    assert view.plotted_count("loss") == 5
+    view.show()
+    qtbot.waitUntil(lambda: view.plotted_count("loss") == 10, timeout=3000)

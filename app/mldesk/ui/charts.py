@@ -21,6 +21,7 @@ pyqtgraph is imported only inside ``mldesk.ui`` (it pulls in Qt).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -102,6 +103,24 @@ def ema_extend(x: np.ndarray, weight: float, state: tuple[float, int]) -> tuple[
     return out, (acc, count)
 
 
+def _as_array(points: Sequence | np.ndarray) -> np.ndarray:
+    """(n, k) float64 array of points; lists of 3-tuples take the fast path."""
+    if isinstance(points, np.ndarray):
+        arr = points.astype(float, copy=False)
+    else:
+        try:  # ~2x faster than np.asarray on a list of tuples
+            if len(points[0]) != 3 or len(points[-1]) != 3:
+                raise ValueError
+            arr = np.fromiter(itertools.chain.from_iterable(points), dtype=float,
+                              count=3 * len(points)).reshape(-1, 3)
+        except (ValueError, TypeError):  # (step, value) pairs, or mixed lengths
+            rows = [tuple(p) + (math.nan,) * (3 - len(p)) if len(p) < 3 else tuple(p)[:3] for p in points]
+            arr = np.asarray(rows, dtype=float)
+    if arr.ndim != 2:
+        arr = arr.reshape(-1, arr.shape[-1] if arr.ndim else 1)
+    return arr
+
+
 class Series:
     """One key of one run: step, value and time in growing float64 buffers."""
 
@@ -117,12 +136,11 @@ class Series:
         self.smooth_w = 0.0
         self.ema = (0.0, 0)
 
-    def extend(self, points: Sequence) -> int:
+    def extend(self, points: Sequence | np.ndarray) -> int:
+        """Add points: a sequence of (step, value[, time]) or an (n, 2|3) array."""
         if not len(points):
             return 0
-        arr = np.asarray(points, dtype=float)
-        if arr.ndim != 2:
-            arr = arr.reshape(-1, arr.shape[-1] if arr.ndim else 1)
+        arr = _as_array(points)
         k = arr.shape[0]
         if arr.shape[1] < 3:  # (step, value) without a time
             arr = np.hstack([arr, np.full((k, 3 - arr.shape[1]), np.nan)])
@@ -223,9 +241,20 @@ class ChartWidget(pg.PlotWidget):
         item = self.getPlotItem()
         item.setTitle(title, size="9pt")
         item.showGrid(x=True, y=True, alpha=0.15)
+        for name in ("left", "bottom"):
+            self._tune_axis(item.getAxis(name))
         item.setClipToView(True)
         item.setDownsampling(auto=True, mode="peak")
         item.hideButtons()
+        # The view follows the data with headroom (so the axes, and the grid they draw,
+        # are redrawn only when the data outgrow them, not on every update, and one
+        # paint per update suffices) until the user pans or zooms.
+        self._follow = True
+        self._x_span: tuple[float, float] | None = None
+        self._y_span: tuple[float, float] | None = None
+        vb = item.getViewBox()
+        vb.disableAutoRange()
+        vb.sigRangeChangedManually.connect(self._manual_range)
         item.setMenuEnabled(False)
         self.setToolTip("")
         #: run -> (raw curve, smoothed curve)
@@ -249,6 +278,14 @@ class ChartWidget(pg.PlotWidget):
         self.scene().sigMouseMoved.connect(self._hover)
         self._ready = True
         self.apply_palette()
+
+    @staticmethod
+    def _tune_axis(axis: pg.AxisItem) -> None:
+        # The grid is drawn by the axes across the whole plot: keep it to the major
+        # and first minor ticks, and cache the axis (with its grid) as a pixmap so a
+        # repaint for new points does not redraw it unless its ticks moved.
+        axis.setStyle(maxTickLevel=1)
+        axis.setCacheMode(QtWidgets.QGraphicsItem.DeviceCoordinateCache)
 
     # ------------------------------------------------------------ styling
     def apply_palette(self) -> None:
@@ -286,25 +323,30 @@ class ChartWidget(pg.PlotWidget):
             smooth = self.getPlotItem().plot(pen=pg.mkPen(color, width=1.6))
             smooth.hide()
             raw._mldesk_colors = (QtGui.QColor(color), faint)
+            raw._mldesk_faint = False
             pair = self.curves[run] = (raw, smooth)
         self.labels[run] = label
         return pair
 
     def set_series(self, run: str, x: np.ndarray, y: np.ndarray, smoothed: np.ndarray | None,
                    color: QtGui.QColor, label: str, x_sorted: bool = True) -> None:
+        """Hand a run's points to its curves; call :meth:`fit_view` after the last run."""
         raw, smooth = self.curve_for(run, color, label)
         solid, faint = raw._mldesk_colors
+        if raw._mldesk_faint != (smoothed is not None):
+            raw._mldesk_faint = smoothed is not None
+            raw.setPen(pg.mkPen(faint if raw._mldesk_faint else solid, width=1))
+        if not x_sorted and raw.opts["clipToView"]:
+            raw.setClipToView(False)  # clipping presumes x in increasing order
+            smooth.setClipToView(False)
+        raw.setData(x, y)
         if smoothed is None:
-            raw.setPen(pg.mkPen(solid, width=1))
-            raw.setData(x, y)
             smooth.hide()
-            self.display[run] = (x, y, x_sorted)
+            self.display[run] = (x, y, x_sorted, y)
         else:
-            raw.setPen(pg.mkPen(faint, width=1))
-            raw.setData(x, y)
             smooth.setData(x, smoothed)
             smooth.show()
-            self.display[run] = (x, smoothed, x_sorted)
+            self.display[run] = (x, smoothed, x_sorted, y)
 
     def remove_run(self, run: str) -> None:
         pair = self.curves.pop(run, None)
@@ -323,7 +365,86 @@ class ChartWidget(pg.PlotWidget):
         self.apply_palette()
 
     def reset_view(self) -> None:
-        self.getPlotItem().enableAutoRange()
+        """Fit both axes to the data again, and follow new points."""
+        self._follow = True
+        self._x_span = self._y_span = None
+        self.fit_view()
+
+    def _manual_range(self, *_args) -> None:
+        self._follow = False
+
+    def x_bounds(self) -> tuple[float, float] | None:
+        lo = hi = None
+        for x, _y, x_sorted, _raw in self.display.values():
+            if x.size == 0:
+                continue
+            if x_sorted and math.isfinite(x[0]) and math.isfinite(x[-1]):
+                a, b = float(x[0]), float(x[-1])
+            else:
+                finite = x[np.isfinite(x)]
+                if finite.size == 0:
+                    continue
+                a, b = float(finite.min()), float(finite.max())
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+        return None if lo is None else (lo, hi)
+
+    def y_bounds(self) -> tuple[float, float] | None:
+        """Bounds of the raw values (in log10 when the y axis is logarithmic)."""
+        log_y = self.getPlotItem().ctrl.logYCheck.isChecked()
+        lo = hi = None
+        for _x, _y, _s, raw in self.display.values():
+            if raw.size == 0:
+                continue
+            v = raw[raw > 0] if log_y else raw
+            with np.errstate(all="ignore"):
+                a, b = np.nanmin(v, initial=np.inf), np.nanmax(v, initial=-np.inf)
+            # nanmin/nanmax skip NaN but not inf
+            if not (math.isfinite(a) and math.isfinite(b)):
+                finite = v[np.isfinite(v)]
+                if finite.size == 0:
+                    continue
+                a, b = finite.min(), finite.max()
+            a, b = float(a), float(b)
+            if log_y:
+                a, b = math.log10(a), math.log10(b)
+            lo = a if lo is None else min(lo, a)
+            hi = b if hi is None else max(hi, b)
+        return None if lo is None else (lo, hi)
+
+    @staticmethod
+    def _grow(span: tuple[float, float] | None, bounds: tuple[float, float], extra: float,
+              both_sides: bool) -> tuple[float, float] | None:
+        """The new span when ``bounds`` outgrew ``span`` (None: it still fits)."""
+        lo, hi = bounds
+        if hi <= lo:
+            d = abs(lo) * 0.05 or 1.0
+            lo, hi = lo - d, hi + d
+        if span is not None and span[0] <= lo and hi <= span[1]:
+            return None
+        if span is None:
+            return lo, hi
+        pad = (hi - lo) * extra
+        new_lo = span[0] if lo >= span[0] else (lo - pad if both_sides else lo)
+        new_hi = span[1] if hi <= span[1] else hi + pad
+        return new_lo, new_hi
+
+    def fit_view(self) -> None:
+        """Keep the data in view: exactly at first, then with headroom as they grow."""
+        if not self._follow:
+            return
+        vb = self.getPlotItem().getViewBox()
+        xb, yb = self.x_bounds(), self.y_bounds()
+        if xb is not None:
+            new = self._grow(self._x_span, xb, 0.25, both_sides=False)
+            if new is not None:
+                self._x_span = new
+                vb.setXRange(*new, padding=0.02)
+        if yb is not None:
+            new = self._grow(self._y_span, yb, 0.10, both_sides=True)
+            if new is not None:
+                self._y_span = new
+                vb.setYRange(*new, padding=0.06)
 
     def plotted_points(self, run: str) -> int:
         pair = self.curves.get(run)
@@ -363,7 +484,7 @@ class ChartWidget(pg.PlotWidget):
         """Put the crosshair at data x ``xv``; returns the read-out text (for tests)."""
         log_y = self.getPlotItem().ctrl.logYCheck.isChecked()
         rows, spots, nearest_x = [], [], None
-        for run, (x, y, x_sorted) in self.display.items():
+        for run, (x, y, x_sorted, _raw) in self.display.items():
             if x.size == 0:
                 continue
             if x_sorted:
@@ -451,6 +572,8 @@ class MetricsView(QtWidgets.QWidget):
     """
 
     FLUSH_INTERVAL_MS = 100
+    #: work per turn of the event loop when the timer updates the charts
+    SLICE_SECONDS = 0.008
     flushed = Signal()
 
     def __init__(self, parent: QtWidgets.QWidget | None = None, *, toolbar: bool = True,
@@ -468,6 +591,8 @@ class MetricsView(QtWidgets.QWidget):
         self.primary: tuple[str, str | None] | None = None
         self.resources: dict = {}
         self._dirty: set[tuple[str, str]] = set()
+        #: keys whose data were replaced: fit their charts anew at the next flush
+        self._refit: set[str] = set()
         self._dirty_resources = False
         self._smoothing = 0.0
         self._x_mode = "step"
@@ -478,7 +603,8 @@ class MetricsView(QtWidgets.QWidget):
 
         self._timer = QtCore.QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(self._on_timer)
+        self._continuing = False
 
         self.toolbar = QtWidgets.QWidget(self)
         self.toolbar.setObjectName("metricsToolbar")
@@ -541,6 +667,7 @@ class MetricsView(QtWidgets.QWidget):
         self.body_layout.setSpacing(2)
         self.body_layout.addStretch(1)
         self.scroll.setWidget(self.body)
+        self.scroll.verticalScrollBar().valueChanged.connect(self._scrolled)
 
         self.stack = QtWidgets.QStackedWidget(self)
         self.stack.addWidget(self.empty)
@@ -568,6 +695,8 @@ class MetricsView(QtWidgets.QWidget):
             s = self.data[run][key] = Series(max(256, len(points)))
             s.extend(points)
             self._dirty.add((run, key))
+            if key in self.charts:
+                self._refit.add(key)
         self._schedule()
 
     def append(self, delta: Mapping[str, Sequence], run: str = "") -> None:
@@ -606,6 +735,7 @@ class MetricsView(QtWidgets.QWidget):
     def clear(self) -> None:
         """Forget every run, chart and resource sample (selection changed)."""
         self._timer.stop()
+        self._continuing = False
         self.data.clear()
         self.run_labels.clear()
         self.run_order.clear()
@@ -659,6 +789,7 @@ class MetricsView(QtWidgets.QWidget):
         for key, chart in self.charts.items():
             if not key.startswith(SYSTEM_GROUP):
                 chart.getPlotItem().setLogMode(x=False, y=on)
+                chart.reset_view()
 
     def log_y(self) -> bool:
         return self._log_y
@@ -709,6 +840,7 @@ class MetricsView(QtWidgets.QWidget):
         return self.charts.get(key)
 
     def pending(self) -> bool:
+        """Points not handed to their (visible) charts yet."""
         return bool(self._dirty) or self._dirty_resources
 
     # ------------------------------------------------------------ internals
@@ -788,22 +920,66 @@ class MetricsView(QtWidgets.QWidget):
         return chart
 
     def flush(self) -> None:
-        """Hand pending points to the plots now (the timer calls this)."""
+        """Hand every pending point to the (visible) charts now."""
+        self._flush(None)
+
+    def _on_timer(self) -> None:
+        self._flush(self.SLICE_SECONDS)
+
+    def _flush(self, budget: float | None) -> None:
+        """Update the charts with pending points. With a ``budget`` (the timer's way),
+        stop after about that many seconds of work and go on at the next turn of the
+        event loop, so that the window paints (and answers) between charts rather
+        than after all of them."""
         self._timer.stop()
-        self._last_flush = time.monotonic()
+        if not self._continuing:
+            self._last_flush = time.monotonic()
         if not self._dirty and not self._dirty_resources:
+            self._continuing = False
             return
+        started = time.perf_counter()
         dirty, self._dirty = self._dirty, set()
-        for run, key in sorted(dirty, key=lambda d: (d[1], self.run_order.index(d[0]) if d[0] in self.run_order else 0)):
-            s = self.data.get(run, {}).get(key)
-            if s is None:
+        by_key: dict[str, list[str]] = {}
+        for run, key in dirty:
+            by_key.setdefault(key, []).append(run)
+        order = {r: i for i, r in enumerate(self.run_order)}
+        keys = sorted(by_key)
+        if self.primary and self.primary[0] in by_key:
+            keys.remove(self.primary[0])
+            keys.insert(0, self.primary[0])
+        left_over = False
+        for n, key in enumerate(keys):
+            runs = sorted(by_key[key], key=lambda r: order.get(r, 0))
+            if budget is not None and n and time.perf_counter() - started > budget:
+                self._dirty.update((r, k) for k in keys[n:] for r in by_key[k])
+                left_over = True
+                break
+            known = self.charts.get(key)
+            if known is not None and not self._on_screen(known):
+                self._dirty.update((r, key) for r in runs)  # drawn when scrolled to or shown
                 continue
-            chart = self._chart(key)
-            color = run_color(self.run_order.index(run))
-            x = s.x(self._x_mode)
-            smoothed = s.smoothed(self._smoothing) if self._smoothing > 0 else None
-            x_sorted = s.t_sorted if self._x_mode == "time" else s.x_sorted
-            chart.set_series(run, x, s.value, smoothed, color, self.run_labels.get(run) or key, x_sorted)
+            chart = None
+            for run in runs:
+                s = self.data.get(run, {}).get(key)
+                if s is None:
+                    continue
+                chart = self._chart(key)
+                x = s.x(self._x_mode)
+                smoothed = s.smoothed(self._smoothing) if self._smoothing > 0 else None
+                x_sorted = s.t_sorted if self._x_mode == "time" else s.x_sorted
+                chart.set_series(run, x, s.value, smoothed, run_color(order.get(run, 0)),
+                                 self.run_labels.get(run) or key, x_sorted)
+            if chart is not None:
+                if key in self._refit:
+                    self._refit.discard(key)
+                    chart.reset_view()
+                else:
+                    chart.fit_view()
+        if left_over:
+            self._continuing = True
+            self._timer.start(0)  # the rest after the window had a turn
+            return
+        self._continuing = False
         if self._dirty_resources:
             self._dirty_resources = False
             self._flush_resources()
@@ -841,6 +1017,27 @@ class MetricsView(QtWidgets.QWidget):
                 arr = np.asarray(pts, dtype=float).reshape(-1, 2)
                 chart.set_series(label, arr[:, 0], arr[:, 1], None, run_color(i), label,
                                  bool(np.all(np.diff(arr[:, 0]) >= 0)))
+            chart.reset_view()
+
+    def _on_screen(self, chart: ChartWidget) -> bool:
+        """Whether a chart can be seen: charts scrolled out of view, or in a hidden
+        tab, keep their new points pending until they come into view."""
+        if not self.isVisible():
+            return False
+        if not chart.isVisible():
+            return True  # just added: the layout shows it on the next turn of the loop
+        viewport = self.scroll.viewport()
+        rect = QtCore.QRect(chart.mapTo(viewport, QtCore.QPoint(0, 0)), chart.size())
+        return rect.intersects(viewport.rect())
+
+    def _scrolled(self, _value: int = 0) -> None:
+        if self._dirty:
+            self._schedule()
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if self._dirty or self._dirty_resources:
+            self._schedule()
 
     def _columns(self) -> int:
         width = self.width() - self.scroll.verticalScrollBar().sizeHint().width()
@@ -854,6 +1051,8 @@ class MetricsView(QtWidgets.QWidget):
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
         super().resizeEvent(event)
         self._relayout_groups()
+        if self._dirty:
+            self._schedule()
 
 
 def _fmt_bytes(v: float) -> str:
