@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mldesk.core import logstore, metrics
+from mldesk.agent import logstore
+from mldesk.core import metrics
 from mldesk.core.metrics import MetricsConfig, Scanner, parse_line, read_metrics, summarize
 
 

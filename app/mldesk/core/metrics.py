@@ -68,7 +68,7 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows: one scanner is not enforced
     fcntl = None  # type: ignore[assignment]
 
-from mldesk.core import logstore
+from mldesk.agent import logstore
 
 __all__ = [
     "MetricsConfig",

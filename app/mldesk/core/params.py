@@ -32,10 +32,12 @@ import shlex
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from mldesk.agent.errors import UserError
+
 MAX_VALUES = 10_000  # values of one parameter's range
 
 
-class ParamError(ValueError):
+class ParamError(UserError):
     """A user-facing problem with an override or a sweep."""
 
 
