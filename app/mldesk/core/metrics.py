@@ -108,7 +108,7 @@ _STEP_RE = re.compile(
     rb"(\d++(?:\.\d++)?+)(?![\w.])"
 )
 _ANSI_RE = re.compile(rb"\x1b(?:\[[0-?]*+[ -/]*+[@-~]|\][^\x07\x1b]*+(?:\x07|\x1b\\)?+|[@-Z\\-_])")
-_STEP_KEYS = frozenset(STEP_WORDS)
+_STEP_KEYS = frozenset(w.encode() for w in STEP_WORDS)
 
 
 def _num(b: bytes):
@@ -204,6 +204,9 @@ def final_state(line: bytes) -> bytes:
 
 def line_step(line: bytes):
     """The explicit step of a (clean) line, or None."""
+    low = line.lower()
+    if b"ep" not in low and b"ter" not in low:  # step, epoch, iter(ation)
+        return None
     best = None
     for m in _STEP_RE.finditer(line):
         rank = _STEP_RANK[m.group(1).lower().decode()]
@@ -218,8 +221,8 @@ def parse_line(line: bytes, config: Optional[MetricsConfig] = None, _user=None):
     """``(step or None, [(key, value, step-or-None), ...])`` for one clean line
     (no ``\\n``; ANSI and ``\\r`` already handled). Never raises on any input."""
     found: List[Tuple[str, float, object]] = []
-    seen = set()
     user = _user if _user is not None else _compile_user(config)
+    user_keys = set()
     if user and len(line) <= MAX_USER_LINE:
         text = line.decode("utf-8", "replace")
         for rx, fixed in user:
@@ -229,7 +232,7 @@ def parse_line(line: bytes, config: Optional[MetricsConfig] = None, _user=None):
                     value = float(m.group("value"))
                 except (TypeError, ValueError):
                     continue
-                if not key or key in seen:
+                if not key or key in user_keys:
                     continue
                 step = None
                 if "step" in rx.groupindex and m.group("step"):
@@ -237,25 +240,24 @@ def parse_line(line: bytes, config: Optional[MetricsConfig] = None, _user=None):
                         step = _num(m.group("step"))
                     except ValueError:
                         step = None
-                seen.add(key)
+                user_keys.add(key)
                 found.append((key, value, step))
     if not (config is not None and config.replace_defaults) and (b":" in line or b"=" in line):
-        for m in _PAIR_RE.finditer(line):
-            g = m.group
-            step = None
-            if m.start("ekey") >= 0:
-                kb, vb = g("ekey"), g("eval")
-            elif m.start("ckey") >= 0:
-                kb, vb = g("ckey"), g("cval")
-                if m.start("cstep") >= 0:
-                    step = int(g("cstep"))
+        seen = set()
+        for _q, qkey, qval, ckey, cval, cstep, ekey, evalue in _PAIR_RE.findall(line):
+            if ekey:
+                kb, vb = ekey, evalue
+            elif ckey:
+                kb, vb = ckey, cval
             else:
-                kb, vb = g("qkey"), g("qval")
-            key = kb.decode("ascii")
-            if key in seen or key.lower() in _STEP_KEYS:
+                kb, vb = qkey, qval
+            if kb in seen or kb.lower() in _STEP_KEYS:
                 continue
-            seen.add(key)
-            found.append((key, float(vb), step))
+            seen.add(kb)
+            key = kb.decode("ascii")
+            if key in user_keys:
+                continue
+            found.append((key, float(vb), int(cstep) if cstep else None))
     return line_step(line), found
 
 
@@ -422,9 +424,33 @@ def _save_cursor(path: Path, cursor: dict) -> None:
     os.replace(tmp, path)
 
 
+_KEY_JSON: Dict[str, str] = {}
+
+
+def _jnum(v) -> str:
+    """A number as Python's json module writes it (NaN, Infinity, -Infinity)."""
+    if v != v:
+        return "NaN"
+    if v in (math.inf, -math.inf):
+        return "Infinity" if v > 0 else "-Infinity"
+    return repr(v)
+
+
 def _dump(points: list) -> bytes:
-    dumps = json.dumps
-    return "".join([dumps(p, separators=(",", ":")) + "\n" for p in points]).encode()
+    """JSON lines ``[key, step, value, time]`` (hand-made: json.dumps per point is
+    the scanner's biggest cost)."""
+    keys = _KEY_JSON
+    out = []
+    append = out.append
+    for key, step, value, ts in points:
+        kj = keys.get(key)
+        if kj is None:
+            kj = keys[key] = json.dumps(key)
+        if value - value == 0 and step - step == 0:  # finite: repr is JSON
+            append("[%s,%r,%r,%r]\n" % (kj, step, value, ts))
+        else:
+            append("[%s,%s,%s,%r]\n" % (kj, _jnum(step), _jnum(value), ts))
+    return "".join(out).encode()
 
 
 def catch_up(exec_dir, config: Optional[MetricsConfig] = None, *, final: bool = False,
@@ -514,6 +540,14 @@ def read_points(exec_dir) -> List[list]:
     except OSError:
         return []
     end = data.rfind(b"\n") + 1
+    if not end:
+        return []
+    try:  # one parse for the whole file
+        out = json.loads(b"[" + data[: end - 1].replace(b"\n", b",") + b"]")
+        if all(isinstance(p, list) and len(p) == 4 for p in out):
+            return out
+    except ValueError:
+        pass
     out = []
     loads = json.loads
     for line in data[:end].splitlines():
