@@ -6,7 +6,7 @@ import csv
 import io
 import math
 
-from mldesk.core.compare import best, columns, diff_files, diff_params, to_csv
+from mldesk.core.compare import best_rows as best, diff_files, diff_params, table_columns as columns, table_csv as to_csv
 
 ROWS = [
     {"id": "a", "name": "lr=0.1", "state": "finished", "host": "local", "runtime": "process", "duration": 1.5,

@@ -38,6 +38,8 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 
 # -- metrics ---------------------------------------------------------------------------
 def cmd_metrics(args) -> int:
+    from mldesk.engine import summarize
+
     engine = _engine()
     ex = engine.get(args.id)
     data = engine.metrics(ex, key=args.key)
@@ -59,8 +61,6 @@ def cmd_metrics(args) -> int:
         return 0
     rows = [("KEY", "COUNT", "LAST", "MIN", "MAX", "LAST STEP")]
     for key, pts in data.items():
-        from mldesk.core.metrics import summarize
-
         s = summarize(pts)
         rows.append((key, str(s["count"]), _num(s["last"]), _num(s["min"]), _num(s["max"]), _num(pts[-1][0])))
     _table(rows)
@@ -69,7 +69,7 @@ def cmd_metrics(args) -> int:
 
 # -- compare ---------------------------------------------------------------------------
 def cmd_compare(args) -> int:
-    from mldesk.core import compare
+    from mldesk.engine import best_rows, default_goal, table_columns, table_csv
 
     engine = _engine()
     refs = list(args.ids)
@@ -84,20 +84,18 @@ def cmd_compare(args) -> int:
                          indent=2))
         return 0
     if args.csv:
-        sys.stdout.write(compare.to_csv(rows))
+        sys.stdout.write(table_csv(rows))
         return 0
-    params, keys = compare.columns(rows)
+    params, keys = table_columns(rows)
     header = ["ID", "NAME", "STATE"] + params + [f"{k} {s}" for k in keys for s in ("last", "min", "max")]
     table = [tuple(header)]
     marks: dict[tuple[int, int], bool] = {}
     col = 3 + len(params)
     for key in keys:
         primary = next((r["primary"] for r in rows if r["primary"]["key"] == key), None)
-        from mldesk.core.metrics import default_goal
-
         lower = (primary["goal"] if primary and primary["goal"] else default_goal(key)) == "min"
         for j, stat in enumerate(("last", "min", "max")):
-            for i in compare.best(rows, key, stat, lower):
+            for i in best_rows(rows, key, stat, lower):
                 marks[(i, col + j)] = True
         col += 3
     for i, row in enumerate(rows):
@@ -149,7 +147,7 @@ def cmd_diff(args) -> int:
 def start_run(engine, args):
     """``mldesk run`` with ``--set``/``--sweep``: returns an exit code, or None when
     it is a plain run (the caller starts and follows it)."""
-    from mldesk.core.params import ParamError, parse_set
+    from mldesk.engine import ParamError, parse_set
 
     try:
         overrides = parse_set(args.set or [])

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Sequence
 STATS = ("last", "min", "max")
 
 
-def columns(rows: Sequence[dict]) -> tuple[list[str], list[str]]:
+def table_columns(rows: Sequence[dict]) -> tuple[list[str], list[str]]:
     """(parameter names, metric keys) over all rows, in order of first appearance."""
     params: dict[str, None] = {}
     keys: dict[str, None] = {}
@@ -29,7 +29,7 @@ def _number(v) -> float | None:
     return None
 
 
-def best(rows: Sequence[dict], key: str, stat: str, lower_is_better: bool) -> list[int]:
+def best_rows(rows: Sequence[dict], key: str, stat: str, lower_is_better: bool) -> list[int]:
     """Indexes of the rows holding the best ``stat`` of metric ``key`` (ties: all)."""
     values = [(i, _number(row.get("metrics", {}).get(key, {}).get(stat))) for i, row in enumerate(rows)]
     values = [(i, v) for i, v in values if v is not None]
@@ -52,10 +52,10 @@ def _cell(v) -> str:
     return str(v)
 
 
-def to_csv(rows: Sequence[dict]) -> str:
+def table_csv(rows: Sequence[dict]) -> str:
     """The compare table as CSV: ``id,name,state,host,runtime,duration``, one
     column per parameter, then ``KEY last,KEY min,KEY max`` per metric."""
-    params, keys = columns(rows)
+    params, keys = table_columns(rows)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["id", "name", "state", "host", "runtime", "duration"] + params
