@@ -530,3 +530,45 @@ def test_names_yaml_would_rewrite_are_refused_before_writing(tmp_path, name):
     with pytest.raises(ConfigError, match="control character"):
         add_inputs(tmp_path, [InputSpec(name, "http://e/x")])
     assert (tmp_path / "ml.yaml").read_text() == LAB_YAML
+# -- metrics: ----------------------------------------------------------------------
+def test_metrics_section():
+    from mldesk.core.metrics import MetricsConfig
+
+    cfg = parse_config(textwrap.dedent("""\
+        metrics:
+          patterns:
+            - '(?P<key>\\w+) is (?P<value>\\S+)'
+            - {regex: 'accuracy (?P<value>[\\d.]+)', key: val/acc}
+          replace_defaults: true
+          ignore: [v_num, 'time/*']
+          primary: {key: val/acc, goal: max}
+        """))
+    assert cfg.metrics == MetricsConfig(
+        patterns=((r"(?P<key>\w+) is (?P<value>\S+)", None), (r"accuracy (?P<value>[\d.]+)", "val/acc")),
+        replace_defaults=True, ignore=("v_num", "time/*"), primary="val/acc", goal="max")
+    assert parse_config("metrics: {primary: loss}").metrics == MetricsConfig(primary="loss")
+    assert parse_config("parameters: []").metrics == MetricsConfig()
+
+
+@pytest.mark.parametrize("text,line,column,words", [
+    ("metrics: [1]", 1, 10, "must be a mapping"),
+    ("metrics:\n  patterns: ['(']", 2, 14, "not a valid regular expression"),
+    ("metrics:\n  patterns:\n    - 'a(?P<value>1)'", 3, 7, "(?P<key>"),
+    ("metrics:\n  patterns:\n    - '(?P<key>a)'", 3, 7, "(?P<value>"),
+    ("metrics:\n  patterns:\n    - {key: acc}", 3, 7, "no regex"),
+    ("metrics:\n  replace_defaults: maybe", 2, 21, "true/false"),
+    ("metrics:\n  ignore: [[1]]", 2, 12, "pattern must be a string"),
+    ("metrics:\n  primary: {key: acc, goal: up}", 2, 29, "min or max"),
+    ("metrics:\n  primary: {goal: max}", 2, 12, "no key"),
+])
+def test_metrics_errors_have_positions(text, line, column, words):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    problem = info.value.problems[0]
+    assert (problem.line, problem.column) == (line, column), str(problem)
+    assert words in problem.message and problem.hint
+
+
+def test_unknown_metrics_key_is_a_warning():
+    cfg = parse_config("metrics:\n  primry: loss\n")
+    assert "did you mean 'primary'" in str(cfg.warnings[0])

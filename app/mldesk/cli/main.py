@@ -113,8 +113,12 @@ def _follow_or_detach(engine, ex, args) -> int:
 
 # -- commands ----------------------------------------------------------------------
 def cmd_run(args) -> int:
+    from mldesk.cli.experiments import start_run
+
     engine = _engine()
-    ex = engine.run(args.lab or ".", host=args.host, runtime=args.runtime, name=args.name)
+    ex, code = start_run(engine, args)
+    if ex is None:  # a sweep
+        return code
     return _follow_or_detach(engine, ex, args)
 
 
@@ -130,7 +134,7 @@ def cmd_restart(args) -> int:
 
 def cmd_ls(args) -> int:
     engine = _engine()
-    rows = engine.list(lab=args.lab)
+    rows = engine.list(lab=args.lab, sweep=engine.resolve_sweep(args.sweep) if args.sweep else None)
     if args.json:
         _print_json([ex.public() for ex in rows])
         return 0
@@ -155,6 +159,7 @@ def cmd_show(args) -> int:
     ex = engine.get(args.id)
     if args.json:
         d = ex.public()
+        d["params"] = engine.params(ex)
         d["outputs_dir"] = str(engine.outputs_dir(ex.id))
         d["log"] = str(engine.log_path(ex.id))
         _print_json(d)
@@ -164,6 +169,7 @@ def cmd_show(args) -> int:
         ("exit code", "" if ex.exit_code is None else ex.exit_code), ("reason", ex.reason or ""),
         ("lab", ex.lab), ("host", ex.host), ("runtime", ex.runtime), ("image", ex.image or ""),
         ("hardware", ex.hardware), ("parameters", " ".join(ex.argv)),
+        ("overrides", " ".join(f"{k}={v}" for k, v in ex.overrides.items())), ("sweep", ex.sweep or ""),
         ("created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ex.created_at))),
         ("ran for", _ran(ex)), ("snapshot", ex.snapshot),
         ("inputs", ", ".join(i["name"] for i in ex.inputs)),
@@ -323,8 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--detach", "-d", action="store_true", help="start it and return at once")
         s.add_argument("--json", action="store_true", help="print the execution record as JSON")
 
-    s = sub.add_parser("run", help="start an execution of a lab")
+    from mldesk.cli import experiments
+
+    s = sub.add_parser("run", help="start an execution of a lab (or a sweep of several)")
     run_options(s, lab=True)
+    experiments.add_run_options(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("restart", help="restore an execution's code into its lab and run it again")
@@ -334,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ls", help="list executions, newest first")
     s.add_argument("--lab")
+    s.add_argument("--sweep", metavar="SWEEP_ID", help="only the trials of this sweep")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_ls)
 
@@ -349,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
     s.add_argument("--all", action="store_true", help="include mldesk's own stage messages")
     s.set_defaults(func=cmd_logs)
+
+    experiments.add_parsers(sub)
 
     s = sub.add_parser("stop", help="stop executions (SIGTERM, then SIGKILL after the grace period)")
     s.add_argument("ids", nargs="+", metavar="id")

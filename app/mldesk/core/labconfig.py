@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import yaml
 from mldesk.agent.errors import UserError
 
+from mldesk.core.metrics import MetricsConfig, MetricsConfigError, compile_pattern
+
 DEFAULT_IMAGE = "keras_v2-0-x_python_3-1"
 ML_IMAGE_IDS = (
     "keras_v2-0-x_python_3-1",
@@ -36,13 +38,16 @@ URL_SCHEMES = ("http", "https", "file")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
-_TOP_KEYS = ("dockerImageId", "hardwareType", "parameters", "inputs", "exclude", "cli")
+_TOP_KEYS = ("dockerImageId", "hardwareType", "parameters", "inputs", "exclude", "cli", "metrics")
 _ML_ONLY = {"mounts": "use inputs to fetch the files instead"}
 _KINDS = {"str": "a string", "null": "empty", "bool": "true/false", "int": "a number", "float": "a number",
           "timestamp": "a date", "seq": "a list", "map": "a mapping"}
 _PARAM_HINT = "write each parameter as: - pass-as: '--flag=value'"
 _INPUT_HINT = "write each input as: - name: data.csv  url: https://example.org/data.csv"
 _EXCLUDE_HINT = "write exclude: ['.*', '__pycache__'] or a single pattern"
+_METRICS_KEYS = ("patterns", "replace_defaults", "ignore", "primary")
+_METRICS_HINT = "write metrics: {patterns: ['(?P<key>\\w+) is (?P<value>\\S+)'], ignore: [v_num], primary: val/acc}"
+_PATTERN_HINT = "write a regex with (?P<value>...) and (?P<key>...) groups, or {regex: 'acc (?P<value>\\S+)', key: acc}"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class LabConfig:
     parameters: tuple[str, ...] = ()
     inputs: tuple[InputSpec, ...] = ()
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    metrics: MetricsConfig = MetricsConfig()
     warnings: tuple[Problem, ...] = ()
     path: Path | None = None
 
@@ -209,12 +215,14 @@ class _Checker:
                 self.add(cli, f"cli must be a mapping, not {_kind(cli)}", "write cli: {exclude: ['.*']}")
         parameters = self.parameters(values["parameters"]) if "parameters" in values else []
         inputs = self.inputs(values["inputs"]) if "inputs" in values else []
+        metrics = self.metrics(values["metrics"]) if "metrics" in values else MetricsConfig()
         return LabConfig(
             docker_image_id=image,
             hardware_type=hardware and hardware.lower(),
             parameters=tuple(parameters),
             inputs=tuple(inputs),
             exclude=tuple(exclude) if "exclude" in values or "cli" in values else DEFAULT_EXCLUDE,
+            metrics=metrics,
             warnings=tuple(sorted(p for p in self.problems if p.severity == "warning")),
             path=path,
         )
@@ -250,6 +258,73 @@ class _Checker:
                          "close the quote, or escape a literal quote with a backslash: \\'")
             out.append(value)
         return out
+
+    def metrics(self, node: yaml.Node) -> MetricsConfig:
+        """The ``metrics:`` section (see mldesk.core.metrics and the README)."""
+        if not isinstance(node, yaml.MappingNode):
+            self.add(node, f"metrics must be a mapping, not {_kind(node)}", _METRICS_HINT)
+            return MetricsConfig()
+        found = {k: v for k, v in self.fields(node, _METRICS_KEYS, " in metrics").items() if v.tag != _TAG + "null"}
+        patterns: list[tuple[str, str | None]] = []
+        if "patterns" in found:
+            value = found["patterns"]
+            items = [value] if isinstance(value, (yaml.ScalarNode, yaml.MappingNode)) else \
+                self.items(value, "metrics.patterns", _PATTERN_HINT)
+            for item in items:
+                regex_node, key = item, None
+                if isinstance(item, yaml.MappingNode):
+                    fields = self.fields(item, ("regex", "key"), " in a metrics pattern")
+                    if "regex" not in fields:
+                        self.add(item, "metrics pattern has no regex", _PATTERN_HINT)
+                        continue
+                    regex_node = fields["regex"]
+                    if "key" in fields:
+                        key = self.text(fields["key"], "metrics pattern key", "write key: val/acc")
+                        if key is None:
+                            continue
+                        if not key.strip():
+                            self.add(fields["key"], "metrics pattern key is empty", "write key: val/acc")
+                            continue
+                regex = self.text(regex_node, "metrics pattern", "put the regex in single quotes")
+                if regex is None:
+                    continue
+                try:
+                    compile_pattern(regex, key)
+                except MetricsConfigError as exc:
+                    self.add(regex_node, f"metrics pattern {regex!r}: {exc}", _PATTERN_HINT)
+                    continue
+                patterns.append((regex, key))
+        replace = False
+        if "replace_defaults" in found:
+            rnode = found["replace_defaults"]
+            if rnode.tag == _TAG + "bool":
+                replace = rnode.value.lower() in ("true", "yes", "on", "y")
+            else:
+                self.add(rnode, f"metrics.replace_defaults must be true/false, not {_kind(rnode)}", "write true or false")
+        ignore = self.patterns(found["ignore"], "metrics.ignore") if "ignore" in found else []
+        primary = goal = None
+        if "primary" in found:
+            pnode = found["primary"]
+            key_node = pnode
+            if isinstance(pnode, yaml.MappingNode):
+                fields = self.fields(pnode, ("key", "goal"), " in metrics.primary")
+                key_node = fields.get("key")
+                if key_node is None:
+                    self.add(pnode, "metrics.primary has no key", "write primary: {key: val/acc, goal: max}")
+                if "goal" in fields:
+                    goal = self.text(fields["goal"], "metrics.primary.goal", "use min or max")
+                    if goal is not None and goal.lower() not in ("min", "max"):
+                        self.add(fields["goal"], f"metrics.primary.goal must be min or max, not {goal!r}",
+                                 "min: lower is better (a loss), max: higher is better (an accuracy)")
+                        goal = None
+                    goal = goal and goal.lower()
+            if key_node is not None:
+                primary = self.text(key_node, "metrics.primary", "write primary: val/acc", numbers=True)
+                if primary is not None and not primary.strip():
+                    self.add(key_node, "metrics.primary is empty", "write primary: val/acc")
+                    primary = None
+        return MetricsConfig(patterns=tuple(patterns), replace_defaults=replace, ignore=tuple(ignore),
+                             primary=primary, goal=goal)
 
     def inputs(self, node: yaml.Node) -> list[InputSpec]:
         out = []

@@ -101,6 +101,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE executions ADD COLUMN note TEXT;
     """,
+    # 4: parameter overrides of a "Run with..." ({flag name: value}) and the sweep an
+    # execution is a trial of
+    """
+    ALTER TABLE executions ADD COLUMN overrides TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE executions ADD COLUMN sweep TEXT;
+    CREATE INDEX executions_sweep ON executions(sweep);
+    """,
 ]
 
 
@@ -134,8 +141,10 @@ class Execution:
     seq: int = 0
     hidden_at: float | None = None
     note: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    sweep: str | None = None
 
-    JSON_COLUMNS = ("argv", "inputs", "options", "handle")
+    JSON_COLUMNS = ("argv", "inputs", "options", "handle", "overrides")
 
     @property
     def active(self) -> bool:
@@ -285,9 +294,13 @@ class Store:
                 "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (exec_id, self._next_seq(conn))
             )
 
-    def list(self, *, lab: str | None = None, include_hidden: bool = False, states: tuple[str, ...] | None = None) -> list[Execution]:
+    def list(self, *, lab: str | None = None, include_hidden: bool = False, states: tuple[str, ...] | None = None,
+             sweep: str | None = None) -> list[Execution]:
         sql = "SELECT * FROM executions WHERE 1=1"
         args: list[Any] = []
+        if sweep is not None:
+            sql += " AND sweep = ?"
+            args.append(sweep)
         if lab is not None:
             sql += " AND lab = ?"
             args.append(lab)
@@ -330,6 +343,13 @@ class Store:
         with self._lock:
             return self.conn.execute(
                 "SELECT COUNT(*) FROM executions WHERE lab = ? AND hidden = 0", (lab,)).fetchone()[0]
+
+    def sweep_ids(self, prefix: str = "") -> list[str]:
+        """The sweep ids that start with ``prefix``, sorted."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT DISTINCT sweep FROM executions WHERE sweep IS NOT NULL AND substr(sweep, 1, ?) = ? "
+                "ORDER BY sweep", (len(prefix), prefix))]
 
     def changes_since(self, seq: int) -> tuple[list[Execution], list[str], int]:
         """Rows changed and ids deleted after ``seq``, and the current seq."""

@@ -40,6 +40,14 @@ EXPORTS: dict[str, str] = {
     # formatting
     "human_bytes": "mldesk.core.units",
     "human_duration": "mldesk.core.units",
+    # experiments: overrides and sweeps, metrics, the compare table
+    "ParamError": "mldesk.core.params",
+    "parse_set": "mldesk.core.params",
+    "summarize": "mldesk.core.metrics",
+    "default_goal": "mldesk.core.metrics",
+    "table_columns": "mldesk.core.compare",
+    "best_rows": "mldesk.core.compare",
+    "table_csv": "mldesk.core.compare",
     # labs
     "TEMPLATES": "mldesk.templates",
     "create_lab": "mldesk.templates",

@@ -27,7 +27,9 @@ from typing import Any, Callable
 
 from mldesk.agent import logstore
 from mldesk.agent.errors import UserError
-from mldesk.core import labconfig
+from mldesk.core import compare as compare_mod
+from mldesk.core import labconfig, metrics as metrics_mod
+from mldesk.core import params as params_mod
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import (
@@ -134,8 +136,8 @@ class Engine:
         """The files of an execution's snapshot: {path: [sha256 or "link", size or target, mode]}."""
         return self.snapshots.manifest(self.get(ref).snapshot)
 
-    def list(self, lab: str | Path | None = None) -> list[Execution]:
-        return self.store.list(lab=str(Path(lab).resolve()) if lab else None)
+    def list(self, lab: str | Path | None = None, *, sweep: str | None = None) -> list[Execution]:
+        return self.store.list(lab=str(Path(lab).resolve()) if lab else None, sweep=sweep)
 
     def log_reader(self, exec_id: str) -> logstore.LogReader:
         return logstore.LogReader(self.layout.log_path(exec_id))
@@ -158,8 +160,48 @@ class Engine:
 
     # -- run -----------------------------------------------------------------
     def run(self, lab: str | Path, *, host: str = "local", runtime: str | None = None,
-            name: str | None = None) -> Execution:
-        """Snapshot ``lab`` and start an execution of it; returns at once."""
+            name: str | None = None, overrides: dict[str, str] | None = None) -> Execution:
+        """Snapshot ``lab`` and start an execution of it; returns at once.
+        ``overrides`` (``{flag name: value}``) replace pass-as values for this execution
+        only; an unknown name is an error and nothing is started."""
+        return self._start(lab, host=host, runtime=runtime, name=name, trials=[dict(overrides or {})])[0]
+
+    def run_sweep(self, lab: str | Path, sweeps: list[str], *, host: str = "local", runtime: str | None = None,
+                  name: str | None = None, overrides: dict[str, str] | None = None,
+                  max_trials: int | None = None, random: int | None = None) -> tuple[str, list[Execution]]:
+        """Start one execution per trial of a sweep (``["lr=[0.1,0.01]", "epochs=1:3"]``,
+        grammar in mldesk.core.params), all of one snapshot, through the host's queue.
+        Returns (sweep id, executions)."""
+        try:
+            axes = [params_mod.parse_sweep(spec) for spec in sweeps]
+            trials = params_mod.trials(axes, random=random, max_trials=max_trials)
+        except params_mod.ParamError as exc:
+            raise EngineError(str(exc)) from None
+        if not trials:
+            raise EngineError("the sweep has no trials")
+        base = dict(overrides or {})
+        sweep_id = new_execution_id()
+        executions = self._start(lab, host=host, runtime=runtime, name=name,
+                                 trials=[{**base, **t} for t in trials], sweep=sweep_id)
+        return sweep_id, executions
+
+    def sweep_preview(self, sweeps: list[str], *, max_trials: int | None = None,
+                      random: int | None = None) -> tuple[int, int]:
+        """(size of the grid, number of trials that would start)."""
+        try:
+            axes = [params_mod.parse_sweep(spec) for spec in sweeps]
+        except params_mod.ParamError as exc:
+            raise EngineError(str(exc)) from None
+        total = params_mod.grid_size(axes)
+        n = total if random is None else min(total, random)
+        return total, n if max_trials is None else min(n, max_trials)
+
+    def lab_params(self, lab: str | Path) -> dict[str, str]:
+        """The lab's parameters as ``{flag name: value}`` (from its ml.yaml)."""
+        return params_mod.params(labconfig.load_lab_config(Path(lab).expanduser().resolve()).argv())
+
+    def _start(self, lab: str | Path, *, host: str, runtime: str | None, name: str | None,
+               trials: list[dict[str, str]], sweep: str | None = None) -> list[Execution]:
         from mldesk import runtimes
 
         lab = Path(lab).expanduser().resolve()
@@ -168,6 +210,11 @@ class Engine:
         if not (lab / "main.py").is_file():
             raise EngineError(f"{lab} has no main.py: a lab needs one (mldesk init {lab} creates a lab)")
         config = labconfig.load_lab_config(lab)  # ConfigError lists every problem
+        base_argv = config.argv()
+        try:
+            argvs = [params_mod.apply_overrides(base_argv, t) if t else list(base_argv) for t in trials]
+        except params_mod.ParamError as exc:
+            raise EngineError(f"{exc}; nothing was started") from None
         if runtime is not None and runtime not in runtimes.NAMES:
             raise EngineError(f"unknown runtime '{runtime}' (choose docker or process)")
         profile: dict[str, Any] | None = None
@@ -200,27 +247,41 @@ class Engine:
             "max_output_files": self.setting("max_output_files"),
             "max_output_file_bytes": self.setting("max_output_file_bytes"),
             "max_output_bytes": self.setting("max_output_bytes"),
+            "metrics": config.metrics.to_dict(),
         }
+        # trials of a sweep wait in the host's queue from the start when it has a limit
+        state = "queued" if sweep is not None and int(max_parallel or 0) > 0 else "preparing"
+        created: list[Execution] = []
         with self.snapshots.hold():
             try:
                 snap = self.snapshots.create(lab, config.exclude)
             except OSError as exc:
                 raise EngineError(f"could not snapshot {lab}: {exc}") from None
-            now = time.time()
-            exec_id = new_execution_id(now)
-            ex = Execution(
-                id=exec_id, name=name or f"#{exec_id}", lab=str(lab), host=host, runtime=runtime,
-                image=self.resolve_image(config.docker_image_id) if runtime == "docker" else None,
-                hardware=config.hardware_type, state="preparing", exit_code=None, reason=None,
-                created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
-                argv=config.argv(), inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
-                options=options,
-            )
-            self.layout.execution_dir(exec_id).mkdir(parents=True, exist_ok=True)
-            self.store.insert_execution(ex)
+            for trial, argv in zip(trials, argvs):
+                now = time.time()
+                exec_id = new_execution_id(now)
+                while any(e.id == exec_id for e in created):
+                    exec_id = new_execution_id(now)
+                changed = params_mod.describe(trial)
+                if name and changed and sweep is not None:
+                    ex_name = self._check_name(f"{name} {changed}"[:NAME_MAX])
+                else:
+                    ex_name = name or (changed[:NAME_MAX].strip() if changed else f"#{exec_id}")
+                ex = Execution(
+                    id=exec_id, name=ex_name, lab=str(lab), host=host, runtime=runtime,
+                    image=self.resolve_image(config.docker_image_id) if runtime == "docker" else None,
+                    hardware=config.hardware_type, state=state, exit_code=None, reason=None,
+                    created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
+                    argv=argv, inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
+                    options=options, overrides=dict(trial), sweep=sweep,
+                )
+                self.layout.execution_dir(exec_id).mkdir(parents=True, exist_ok=True)
+                self.store.insert_execution(ex)
+                created.append(ex)
         self.store.touch_recent_lab(str(lab))
-        self._spawn(exec_id)
-        return ex
+        for ex in created:
+            self._spawn(ex.id)
+        return created
 
     def _spawn(self, exec_id: str) -> None:
         from mldesk.engine import supervisor
@@ -233,6 +294,86 @@ class Engine:
                 self.store = Store(self.layout.db)
         else:
             supervisor.spawn(self.layout, exec_id)
+
+    # -- parameters, metrics, compare, diff -----------------------------------------
+    def resolve_sweep(self, ref: str) -> str:
+        """A sweep id from the id or a unique prefix of it."""
+        ref = ref.strip()
+        ids = self.store.sweep_ids(ref)
+        if ref in ids:
+            return ref
+        if not ids or not ref:
+            raise EngineError(f"no sweep matches '{ref}' (see `mldesk ls`)")
+        if len(ids) > 1:
+            raise EngineError(f"'{ref}' matches {len(ids)} sweeps ({', '.join(ids[:5])}); give more of the id")
+        return ids[0]
+
+    def params(self, ex: Execution) -> dict[str, str]:
+        """The resolved parameters of an execution: ``{flag name: value}``."""
+        return params_mod.params(ex.argv)
+
+    def metrics_config(self, ex: Execution) -> metrics_mod.MetricsConfig:
+        return metrics_mod.MetricsConfig.from_dict(ex.options.get("metrics"))
+
+    def metrics(self, ref: str | Execution, key: str | None = None) -> dict[str, list[tuple]]:
+        """``{key: [(step, value, time), ...]}`` of an execution, in the order printed.
+        Scanned as the log is stored; a log stored before (or without) a scanner is
+        scanned once, here, and cached. For a finished execution this waits until its
+        scanner is done, so the result is complete."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        exec_dir = self.layout.execution_dir(ex.id)
+        data = metrics_mod.read_metrics(exec_dir, self.metrics_config(ex), final=ex.final, wait=ex.final)
+        if key is not None:
+            return {key: data[key]} if key in data else {}
+        return data
+
+    def metrics_summary(self, ref: str | Execution) -> dict[str, dict]:
+        """``{key: {"last", "min", "max", "count"}}``."""
+        return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
+
+    def compare(self, refs: list[str]) -> list[dict]:
+        """One row per execution: id, name, state, host, runtime, duration (seconds or
+        None), params, overrides, sweep, metrics (summaries), primary (key, goal)."""
+        rows = []
+        for ref in refs:
+            ex = ref if isinstance(ref, Execution) else self.get(ref)
+            cfg = self.metrics_config(ex)
+            duration = (ex.finished_at or time.time()) - ex.started_at if ex.started_at else None
+            rows.append({
+                "id": ex.id, "name": ex.name, "state": ex.state, "host": ex.host, "runtime": ex.runtime,
+                "duration": duration, "params": self.params(ex), "overrides": ex.overrides, "sweep": ex.sweep,
+                "metrics": self.metrics_summary(ex),
+                "primary": {"key": cfg.primary, "goal": cfg.goal or (metrics_mod.default_goal(cfg.primary)
+                                                                     if cfg.primary else None)},
+            })
+        return rows
+
+    def diff(self, a: str, b: str | None = None) -> dict:
+        """Parameters and code of execution ``a`` against execution ``b`` or, without
+        ``b``, the current lab of ``a``: ``{"a", "b", "params": [(name, va, vb)],
+        "files": [{"path", "status", "diff"}]}`` (ml.yaml first among the files)."""
+        ea = self.get(a)
+        with self.snapshots.hold():
+            if b is None:
+                lab = Path(ea.lab)
+                if not lab.is_dir():
+                    raise EngineError(f"the lab {lab} of {ea.id} does not exist any more; give a second execution")
+                snap_b = self.snapshots.create(lab, self.snapshot_exclude(ea)).id
+                label_b = str(lab)
+                try:
+                    params_b = self.lab_params(lab)
+                except labconfig.ConfigError:
+                    params_b = {}
+            else:
+                eb = self.get(b)
+                snap_b, label_b, params_b = eb.snapshot, eb.id, self.params(eb)
+            files = compare_mod.diff_files(
+                self.snapshots.manifest(ea.snapshot), self.snapshots.manifest(snap_b),
+                lambda rel: self.snapshots.read_file(ea.snapshot, rel),
+                lambda rel: self.snapshots.read_file(snap_b, rel),
+                label_a=ea.id, label_b=label_b if b is not None else "lab")
+        return {"a": ea.id, "b": label_b, "params": compare_mod.diff_params(self.params(ea), params_b),
+                "files": files}
 
     # -- stop / restart ------------------------------------------------------
     def stop(self, ref: str) -> Execution:
@@ -260,7 +401,7 @@ class Engine:
         ex = self.get(ref)
         lab = Path(ex.lab)
         backup = self.restore_code(ex.id, lab)
-        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name), backup
+        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name, overrides=ex.overrides or None), backup
 
     def snapshot_exclude(self, ex: Execution) -> tuple[str, ...]:
         try:

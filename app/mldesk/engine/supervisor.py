@@ -127,6 +127,42 @@ def supervise(layout: Layout, exec_id: str) -> int:
         os.close(lock)
 
 
+def start_metrics(exec_dir: Path, config: dict | None) -> subprocess.Popen | None:
+    """Start the execution's metrics scanner (``mldesk.core.metrics.follow``): a
+    low-priority child that tails the log this supervisor writes, so scanning never
+    slows the ingest down and every runtime's output (SSH hosts' copied back
+    included) is scanned the same way. It stops when its pipe closes."""
+    if getattr(sys, "frozen", False):
+        cmd = [sys.executable, "__metrics", str(exec_dir)]
+    else:
+        cmd = [sys.executable, "-m", "mldesk.core.metrics", "follow", str(exec_dir)]
+    env = dict(os.environ)
+    if not getattr(sys, "frozen", False):
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env, close_fds=True, cwd="/")
+        proc.stdin.write(json.dumps(config or {}).encode() + b"\n")
+        proc.stdin.flush()
+        return proc
+    except OSError as exc:  # metrics are computed on first request instead
+        print(f"metrics scanner could not start: {exc}", file=sys.stderr)
+        return None
+
+
+def end_metrics(proc: subprocess.Popen | None, *, complete: bool) -> None:
+    """Tell the scanner the log is complete (``F``: partial last lines count) or only
+    that this supervisor is going away; it finishes on its own."""
+    if proc is None:
+        return
+    try:
+        if complete:
+            proc.stdin.write(b"F")
+        proc.stdin.close()
+    except OSError:
+        pass
+
+
 class Supervisor:
     def __init__(self, layout: Layout, exec_id: str):
         self.layout = layout
@@ -140,6 +176,8 @@ class Supervisor:
         self._progress: dict[str, dict] = {}
         self._progress_written = 0.0
         self._plock = threading.Lock()
+        self._metrics: subprocess.Popen | None = None
+        self._finished = False
 
     # -- helpers -------------------------------------------------------------
     def set_state(self, state: str, **changes) -> Execution | None:
@@ -198,6 +236,7 @@ class Supervisor:
             self.store.update(self.exec_id, state="failed", finished_at=time.time(), only_if_state=ACTIVE_STATES,
                               reason=f"mldesk cannot write this execution's log: {exc}")
             return 1
+        self._metrics = start_metrics(self.layout.execution_dir(ex.id), ex.options.get("metrics"))
         opts = ex.options
         self.ctx = RunContext(
             exec_id=ex.id, name=ex.name, lab=Path(ex.lab), workspace=self.layout.workspace(ex.id),
@@ -241,6 +280,7 @@ class Supervisor:
             self.done.set()
             self._cleanup()
             self.writer.close()
+            end_metrics(self._metrics, complete=self._finished)
         return 0
 
     def _cleanup(self) -> None:
@@ -307,6 +347,7 @@ class Supervisor:
             self.writer.message(f"collecting outputs failed: {exc}")
 
     def _finish(self, state: str, code: int | None, reason: str | None) -> None:
+        self._finished = True
         if state == "failed":
             self.writer.message(f"failed: {reason}")
         elif state == "stopped":
