@@ -234,3 +234,48 @@ def netns_host():
             yield host
         finally:
             host.restore()  # never leave the link cut for the next test
+
+
+# --- a fake nvidia-smi on PATH (the only fake in the suite) -------------------------
+
+
+class FakeGpus:
+    """Controls the fake ``nvidia-smi`` (tests/helpers/fake_nvidia_smi.py) that the
+    ``fake_gpus`` fixture puts first on PATH, for this process and its children."""
+
+    def __init__(self, state_path: Path, bin_dir: Path):
+        self.state_path = state_path
+        self.bin_dir = bin_dir
+
+    def set(self, n: int | None = None, **state) -> dict:
+        from tests.helpers.fake_nvidia_smi import write_state
+
+        return write_state(self.state_path, n, **state)
+
+    def state(self) -> dict:
+        import json
+
+        return json.loads(self.state_path.read_text())
+
+    def update_gpu(self, index: int, **values) -> None:
+        state = self.state()
+        state["gpus"][index].update(values)
+        self.set(**state)
+
+
+@pytest.fixture
+def fake_gpus(tmp_path_factory, monkeypatch) -> FakeGpus:
+    """Two fake GPUs by default (``fake_gpus.set(4)`` for more)."""
+    import sys
+
+    bin_dir = tmp_path_factory.mktemp("fake-smi-bin")
+    script = Path(__file__).parent / "helpers" / "fake_nvidia_smi.py"
+    exe = bin_dir / "nvidia-smi"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    exe.chmod(0o755)
+    state = bin_dir / "state.json"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_NVIDIA_SMI_STATE", str(state))
+    fake = FakeGpus(state, bin_dir)
+    fake.set(2)
+    return fake
