@@ -108,11 +108,59 @@ MIGRATIONS: list[str] = [
     ALTER TABLE executions ADD COLUMN sweep TEXT;
     CREATE INDEX executions_sweep ON executions(sweep);
     """,
+    # 5: leases: which execution holds which GPU of a host (gpu >= 0), and a slot row
+    # (gpu = -1) for every execution let through the queue. Taken in the one write
+    # transaction that lets an execution leave `queued` (Store.claim_start); released
+    # (released_at set, the row kept so an ended execution still says which GPUs it
+    # had) in the transaction that makes it final. The partial unique index makes a
+    # second holder of one GPU impossible, whichever process asks.
+    """
+    CREATE TABLE gpu_leases (
+        exec_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        gpu INTEGER NOT NULL,
+        taken_at REAL NOT NULL,
+        released_at REAL,
+        PRIMARY KEY (exec_id, gpu)
+    );
+    CREATE UNIQUE INDEX gpu_leases_held ON gpu_leases(host, gpu) WHERE released_at IS NULL AND gpu >= 0;
+    """,
 ]
 
 
 class StoreError(UserError):
     """A user-facing store problem (unknown id, ambiguous prefix...)."""
+
+
+RUNNING_STATES = ("preparing", "fetching", "running", "collecting")
+SLOT = -1  # the lease row of a slot (max parallel), not of a GPU
+
+
+@dataclass
+class StartClaim:
+    """The answer of ``Store.claim_start``: go (with these GPUs), wait (why), or
+    never (``impossible``: the request cannot be met on this host)."""
+    ok: bool
+    reason: str | None = None
+    gpus: list[int] = field(default_factory=list)
+    impossible: bool = False
+
+
+def gpu_request(value: Any) -> int | list[int]:
+    """A GPU request as stored in an execution's options: a count or indices."""
+    if value is None or value is False:
+        return 0
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, (list, tuple)):
+        return sorted({int(v) for v in value})
+    return 0
+
+
+def _gpu_word(n: int) -> str:
+    return "GPU" if n == 1 else "GPUs"
 
 
 @dataclass
@@ -275,6 +323,9 @@ class Store:
             changes["seq"] = self._next_seq(conn)
             sets = ", ".join(f"{k} = :{k}" for k in changes)
             conn.execute(f"UPDATE executions SET {sets} WHERE id = :_id", {**changes, "_id": exec_id})
+            if changes.get("state") in FINAL_STATES:  # its GPUs are free in the same commit
+                conn.execute("UPDATE gpu_leases SET released_at = ? WHERE exec_id = ? AND released_at IS NULL",
+                             (time.time(), exec_id))
         return self.get(exec_id)
 
     def claim_removal(self, exec_id: str) -> bool:
@@ -290,6 +341,7 @@ class Store:
     def delete_execution(self, exec_id: str) -> None:
         with self.write() as conn:
             conn.execute("DELETE FROM executions WHERE id = ?", (exec_id,))
+            conn.execute("DELETE FROM gpu_leases WHERE exec_id = ?", (exec_id,))
             conn.execute(
                 "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (exec_id, self._next_seq(conn))
             )
@@ -395,6 +447,131 @@ class Store:
             used = {r[0] for r in self.conn.execute("SELECT DISTINCT snapshot FROM executions")}
             used |= {r[0] for r in self.conn.execute("SELECT DISTINCT snapshot FROM lab_backups")}
         return used
+
+    # -- the queue: slots and GPU leases -----------------------------------------
+    def claim_start(self, exec_id: str, *, max_parallel: int = 0, gpus: Any = None,
+                    host_gpus: list[int] | tuple[int, ...] = ()) -> StartClaim:
+        """May ``exec_id`` leave ``queued`` now? In ONE ``BEGIN IMMEDIATE`` transaction:
+        release leases whose execution ended or is gone, check the host's
+        ``max_parallel`` slots and GPUs (first come, first served in the order the
+        executions were created), take the GPUs and move the execution to
+        ``preparing`` (clearing its queued reason) -- or mark it ``queued`` with the
+        reason it waits. ``gpus``: a count or a list of indices; ``host_gpus``: the
+        indices the host has. An execution already holding GPUs (a resumed supervisor)
+        goes on with them."""
+        want = gpu_request(gpus)
+        host_gpus = sorted({int(g) for g in host_gpus})
+        count = len(want) if isinstance(want, list) else want
+        with self.write() as conn:
+            me = conn.execute("SELECT host, state, created_at FROM executions WHERE id = ?", (exec_id,)).fetchone()
+            if me is None or me["state"] not in ACTIVE_STATES:
+                return StartClaim(False, "the execution ended or was removed", impossible=True)
+            host, now = me["host"], time.time()
+            self._release_stale(conn, host, now)
+            mine = [r[0] for r in conn.execute(
+                "SELECT gpu FROM gpu_leases WHERE exec_id = ? AND released_at IS NULL ORDER BY gpu", (exec_id,))]
+            if mine:  # let through before (a resumed supervisor): go on with what it has
+                self._leave_queue(conn, exec_id, me["state"])
+                return StartClaim(True, None, [g for g in mine if g >= 0])
+            if isinstance(want, list):
+                missing = [g for g in want if g not in host_gpus]
+                if missing:
+                    return StartClaim(False, f"{host} has no GPU {', '.join(map(str, missing))} "
+                                             f"(it has {len(host_gpus)} {_gpu_word(len(host_gpus))})", impossible=True)
+            elif count > len(host_gpus):
+                return StartClaim(False, f"asks for {count} {_gpu_word(count)} but {host} has "
+                                         f"{len(host_gpus)}", impossible=True)
+            order = (me["created_at"], exec_id)
+            others = [r for r in conn.execute(
+                f"SELECT id, state, created_at, options FROM executions WHERE host = ? AND id != ? "
+                f"AND state IN ({','.join('?' * len(ACTIVE_STATES))})", (host, exec_id, *ACTIVE_STATES))]
+            held, holders = {}, set()
+            for r in conn.execute("SELECT gpu, exec_id FROM gpu_leases WHERE host = ? AND released_at IS NULL",
+                                  (host,)):
+                holders.add(r["exec_id"])
+                if r["gpu"] >= 0:
+                    held[r["gpu"]] = r["exec_id"]
+            earlier = [r for r in others if (r["created_at"], r["id"]) < order]
+            reason = None
+            if max_parallel and max_parallel > 0:
+                # busy: let through (a lease row), past preparing (started before leases
+                # existed), or created earlier and not yet checked (it goes first)
+                busy = sum(1 for r in others if r["state"] in RUNNING_STATES and (
+                    r["id"] in holders or r["state"] != "preparing" or (r["created_at"], r["id"]) < order))
+                ahead = sum(1 for r in earlier if r["state"] == "queued")
+                if busy + ahead >= max_parallel:
+                    reason = (f"waiting for a free slot on {host} ({busy} of {max_parallel} running"
+                              + (f", {ahead} queued before it)" if ahead else ")"))
+            if reason is None and count:
+                free = [g for g in host_gpus if g not in held]
+                # an earlier execution still waiting for GPUs goes first
+                waiting = [r for r in earlier if r["id"] not in holders and r["state"] in ("queued", "preparing")
+                           and gpu_request(json.loads(r["options"]).get("gpus"))]
+                if isinstance(want, list):
+                    ok = all(g in free for g in want) and not waiting
+                    pick = want
+                else:
+                    ok = len(free) >= count and not waiting
+                    pick = free[:count]
+                if not ok:
+                    busy_n = len([g for g in host_gpus if g in held])
+                    what = (f"GPU {', '.join(map(str, want))}" if isinstance(want, list)
+                            else f"{count} free {_gpu_word(count)}")
+                    reason = f"waiting for {what} on {host} ({busy_n} of {len(host_gpus)} busy)"
+                    if waiting and (len(free) >= count if not isinstance(want, list) else all(g in free for g in want)):
+                        reason = (f"waiting for {what} on {host} ({len(waiting)} earlier "
+                                  f"execution{'s' if len(waiting) != 1 else ''} first)")
+                else:
+                    conn.executemany("INSERT OR REPLACE INTO gpu_leases VALUES (?, ?, ?, ?, NULL)",
+                                     [(exec_id, host, g, now) for g in [SLOT, *pick]])
+                    self._leave_queue(conn, exec_id, me["state"])
+                    return StartClaim(True, None, list(pick))
+            if reason is not None:
+                row = conn.execute("SELECT reason FROM executions WHERE id = ?", (exec_id,)).fetchone()
+                if me["state"] != "queued" or row["reason"] != reason:
+                    conn.execute("UPDATE executions SET state = 'queued', reason = ?, seq = ? WHERE id = ?",
+                                 (reason, self._next_seq(conn), exec_id))
+                return StartClaim(False, reason)
+            conn.execute("INSERT OR REPLACE INTO gpu_leases VALUES (?, ?, ?, ?, NULL)", (exec_id, host, SLOT, now))
+            self._leave_queue(conn, exec_id, me["state"])
+            return StartClaim(True, None, [])
+
+    def _leave_queue(self, conn: sqlite3.Connection, exec_id: str, state: str) -> None:
+        if state == "queued":
+            conn.execute("UPDATE executions SET state = 'preparing', reason = NULL, seq = ? WHERE id = ?",
+                         (self._next_seq(conn), exec_id))
+
+    def _release_stale(self, conn: sqlite3.Connection, host: str, now: float) -> None:
+        """Leases of executions that ended (or were removed) without releasing them."""
+        conn.execute(
+            f"UPDATE gpu_leases SET released_at = ? WHERE host = ? AND released_at IS NULL AND exec_id NOT IN "
+            f"(SELECT id FROM executions WHERE state IN ({','.join('?' * len(ACTIVE_STATES))}))",
+            (now, host, *ACTIVE_STATES))
+
+    def release_gpus(self, exec_id: str) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE gpu_leases SET released_at = ? WHERE exec_id = ? AND released_at IS NULL",
+                         (time.time(), exec_id))
+
+    def gpus_of(self, exec_id: str) -> list[int]:
+        """The GPU indices ``exec_id`` holds, or held once it has ended."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT gpu FROM gpu_leases WHERE exec_id = ? AND gpu >= 0 ORDER BY gpu", (exec_id,))]
+
+    def gpu_leases(self, host: str | None = None) -> dict[str, dict[int, str]]:
+        """Held leases: ``{host: {gpu: exec_id}}`` (leases of ended executions left out)."""
+        sql = ("SELECT l.host, l.gpu, l.exec_id FROM gpu_leases l JOIN executions e ON e.id = l.exec_id "
+               f"WHERE l.released_at IS NULL AND l.gpu >= 0 AND e.state IN ({','.join('?' * len(ACTIVE_STATES))})")
+        args: list[Any] = list(ACTIVE_STATES)
+        if host is not None:
+            sql += " AND l.host = ?"
+            args.append(host)
+        out: dict[str, dict[int, str]] = {}
+        with self._lock:
+            for r in self.conn.execute(sql, args):
+                out.setdefault(r[0], {})[r[1]] = r[2]
+        return out
 
     # -- lab backups (the lab's files before a restart overwrote them) -------
     def add_lab_backup(self, snapshot: str, lab: str, reason: str) -> None:
