@@ -38,7 +38,8 @@ URL_SCHEMES = ("http", "https", "file")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
-_TOP_KEYS = ("dockerImageId", "hardwareType", "parameters", "inputs", "exclude", "cli", "metrics")
+_TOP_KEYS = ("dockerImageId", "hardwareType", "gpus", "parameters", "inputs", "exclude", "cli", "metrics")
+_GPUS_HINT = "write gpus: 1 for any one GPU, or gpus: [0, 2] for those (nvidia-smi indices)"
 _ML_ONLY = {"mounts": "use inputs to fetch the files instead"}
 _KINDS = {"str": "a string", "null": "empty", "bool": "true/false", "int": "a number", "float": "a number",
           "timestamp": "a date", "seq": "a list", "map": "a mapping"}
@@ -79,6 +80,8 @@ class LabConfig:
     metrics: MetricsConfig = MetricsConfig()
     warnings: tuple[Problem, ...] = ()
     path: Path | None = None
+    # how many GPUs (any free ones), or which ones (nvidia-smi indices)
+    gpus: int | tuple[int, ...] = 0
 
     def argv(self) -> list[str]:
         """Arguments for ``main.py``: each pass-as split like a POSIX shell splits words,
@@ -213,6 +216,18 @@ class _Checker:
                     exclude += self.patterns(found["exclude"], "cli.exclude")
             else:
                 self.add(cli, f"cli must be a mapping, not {_kind(cli)}", "write cli: {exclude: ['.*']}")
+        gpus: int | tuple[int, ...] = 1 if hardware and hardware.lower() == "gpu" else 0
+        if "gpus" in values:
+            given = self.gpus(values["gpus"])
+            if given is not None:
+                if hardware and hardware.lower() == "cpu" and "hardwareType" in values and given:
+                    self.add(values["hardwareType"], "hardwareType is cpu but gpus asks for GPUs; gpus wins",
+                             "remove hardwareType, or set it to gpu", "warning")
+                elif hardware and hardware.lower() == "gpu" and not given:
+                    self.add(values["gpus"], "gpus is 0 but hardwareType is gpu; gpus wins",
+                             "remove hardwareType, or ask for gpus: 1", "warning")
+                gpus = given
+                hardware = "gpu" if given else "cpu"
         parameters = self.parameters(values["parameters"]) if "parameters" in values else []
         inputs = self.inputs(values["inputs"]) if "inputs" in values else []
         metrics = self.metrics(values["metrics"]) if "metrics" in values else MetricsConfig()
@@ -221,11 +236,44 @@ class _Checker:
             hardware_type=hardware and hardware.lower(),
             parameters=tuple(parameters),
             inputs=tuple(inputs),
+            gpus=gpus,
             exclude=tuple(exclude) if "exclude" in values or "cli" in values else DEFAULT_EXCLUDE,
             metrics=metrics,
             warnings=tuple(sorted(p for p in self.problems if p.severity == "warning")),
             path=path,
         )
+
+    def gpus(self, node: yaml.Node) -> int | tuple[int, ...] | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "int":
+            try:
+                n = int(node.value, 0)
+            except ValueError:
+                n = -1
+            if n < 0:
+                self.add(node, f"gpus must be a count of 0 or more, not {node.value}", _GPUS_HINT)
+                return None
+            return n
+        if isinstance(node, yaml.SequenceNode):
+            out: list[int] = []
+            for item in node.value:
+                value = None
+                if isinstance(item, yaml.ScalarNode) and item.tag == _TAG + "int":
+                    try:
+                        value = int(item.value, 0)
+                    except ValueError:
+                        value = None
+                if value is None or value < 0:
+                    self.add(item, f"each gpus item must be a GPU index (0, 1, ...), not "
+                                   f"{item.value if isinstance(item, yaml.ScalarNode) else _kind(item)}", _GPUS_HINT)
+                    return None
+                if value in out:
+                    self.add(item, f"GPU {value} is listed twice in gpus", "list each GPU once")
+                    return None
+                out.append(value)
+            return tuple(sorted(out))
+        shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else _kind(node)
+        self.add(node, f"gpus must be a number or a list of GPU indices, not {shown}", _GPUS_HINT)
+        return None
 
     def patterns(self, node: yaml.Node, what: str) -> list[str]:
         nodes = [node] if isinstance(node, yaml.ScalarNode) else self.items(node, what, _EXCLUDE_HINT)
@@ -401,6 +449,23 @@ def parse_config(text: str, path: Path | str | None = None) -> LabConfig:
     if errors:
         raise ConfigError(errors)
     return config
+
+
+def parse_gpus_option(text: str) -> int | tuple[int, ...]:
+    """``--gpus``: ``N`` (any N free GPUs) or ``0,2`` (those indices)."""
+    text = text.strip()
+    try:
+        if "," in text or text.startswith("["):
+            values = [int(v) for v in text.strip("[]").split(",") if v.strip()]
+            if any(v < 0 for v in values) or len(set(values)) != len(values):
+                raise ValueError
+            return tuple(sorted(values))
+        n = int(text)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise ValueError(f"--gpus takes a count (2) or GPU indices (0,2), not {text!r}") from None
 
 
 def find_config(lab_dir: Path | str) -> Path | None:

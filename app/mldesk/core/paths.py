@@ -43,6 +43,10 @@ class Layout:
     def outputs(self, exec_id: str) -> Path:
         return self.executions / exec_id / "outputs"
 
+    def resources_path(self, exec_id: str) -> Path:
+        """Resource samples (CPU, memory, GPUs), JSON lines (mldesk.agent.resources)."""
+        return self.executions / exec_id / "resources.jsonl"
+
     def progress_path(self, exec_id: str) -> Path:
         return self.executions / exec_id / "progress.json"
 

@@ -178,6 +178,8 @@ class Supervisor:
         self._plock = threading.Lock()
         self._metrics: subprocess.Popen | None = None
         self._finished = False
+        self.gpus: list[int] = []
+        self.sampler = None
 
     # -- helpers -------------------------------------------------------------
     def set_state(self, state: str, **changes) -> Execution | None:
@@ -255,7 +257,10 @@ class Supervisor:
                 code = self._fresh_run(ex)
             elif ex.state == "running":
                 self.writer.message(f"mldesk reattached to execution {ex.id}")
+                self.gpus = self.store.gpus_of(ex.id)
+                self._start_sampler()
                 code = self.runtime.stream(self.ctx, self.handle, self.writer.write, resume=True)
+            self._stop_sampler()
             self._collect(final=True, code=code)
             if self.stop_event.is_set():
                 self._finish("stopped", code, "stopped by the user")
@@ -278,6 +283,7 @@ class Supervisor:
                                         f"(details in {self.layout.execution_dir(ex.id) / 'supervisor.log'})")
         finally:
             self.done.set()
+            self._stop_sampler()
             self._cleanup()
             self.writer.close()
             end_metrics(self._metrics, complete=self._finished)
@@ -295,20 +301,61 @@ class Supervisor:
             shutil.rmtree(self.ctx.workspace, ignore_errors=True)
 
     def _wait_for_slot(self, ex: Execution) -> None:
+        """Wait in ``queued`` until the host has a free slot (max parallel) and the
+        GPUs asked for; the store takes them in one transaction (see
+        ``Store.claim_start``), so no other mldesk process can take them too."""
         limit = int(ex.options.get("max_parallel") or 0)
-        if limit <= 0:
-            return
-        announced = False
+        host_gpus = list(ex.options.get("host_gpus") or [])
+        said = None
         while True:
             self.check_stop()
-            busy, ahead = self.store.queue_position(ex.host, ex.id)
-            if busy + ahead < limit:
+            claim = self.store.claim_start(ex.id, max_parallel=limit, gpus=ex.options.get("gpus"),
+                                           host_gpus=host_gpus)
+            if claim.ok:
+                self._use_gpus(claim.gpus, host_gpus)
                 return
-            if not announced:
-                self.set_state("queued")
-                self.writer.message(f"queued: {busy} execution(s) already running on {ex.host} (limit {limit})")
-                announced = True
+            if claim.impossible:
+                raise ExecutionFailed(claim.reason or "the execution cannot be queued")
+            if claim.reason != said:
+                self.writer.message(f"queued: {claim.reason}")
+                said = claim.reason
             time.sleep(0.5)
+
+    def _use_gpus(self, gpus: list[int], host_gpus: list[int]) -> None:
+        """The program sees only its GPUs (nvidia-smi indices, numbered like CUDA)."""
+        self.gpus = list(gpus)
+        if gpus or host_gpus:
+            self.ctx.env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+            self.ctx.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        self.ctx.options["gpu_ids"] = list(gpus)
+        if gpus:
+            self.writer.message(f"GPUs {', '.join(map(str, gpus))} of {self.store.get(self.exec_id).host}"
+                                if len(gpus) > 1 else
+                                f"GPU {gpus[0]} of {self.store.get(self.exec_id).host}")
+
+    def _start_sampler(self) -> None:
+        """Resource samples every 2 s into resources.jsonl, next to the log."""
+        if self.sampler is not None or self.runtime is None or not self.handle:
+            return
+        try:
+            root = self.runtime.sample_root(self.handle)
+        except Exception:  # noqa: BLE001 - no samples is no reason to fail
+            traceback.print_exc()
+            return
+        if root is None:
+            return
+        from mldesk.agent.resources import GpuCache, Sampler
+
+        cache = GpuCache(str(self.layout.root / "cache" / "gpus.json")) if self.gpus else None
+        kwargs = {"root": root} if callable(root) else {"root_pid": int(root)}
+        self.sampler = Sampler(str(self.layout.resources_path(self.exec_id)), gpus=self.gpus,
+                               interval=float(self.ctx.options.get("sample_interval") or 2.0),
+                               gpu_cache=cache, **kwargs).start()
+
+    def _stop_sampler(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
 
     def _fresh_run(self, ex: Execution) -> int:
         msg = self.writer.message
@@ -332,6 +379,7 @@ class Supervisor:
             self.check_stop()
         self.handle = self.runtime.start(self.ctx)
         self.set_state("running", started_at=time.time(), handle=self.handle)
+        self._start_sampler()
         msg("running: python main.py " + shlex.join(self.ctx.argv))
         if self.stop_event.is_set():  # asked while starting: the watcher may have missed the handle
             self.runtime.stop(self.handle, self.ctx.grace)

@@ -91,6 +91,12 @@ class Runtime:
     def cleanup(self, handle: dict[str, Any]) -> None:
         pass
 
+    def sample_root(self, handle: dict[str, Any]):
+        """What the resource sampler of this machine watches: the pid of the program's
+        process tree here, a callable returning it (it may change or appear late), or
+        None when the program does not run on this machine (sampled elsewhere)."""
+        return None
+
     # local workspace stages; remote runtimes override these
     def prepare_workspace(self, ctx: RunContext, materialize: Callable[[Path], None]) -> None:
         if ctx.workspace.exists():
