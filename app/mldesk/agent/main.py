@@ -54,7 +54,7 @@ import tempfile
 import threading
 import time
 
-from mldesk.agent import logstore
+from mldesk.agent import logstore, resources
 
 CHUNK = 1 << 20
 FINAL_STATES = ("exited", "failed", "stopped")
@@ -291,6 +291,8 @@ def cmd_probe(workdir):
                                timeout=15)
             if r.returncode == 0:
                 info["gpus"] = [l.strip() for l in r.stdout.splitlines() if l.strip()]
+                # index, name, memory and current use of each (mldesk hosts status)
+                info["gpu_devices"] = resources.query_gpus(timeout=15)
             else:
                 info["gpu_error"] = (r.stderr or r.stdout).strip()[:200]
         except (OSError, subprocess.TimeoutExpired) as exc:

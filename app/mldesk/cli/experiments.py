@@ -157,10 +157,11 @@ def start_run(engine, args):
         if args.max_trials is not None or args.random is not None:
             raise CliError("--max-trials and --random go with --sweep", EXIT_USAGE)
         return engine.run(args.lab or ".", host=args.host, runtime=args.runtime, name=args.name,
-                          overrides=overrides or None), None
+                          overrides=overrides or None, gpus=getattr(args, "gpus_value", None)), None
     sweep, executions = engine.run_sweep(args.lab or ".", args.sweep, host=args.host, runtime=args.runtime,
                                          name=args.name, overrides=overrides or None,
-                                         max_trials=args.max_trials, random=args.random)
+                                         max_trials=args.max_trials, random=args.random,
+                                         gpus=getattr(args, "gpus_value", None))
     ids = [ex.id for ex in executions]
     if args.detach:
         if args.json:

@@ -6,6 +6,7 @@
     mldesk hosts ls [--json]
     mldesk hosts rm NAME
     mldesk hosts test NAME [--accept-fingerprint SHA256:...] [--json]
+    mldesk hosts status [NAME] [--json]
 
 An unknown host key is accepted only with ``--accept-fingerprint`` (scripts) or a
 "yes" typed at a terminal; with no terminal and no flag mldesk refuses.
@@ -62,6 +63,10 @@ def add_parsers(sub) -> None:
     h.add_argument("name")
     h.add_argument("--accept-fingerprint", metavar="SHA256:...",
                    help="accept the host key if (and only if) it has this fingerprint")
+    h.add_argument("--json", action="store_true")
+
+    h = hs.add_parser("status", help="reachability, GPUs and their use, running executions (all hosts or one)")
+    h.add_argument("name", nargs="?")
     h.add_argument("--json", action="store_true")
     s.set_defaults(func=run)
 
@@ -160,9 +165,32 @@ def run(args) -> int:
         return 0
     if cmd == "test":
         return _test(engine, args.name, args.accept_fingerprint, args.json)
+    if cmd == "status":
+        return _status(engine, args.name, args.json)
     if cmd == "add":
         return _add(engine, args)
     raise AssertionError(cmd)
+
+
+def _status(engine, name: str | None, as_json: bool) -> int:
+    from mldesk.engine import human_bytes
+
+    rows = engine.host_status(name)
+    if as_json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    for row in rows:
+        state = "reachable" if row["reachable"] else f"unreachable ({row.get('error', '?')})"
+        print(f"{row['name']:<16} {state:<12} {row['running']} running")
+        for g in row["gpus"]:
+            mem = (f"{human_bytes(g['memory_used_bytes'] or 0)} / {human_bytes(g['memory_total_bytes'] or 0)}"
+                   if g.get("memory_total_bytes") else "memory ?")
+            util = "?" if g.get("util_percent") is None else f"{g['util_percent']:g} %"
+            held = f"  held by {g['held_by']}" if g.get("held_by") else ""
+            print(f"  GPU {g['index']}  {g['name']}  {mem}  util {util}{held}")
+        if row["reachable"] and not row["gpus"]:
+            print("  no GPU")
+    return 0 if all(r["reachable"] for r in rows) or not name else EXIT_FAIL
 
 
 def _add(engine, args) -> int:

@@ -112,9 +112,22 @@ def _follow_or_detach(engine, ex, args) -> int:
 
 
 # -- commands ----------------------------------------------------------------------
+def _gpus_arg(text: str | None):
+    from mldesk.engine import parse_gpus_option
+
+    if text is None:
+        return None
+    try:
+        value = parse_gpus_option(text)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    return list(value) if isinstance(value, tuple) else value
+
+
 def cmd_run(args) -> int:
     from mldesk.cli.experiments import start_run
 
+    args.gpus_value = _gpus_arg(args.gpus)
     engine = _engine()
     ex, code = start_run(engine, args)
     if ex is None:  # a sweep
@@ -162,8 +175,12 @@ def cmd_show(args) -> int:
         d["params"] = engine.params(ex)
         d["outputs_dir"] = str(engine.outputs_dir(ex.id))
         d["log"] = str(engine.log_path(ex.id))
+        d["gpus"] = engine.gpus_of(ex.id)
+        d["resources"] = engine.resource_summary(ex.id)
         _print_json(d)
         return 0
+    gpus = engine.gpus_of(ex.id)
+    summ = engine.resource_summary(ex.id)
     fields = [
         ("id", ex.id), ("name", ex.name), ("state", ex.state),
         ("exit code", "" if ex.exit_code is None else ex.exit_code), ("reason", ex.reason or ""),
@@ -174,10 +191,59 @@ def cmd_show(args) -> int:
         ("ran for", _ran(ex)), ("snapshot", ex.snapshot),
         ("inputs", ", ".join(i["name"] for i in ex.inputs)),
         ("outputs", str(engine.outputs_dir(ex.id))),
+        ("gpus", ", ".join(map(str, gpus))),
     ]
+    if summ["samples"]:
+        peak = summ["peak_rss_bytes"]
+        fields.append(("resources", f"peak memory {human_bytes(peak) if peak is not None else '?'}, mean CPU "
+                                    f"{summ['mean_cpu_percent'] if summ['mean_cpu_percent'] is not None else '?'} %"))
+        for index, g in sorted(summ["gpu"].items()):
+            util = "?" if g["mean_util_percent"] is None else f"{g['mean_util_percent']:g} %"
+            mem = "?" if g["peak_mem_used_bytes"] is None else human_bytes(g["peak_mem_used_bytes"])
+            fields.append((f"gpu {index}", f"mean utilisation {util}, peak memory {mem}"))
     for key, value in fields:
         if value != "":
             print(f"{key + ':':<12} {value}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    engine = _engine()
+    ex = engine.get(args.id)
+    data = engine.stats(ex.id)
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+        return 0
+    # one row per sample time, a column per series
+    columns = [("cpu_percent", data["cpu_percent"]), ("rss_bytes", data["rss_bytes"])]
+    for index in sorted(data["gpu"], key=int):
+        for key, points in sorted(data["gpu"][index].items()):
+            columns.append((f"gpu{index}_{key}", points))
+    times = sorted({t for _, points in columns for t, _ in points})
+    cells = [{t: v for t, v in points} for _, points in columns]
+    if args.csv:
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["t"] + [name for name, _ in columns])
+        for t in times:
+            w.writerow([f"{t:.3f}"] + ["" if c.get(t) is None else c[t] for c in cells])
+        return 0
+    if not times:
+        print(f"no resource samples for {ex.id} yet" + (" (it is queued)" if ex.state == "queued" else ""))
+        return 0
+    print(f"{'time':<10} {'CPU %':>7} {'memory':>10}" + "".join(
+        f" {('GPU' + i + ' %'):>8} {('GPU' + i + ' mem'):>10}" for i in sorted(data["gpu"], key=int)))
+    gpu_cells = {i: ({t: v for t, v in data["gpu"][i].get("util_percent", [])},
+                     {t: v for t, v in data["gpu"][i].get("mem_used_bytes", [])}) for i in data["gpu"]}
+    for t in times:
+        cpu, rss = cells[0].get(t), cells[1].get(t)
+        line = (f"{time.strftime('%H:%M:%S', time.localtime(t)):<10} {'' if cpu is None else f'{cpu:.1f}':>7} "
+                f"{'' if rss is None else human_bytes(rss):>10}")
+        for i in sorted(gpu_cells, key=int):
+            u, m = gpu_cells[i][0].get(t), gpu_cells[i][1].get(t)
+            line += f" {'' if u is None else f'{u:g}':>8} {'' if m is None else human_bytes(m):>10}"
+        print(line)
     return 0
 
 
@@ -325,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("lab", nargs="?", help="lab folder (default: the current folder)")
             s.add_argument("--host", default="local")
             s.add_argument("--runtime", choices=("docker", "process"))
+            s.add_argument("--gpus", metavar="N|I,J",
+                           help="GPUs for this run: a count (any free ones) or nvidia-smi indices (0,2); "
+                                "overrides ml.yaml's gpus")
         s.add_argument("--name", help="a name for the execution (at most 100 characters)")
         s.add_argument("--detach", "-d", action="store_true", help="start it and return at once")
         s.add_argument("--json", action="store_true", help="print the execution record as JSON")
@@ -351,6 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("id")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("stats", help="an execution's resource samples (CPU, memory, GPUs)")
+    s.add_argument("id")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help='{"cpu_percent": [[t, v], ...], "rss_bytes": ..., "gpu": {...}}')
+    fmt.add_argument("--csv", action="store_true", help="one row per sample time")
+    s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("logs", help="print an execution's output (what the program printed)")
     s.add_argument("id")

@@ -26,6 +26,8 @@ EXPORTS: dict[str, str] = {
     # errors: one root, and the kinds a front end formats specially
     "UserError": "mldesk.agent.errors",
     "ConfigError": "mldesk.core.labconfig",
+    # GPUs: the --gpus option's syntax (N or I,J)
+    "parse_gpus_option": "mldesk.core.labconfig",
     # executions as value objects
     "Execution": "mldesk.core.store",
     "State": "mldesk.core.store",

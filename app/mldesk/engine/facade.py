@@ -33,7 +33,7 @@ from mldesk.core import params as params_mod
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import (
-    ACTIVE_STATES, FINAL_STATES, Execution, Hidden, Store, StoreError, new_execution_id,
+    ACTIVE_STATES, FINAL_STATES, Execution, Hidden, Store, StoreError, gpu_request, new_execution_id,
 )
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
@@ -160,15 +160,20 @@ class Engine:
 
     # -- run -----------------------------------------------------------------
     def run(self, lab: str | Path, *, host: str = "local", runtime: str | None = None,
-            name: str | None = None, overrides: dict[str, str] | None = None) -> Execution:
+            name: str | None = None, overrides: dict[str, str] | None = None,
+            gpus: int | list[int] | tuple[int, ...] | None = None) -> Execution:
         """Snapshot ``lab`` and start an execution of it; returns at once.
         ``overrides`` (``{flag name: value}``) replace pass-as values for this execution
-        only; an unknown name is an error and nothing is started."""
-        return self._start(lab, host=host, runtime=runtime, name=name, trials=[dict(overrides or {})])[0]
+        only; an unknown name is an error and nothing is started. ``gpus`` (a count or
+        nvidia-smi indices) overrides ml.yaml's ``gpus``; more than the host has is an
+        error and nothing is started."""
+        return self._start(lab, host=host, runtime=runtime, name=name, trials=[dict(overrides or {})],
+                           gpus=gpus)[0]
 
     def run_sweep(self, lab: str | Path, sweeps: list[str], *, host: str = "local", runtime: str | None = None,
                   name: str | None = None, overrides: dict[str, str] | None = None,
-                  max_trials: int | None = None, random: int | None = None) -> tuple[str, list[Execution]]:
+                  max_trials: int | None = None, random: int | None = None,
+                  gpus: int | list[int] | tuple[int, ...] | None = None) -> tuple[str, list[Execution]]:
         """Start one execution per trial of a sweep (``["lr=[0.1,0.01]", "epochs=1:3"]``,
         grammar in mldesk.core.params), all of one snapshot, through the host's queue.
         Returns (sweep id, executions)."""
@@ -182,7 +187,7 @@ class Engine:
         base = dict(overrides or {})
         sweep_id = new_execution_id()
         executions = self._start(lab, host=host, runtime=runtime, name=name,
-                                 trials=[{**base, **t} for t in trials], sweep=sweep_id)
+                                 trials=[{**base, **t} for t in trials], sweep=sweep_id, gpus=gpus)
         return sweep_id, executions
 
     def sweep_preview(self, sweeps: list[str], *, max_trials: int | None = None,
@@ -201,7 +206,8 @@ class Engine:
         return params_mod.params(labconfig.load_lab_config(Path(lab).expanduser().resolve()).argv())
 
     def _start(self, lab: str | Path, *, host: str, runtime: str | None, name: str | None,
-               trials: list[dict[str, str]], sweep: str | None = None) -> list[Execution]:
+               trials: list[dict[str, str]], sweep: str | None = None,
+               gpus: int | list[int] | tuple[int, ...] | None = None) -> list[Execution]:
         from mldesk import runtimes
 
         lab = Path(lab).expanduser().resolve()
@@ -236,7 +242,13 @@ class Engine:
             network = profile.get("network") or "bridge"
             max_parallel = profile.get("max_parallel") or 0
         name = self._check_name(name) if name is not None else None
+        want = gpu_request(config.gpus if gpus is None else gpus)
+        host_gpus = self.host_gpu_indices(host, needed=bool(want))
+        self._check_gpu_request(host, want, host_gpus)
+        hardware = "gpu" if want else ("cpu" if gpus is not None else config.hardware_type)
         options = {
+            "gpus": want,
+            "host_gpus": host_gpus,
             "grace": float(grace),
             "network": network,
             "max_parallel": max_parallel,
@@ -270,7 +282,7 @@ class Engine:
                 ex = Execution(
                     id=exec_id, name=ex_name, lab=str(lab), host=host, runtime=runtime,
                     image=self.resolve_image(config.docker_image_id) if runtime == "docker" else None,
-                    hardware=config.hardware_type, state=state, exit_code=None, reason=None,
+                    hardware=hardware, state=state, exit_code=None, reason=None,
                     created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
                     argv=argv, inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
                     options=options, overrides=dict(trial), sweep=sweep,
@@ -282,6 +294,96 @@ class Engine:
         for ex in created:
             self._spawn(ex.id)
         return created
+
+    # -- GPUs and resources ----------------------------------------------------------
+    def host_gpu_indices(self, host: str, *, needed: bool = True) -> list[int]:
+        """The nvidia-smi indices of ``host``'s GPUs. Local: asked now (only where an
+        nvidia-smi exists). SSH hosts: from the last probe (``mldesk hosts test`` or
+        ``hosts status``), probed now when GPUs are ``needed`` and none is known."""
+        import shutil
+
+        from mldesk.agent import resources
+
+        if host == "local":
+            if not shutil.which("nvidia-smi"):
+                return []
+            return [g["index"] for g in resources.list_gpus()]
+        cached = self.store.get_setting(f"host_probe:{host}")
+        if cached is None and needed:
+            status = self._probe_host(host)
+            if not status["reachable"]:
+                raise EngineError(f"cannot tell which GPUs {host} has: {status.get('error')}")
+            cached = self.store.get_setting(f"host_probe:{host}")
+        return [g["index"] for g in (cached or {}).get("gpus", [])]
+
+    def _check_gpu_request(self, host: str, want: int | list[int], host_gpus: list[int]) -> None:
+        if isinstance(want, list):
+            missing = [g for g in want if g not in host_gpus]
+            if missing:
+                have = (f"it has {len(host_gpus)}: {', '.join(map(str, host_gpus))}" if host_gpus
+                        else "it has none (nvidia-smi found no GPU)")
+                raise EngineError(f"GPU {', '.join(map(str, missing))} asked for, but {host} has no such GPU "
+                                  f"({have}); nothing was started")
+        elif want > len(host_gpus):
+            raise EngineError(f"{want} GPU{'s' if want != 1 else ''} asked for, but {host} has "
+                              f"{len(host_gpus) or 'no'} GPU{'s' if len(host_gpus) != 1 else ''}"
+                              f"{'' if host_gpus else ' (nvidia-smi found none)'}; nothing was started")
+
+    def gpus_of(self, ref: str) -> list[int]:
+        """The GPU indices the execution holds, or held once it has ended."""
+        return self.store.gpus_of(self.get(ref).id)
+
+    def resource_samples(self, ref: str) -> list[dict]:
+        from mldesk.agent import resources
+
+        return resources.read_samples(str(self.layout.resources_path(self.get(ref).id)))[0]
+
+    def stats(self, ref: str) -> dict[str, Any]:
+        """``{"cpu_percent": [[t, v]...], "rss_bytes": [...], "gpu": {"0": {"util_percent":
+        [...], "mem_used_bytes": [...], ...}}}`` of an execution, running or ended."""
+        from mldesk.agent import resources
+
+        return resources.series(self.resource_samples(ref))
+
+    def resource_summary(self, ref: str) -> dict[str, Any]:
+        """Peak memory, mean CPU and mean GPU utilisation over the samples."""
+        from mldesk.agent import resources
+
+        return resources.summary(self.resource_samples(ref))
+
+    def host_status(self, name: str | None = None) -> list[dict[str, Any]]:
+        """For each host (or the one named): ``{"name", "reachable", "gpus": [{"index",
+        "name", "memory_total_bytes", "memory_used_bytes", "util_percent"}], "running"}``.
+        SSH hosts are probed now, in parallel (blocking: call it off a UI thread)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = list(self.hosts())
+        if name is not None:
+            if name not in names:
+                raise EngineError(f"unknown host '{name}' (see `mldesk hosts ls`)")
+            names = [name]
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+            return list(pool.map(self._probe_host, names))
+
+    def _probe_host(self, name: str) -> dict[str, Any]:
+        from mldesk.agent import resources
+
+        running = len([ex for ex in self.store.list(states=ACTIVE_STATES)
+                       if ex.host == name and ex.state != "queued"])
+        leases = self.store.gpu_leases(name).get(name, {})
+        out: dict[str, Any] = {"name": name, "reachable": True, "gpus": [], "running": running}
+        try:
+            if name == "local":
+                devices = resources.query_gpus()
+            else:
+                info = self.profiles.test(name)  # caches the GPUs it found (host_gpu_indices)
+                devices = info.info.get("gpu_devices") or []
+        except Exception as exc:  # noqa: BLE001 - unreachable is an answer, not an error
+            out.update(reachable=False, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return out
+        keys = ("index", "name", "memory_total_bytes", "memory_used_bytes", "util_percent")
+        out["gpus"] = [dict({k: g.get(k) for k in keys}, held_by=leases.get(g["index"])) for g in devices]
+        return out
 
     def _spawn(self, exec_id: str) -> None:
         from mldesk.engine import supervisor

@@ -128,5 +128,11 @@ class Hosts:
             info = ssh.probe(conn)
         finally:
             conn.close()
+        # what the probe found replaces the profile's GPU flag for the GPU queue
+        import time
+
+        self._engine.store.set_setting(f"host_probe:{name}", {
+            "t": time.time(), "gpus": [{"index": g["index"], "name": g.get("name")}
+                                       for g in info.get("gpu_devices") or []]})
         return HostReport(name=name, address=conn.endpoint.label, login=conn.login, host_key=conn.host_key,
                           trust=conn.trust, info=info, runtime=profile.runtime, wants_gpus=bool(profile.gpus))
