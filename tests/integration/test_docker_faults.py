@@ -48,9 +48,11 @@ def test_gpu_requested_without_gpu(lab, mldesk_home, busybox_image):
     (lab / "ml.yaml").write_text("dockerImageId: mldesk-test/busybox:latest\nhardwareType: GPU\n")
     engine = Engine(mldesk_home)
     engine.set_setting("local_network", "none")
-    final = wait_final(engine, engine.run(lab, runtime="docker").id)
-    assert final.state == "failed" and final.hardware == "gpu"
-    assert "hardwareType is gpu" in final.reason and "hardwareType: cpu" in final.reason
+    # hardwareType: gpu means gpus: 1; a host without one refuses it at Run time
+    with pytest.raises(EngineError, match="1 GPU asked for, but local has no GPUs") as err:
+        engine.run(lab, runtime="docker")
+    assert "hardwareType" in str(err.value) and "\n" not in str(err.value)
+    assert engine.list() == []
 
 
 def test_gpu_requested_on_process_runtime_without_gpu(lab, mldesk_home):
@@ -60,5 +62,6 @@ def test_gpu_requested_on_process_runtime_without_gpu(lab, mldesk_home):
         pytest.skip("this machine has nvidia-smi")
     (lab / "ml.yaml").write_text("hardwareType: gpu\n")
     engine = Engine(mldesk_home)
-    final = wait_final(engine, engine.run(lab, runtime="process").id)
-    assert final.state == "failed" and "no NVIDIA GPU" in final.reason
+    with pytest.raises(EngineError, match="nvidia-smi found none"):
+        engine.run(lab, runtime="process")
+    assert engine.list() == []

@@ -259,3 +259,19 @@ def test_docker_gpu_run_without_nvidia_runtime_fails_clearly(engine, make_lab, t
     done = wait_final(engine, ex.id, timeout=120)
     assert done.state == "failed" and "NVIDIA Container Toolkit" in done.reason
     assert engine.gpus_of(ex.id) == [0] and engine.store.gpu_leases() == {}
+
+
+@pytest.mark.parametrize("runtime", ["process"])
+def test_max_parallel_still_applies(engine, make_lab, tmp_path):
+    engine.set_setting("local_max_parallel", 1)
+    (lab1, go1), (lab2, go2) = (_gpu_lab(make_lab, tmp_path, str(i), yaml="") for i in range(2))
+    first = engine.run(lab1, runtime="process")
+    wait_state(engine, first.id, "running")
+    second = engine.run(lab2, runtime="process")
+    queued = wait_state(engine, second.id, "queued")
+    assert queued.reason == "waiting for a free slot on local (1 of 1 running)"
+    go1.touch()
+    wait_final(engine, first.id)
+    wait_state(engine, second.id, "running", timeout=10)
+    go2.touch()
+    assert wait_final(engine, second.id).state == "finished"

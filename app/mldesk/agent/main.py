@@ -35,6 +35,8 @@ streams of ``follow`` and ``outputs`` are ``u8 type | u32 len | payload``):
     stop WORKDIR ID GRACE              ask for a stop (TERM, KILL after GRACE seconds)
     outputs WORKDIR ID                 JSON in ({have, limits}); the changed files of
                                        outputs/ out (frames F, D, f, S, Z)
+    resources WORKDIR ID OFFSET        the complete lines of resources.jsonl (the program's
+                                       CPU, memory and GPU samples) from byte OFFSET, raw
     cleanup WORKDIR ID                 remove the execution's folder (and container)
 """
 
@@ -103,6 +105,7 @@ class Paths(object):
             self.spec = os.path.join(self.exec_dir, "spec.json")
             self.stop = os.path.join(self.exec_dir, "stop.json")
             self.agent_log = os.path.join(self.exec_dir, "agent.log")
+            self.resources = os.path.join(self.exec_dir, resources.SAMPLES_FILE)
 
     def blob(self, sha):
         _hexname(sha, "blob id")
@@ -636,6 +639,24 @@ class Supervisor(object):
                        "agent_start": proc_start_time(os.getpid()), "runtime": self.spec["runtime"]}
         self.stopping = threading.Event()
         self.done = threading.Event()
+        self.sampler = None
+
+    def start_sampler(self, **root):
+        """Resource samples of the program (and its GPUs) every 2 s into resources.jsonl;
+        the app pulls them with the ``resources`` command."""
+        try:
+            gpus = [int(g) for g in (self.spec.get("gpu_ids") or [])]
+            cache = resources.GpuCache(os.path.join(self.p.workdir, "cache", "gpus.json")) if gpus else None
+            self.sampler = resources.Sampler(self.p.resources, gpus=gpus, gpu_cache=cache,
+                                             interval=float(self.spec.get("sample_interval") or 2.0),
+                                             **root).start()
+        except Exception:  # noqa: BLE001 - no samples is no reason to fail the program
+            self.sampler = None
+
+    def stop_sampler(self):
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
 
     def save(self, **kw):
         self.status.update(kw)
@@ -690,6 +711,7 @@ class Supervisor(object):
         except OSError as exc:
             raise AgentError("could not start %s on the host: %s" % (python, exc.strerror or exc))
         self.save(state="running", pid=proc.pid, pgid=proc.pid, python=python, started_at=time.time())
+        self.start_sampler(root_pid=proc.pid)
         t = threading.Thread(target=self.watch_stop,
                              args=(lambda grace: kill_group(proc.pid, grace),), daemon=True)
         t.start()
@@ -698,6 +720,7 @@ class Supervisor(object):
             code = normalise_exit(proc.wait())
         finally:
             self.done.set()
+            self.stop_sampler()
         return code
 
     def run_docker(self, writer):
@@ -712,21 +735,25 @@ class Supervisor(object):
                "-v", ws + ":/workspace", "-w", "/workspace",
                "--label", "mldesk.execution=" + spec["exec_id"], "--name", name]
         for k, v in sorted((spec.get("env") or {}).items()):
-            cmd += ["-e", "%s=%s" % (k, v)]
+            if k != "CUDA_VISIBLE_DEVICES":  # the container numbers its own GPUs from 0
+                cmd += ["-e", "%s=%s" % (k, v)]
         if os.getuid() != 0:
             cmd += ["--user", "%d:%d" % (os.getuid(), os.getgid())]
-        if spec.get("gpus"):
+        if spec.get("gpu_ids"):  # exactly the execution's GPUs (a device request with device ids)
+            cmd += ["--gpus", '"device=%s"' % ",".join(str(int(g)) for g in spec["gpu_ids"])]
+        elif spec.get("gpus") and spec.get("gpu_ids") is None:
             cmd += ["--gpus", "all"]
         cmd += [spec["image"], "python", "main.py"] + list(spec["argv"])
         r = docker(*cmd, timeout=600)
         if r.returncode != 0:
             text = (r.stderr or r.stdout).strip()
-            if spec.get("gpus") and ("gpu" in text.lower() or "device driver" in text):
+            if (spec.get("gpus") or spec.get("gpu_ids")) and ("gpu" in text.lower() or "device driver" in text):
                 raise AgentError("Docker on the host cannot give the container a GPU (%s); install the "
                                  "NVIDIA Container Toolkit there, or turn GPUs off for this host" % text)
             raise AgentError("Docker on the host could not start the container: %s" % text)
         cid = r.stdout.strip().splitlines()[-1]
         self.save(state="running", container=cid, started_at=time.time())
+        self.start_sampler(root=_container_root(cid, spec["exec_id"]))
         logs = subprocess.Popen(["docker", "logs", "-f", cid], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         grace_box = []
@@ -758,10 +785,38 @@ class Supervisor(object):
             w.join()
         finally:
             self.done.set()
+            self.stop_sampler()
         try:
             return int(waited.get("code"))
         except (TypeError, ValueError):
             raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
+
+
+def _container_root(cid, exec_id):
+    """The container's init pid on this host (checked by the execution id in its
+    environment), looked up once and again only when that process is gone."""
+    found = {}
+
+    def root():
+        pid = found.get("pid")
+        if pid and os.path.exists("/proc/%d" % pid):
+            return pid
+        r = docker("inspect", "--format", "{{.State.Pid}}", cid, timeout=30)
+        try:
+            pid = int(r.stdout.strip())
+        except ValueError:
+            return None
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                mine = ("MLDESK_EXECUTION_ID=%s" % exec_id).encode() in f.read().split(b"\0")
+        except OSError:
+            mine = False
+        if pid and mine:
+            found["pid"] = pid
+            return pid
+        return None
+
+    return root
 
 
 def cmd_supervise(workdir, exec_id):
@@ -990,6 +1045,26 @@ def cmd_outputs(workdir, exec_id):
     return 0
 
 
+# -- resources -----------------------------------------------------------------------------------
+
+def cmd_resources(workdir, exec_id, offset):
+    """The complete lines of resources.jsonl from byte OFFSET on, raw (nothing when the
+    file does not exist yet)."""
+    p = Paths(workdir, exec_id)
+    offset = max(0, int(offset))
+    try:
+        with open(p.resources, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        data = b""
+    data = data[:data.rfind(b"\n") + 1]
+    out = getattr(sys.stdout, "buffer", sys.stdout)
+    out.write(data)
+    out.flush()
+    return 0
+
+
 # -- cleanup -------------------------------------------------------------------------------------
 
 def cmd_cleanup(workdir, exec_id):
@@ -1010,6 +1085,7 @@ COMMANDS = {
     "outputs": (cmd_outputs, 2),
     "cleanup": (cmd_cleanup, 2),
     "put-input": (cmd_put_input, 5),
+    "resources": (cmd_resources, 3),
 }
 
 

@@ -327,7 +327,8 @@ class Engine:
         elif want > len(host_gpus):
             raise EngineError(f"{want} GPU{'s' if want != 1 else ''} asked for, but {host} has "
                               f"{len(host_gpus) or 'no'} GPU{'s' if len(host_gpus) != 1 else ''}"
-                              f"{'' if host_gpus else ' (nvidia-smi found none)'}; nothing was started")
+                              f"{'' if host_gpus else ' (nvidia-smi found none)'}; nothing was started "
+                              f"(ask for fewer with gpus/hardwareType in ml.yaml or --gpus, or use another host)")
 
     def gpus_of(self, ref: str) -> list[int]:
         """The GPU indices the execution holds, or held once it has ended."""

@@ -368,19 +368,12 @@ class SshRuntime(Runtime):
                 raise ExecutionFailed(f"Docker on {profile.name} is not available ({err}); start it there, "
                                       f"or run with the process runtime (mldesk run --host {profile.name} "
                                       "--runtime process)")
-            if ctx.hardware == "gpu" and not profile.gpus:
-                raise ExecutionFailed(f"hardwareType is gpu but the host {profile.name} is not set up for GPUs; "
-                                      f"turn GPUs on for it (mldesk hosts add {profile.name} ... --gpus) or set "
-                                      "hardwareType: cpu in ml.yaml")
             r = conn.run(["docker", "image", "inspect", "--format", "{{.Id}}", ctx.image], timeout=60.0)
             if r.code != 0:
                 ctx.message(f"image {ctx.image} is not on {profile.name}; pulling it there")
                 self._pull(ctx, conn, ctx.image)
-        elif ctx.hardware == "gpu":
-            r = conn.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], timeout=60.0)
-            if r.code != 0 or not r.stdout.strip():
-                raise ExecutionFailed(f"hardwareType is gpu but {profile.name} has no NVIDIA GPU (nvidia-smi "
-                                      "found none); set hardwareType: cpu in ml.yaml or run on a GPU host")
+        # GPUs: the host's probe (through the agent) told the engine which it has, and the
+        # queue handed this execution its own (ctx.options["gpu_ids"]) before this stage
 
     def _pull(self, ctx: RunContext, conn, image: str) -> None:
         p = conn.open(["docker", "pull", image], timeout=3600.0)
@@ -524,6 +517,9 @@ class SshRuntime(Runtime):
             "exec_id": ctx.exec_id, "name": ctx.name, "argv": list(ctx.argv), "env": ctx.program_env(),
             "runtime": runtime, "image": ctx.image, "python": profile.python or "python3",
             "network": ctx.network or profile.network, "gpus": bool(profile.gpus), "grace": ctx.grace,
+            # the GPUs the queue gave it (None: no queue in between, the profile's flag decides)
+            "gpu_ids": ctx.options.get("gpu_ids"),
+            "sample_interval": float(ctx.options.get("sample_interval") or 2.0),
         }
         conn = self._connection(ctx)
         for attempt in range(1, 4):
@@ -614,6 +610,8 @@ class SshRuntime(Runtime):
         self._streaming = True
         syncer = _OutputSync(self, ctx, float(profile.outputs_interval or 0))
         syncer.start()
+        samples = _ResourceSync(self, ctx, handle, RESOURCES_INTERVAL)
+        samples.start()
         try:
             try:
                 conn = self._connection(ctx, announce=resume)
@@ -636,7 +634,9 @@ class SshRuntime(Runtime):
         finally:
             self._streaming = False
             syncer.stop()
+            samples.stop()
             self._write_checkpoint(ctx, None, force=True)
+        samples.pull_once()  # the last samples, before cleanup removes them there
         state = status.get("state")
         if state == "exited":
             return int(status.get("exit_code") if status.get("exit_code") is not None else 1)
@@ -830,6 +830,55 @@ class SshRuntime(Runtime):
         finally:
             writer.abort()
             p.close()
+
+
+RESOURCES_INTERVAL = 4.0
+
+
+class _ResourceSync(threading.Thread):
+    """Appends the host's new resource samples (the agent samples the program there)
+    to the local resources.jsonl every ``interval`` seconds. The local file's size is
+    the offset, so a reconnect or a new supervisor continues where it stopped."""
+
+    def __init__(self, runtime: "SshRuntime", ctx: RunContext, handle: dict[str, Any], interval: float):
+        super().__init__(name=f"resources-{ctx.exec_id}", daemon=True)
+        self.runtime = runtime
+        self.ctx = ctx
+        self.handle = handle
+        self.interval = interval
+        self.halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def pull_once(self) -> None:
+        conn = self.runtime._conn
+        if self.ctx.exec_dir is None or conn is None or not conn.alive or not self.handle.get("workdir"):
+            return
+        path = self.ctx.exec_dir / "resources.jsonl"
+        with self._lock:
+            try:
+                offset = path.stat().st_size
+            except FileNotFoundError:
+                offset = 0
+            try:
+                r = conn.run(agent_argv(conn, "resources", self.handle["workdir"], self.handle["exec_id"], offset),
+                             timeout=60.0)
+            except Exception:  # noqa: BLE001 - the next round retries
+                return
+            if r.code == 0 and r.stdout:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                try:
+                    os.write(fd, r.stdout)
+                finally:
+                    os.close(fd)
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            self.pull_once()
+
+    def stop(self) -> None:
+        self.halt.set()
+        if self.is_alive():
+            self.join(70.0)
 
 
 class _OutputSync(threading.Thread):
