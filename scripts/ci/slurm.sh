@@ -11,7 +11,9 @@
 # Everything lives in /tmp/mldesk-ci/slurm: munge key/socket/pid/log/seed,
 # slurm.conf + gres.conf, state, spool, pid and log files. The node has two fake
 # GPUs (gres "gpu" backed by /dev/tty1 and /dev/tty2), so each --gres=gpu:1 job
-# gets its own CUDA_VISIBLE_DEVICES. /etc/slurm/slurm.conf is made a symbolic link
+# gets its own CUDA_VISIBLE_DEVICES. slurmd (and so every job) sees an empty
+# $STATE/login-only, while SSH sessions see the real folder: a work folder there is
+# "not shared with the compute nodes". /etc/slurm/slurm.conf is made a symbolic link
 # to the generated configuration (when that name is free or already ours), so any
 # shell on this machine, SSH sessions of the test sshd included, finds the cluster
 # without SLURM_CONF, like on a real login node.
@@ -28,6 +30,9 @@ MUNGE_SEED=$STATE/munge/munged.seed
 CTLD_PID=$STATE/run/slurmctld.pid
 SLURMD_PID=$STATE/run/slurmd.pid
 SYSTEM_CONF=/etc/slurm/slurm.conf
+# A folder the login node has but the compute node does not: slurmd runs in its own
+# mount namespace with an empty tmpfs over it (tests of "work folder not shared").
+LOGIN_ONLY=$STATE/login-only
 PARTITION=debug
 NODE=$(hostname -s)
 
@@ -155,7 +160,10 @@ start() {
     write_conf
     # daemonise themselves; keep our stdio (and lock) out of them
     slurmctld -f "$CONF" </dev/null >/dev/null 2>&1 8>&-
-    slurmd -f "$CONF" -N "$NODE" </dev/null >/dev/null 2>&1 8>&-
+    mkdir -p "$LOGIN_ONLY"
+    unshare --mount --propagation private sh -c \
+      'mount -t tmpfs -o size=1m mldesk-login-only "$1" && shift && exec "$@"' sh \
+      "$LOGIN_ONLY" slurmd -f "$CONF" -N "$NODE" </dev/null >/dev/null 2>&1 8>&-
   fi
   link_system_conf
   local state=
@@ -207,6 +215,7 @@ export MLDESK_TEST_SLURM_CONF=$CONF
 export MLDESK_TEST_SLURM_PARTITION=$PARTITION
 export MLDESK_TEST_SLURM_NODE=$NODE
 export MLDESK_TEST_SLURM_GPUS=2
+export MLDESK_TEST_SLURM_LOGIN_ONLY=$LOGIN_ONLY
 ENV
 }
 
