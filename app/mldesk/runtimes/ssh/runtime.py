@@ -222,6 +222,7 @@ class SshRuntime(Runtime):
         self._checkpoint_at = 0.0
         self._ex = None
         self._wake = threading.Event()
+        self._shown_state: tuple[str | None, str | None] = (None, None)
 
     # -- profile, connection ------------------------------------------------------------
     def _load_profile(self, data: dict[str, Any] | None):
@@ -345,7 +346,7 @@ class SshRuntime(Runtime):
 
     def _remote_runtime(self, ctx: RunContext) -> str:
         rt = ctx.options.get("runtime")
-        if rt in ("docker", "process"):
+        if rt in ("docker", "process", "slurm"):
             return rt
         try:
             return self._execution(ctx).runtime
@@ -630,6 +631,8 @@ class SshRuntime(Runtime):
             "runtime": runtime, "image": ctx.image, "python": profile.python or "python3",
             "network": ctx.network or profile.network, "gpus": bool(profile.gpus), "grace": ctx.grace,
         }
+        if runtime == "slurm":
+            spec["slurm"] = profile.slurm_settings(gpu=ctx.hardware == "gpu")
         conn = self._connection(ctx)
         for attempt in range(1, 4):
             try:
@@ -656,10 +659,14 @@ class SshRuntime(Runtime):
             "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.get("keep_workspace")),
             "log_dir": str(ctx.exec_dir) if ctx.exec_dir is not None else None,
         }
-        for key in ("pid", "pgid", "container"):
+        for key in ("pid", "pgid", "container", "slurm_job"):
             if status.get(key):
                 handle[key] = status[key]
         self._handle = handle
+        if handle.get("slurm_job"):
+            handle["state"] = status.get("state")
+            ctx.message(f"submitted to Slurm on {profile.name} as job {handle['slurm_job']}")
+            return handle
         where = f"container {handle['container'][:12]}" if handle.get("container") else f"pid {handle.get('pid')}"
         ctx.message(f"started on {profile.name} ({runtime} runtime, {where}); it runs detached there")
         return handle
@@ -785,11 +792,29 @@ class SshRuntime(Runtime):
                             local_end = ret
                     self._offset += n
                     self._write_checkpoint(ctx, local_end)
+                elif kind == b"S":
+                    self._on_status(ctx, json.loads(payload))
                 elif kind == b"E":
                     return json.loads(payload)
                 # H: a heartbeat, nothing to do
         finally:
             p.close()
+
+    def _on_status(self, ctx: RunContext, status: dict[str, Any]) -> None:
+        """A Slurm job's state changed: queued (with Slurm's reason) or running."""
+        state, reason = status.get("state"), status.get("reason")
+        if (state, reason) == self._shown_state:
+            return
+        self._shown_state = (state, reason)
+        if state == "queued":
+            ctx.message(f"queued by Slurm (job {status.get('slurm_job')}): {reason or 'pending'}")
+            ctx.set_state("queued", reason=reason)
+        elif state == "running":
+            ctx.message(f"Slurm job {status.get('slurm_job')} is running")
+            changes: dict[str, Any] = {"reason": None}
+            if status.get("started_at"):
+                changes["started_at"] = status["started_at"]
+            ctx.set_state("running", **changes)
 
     # -- stop / cleanup ----------------------------------------------------------------------
     def _send_stop(self, conn, handle: dict[str, Any], grace: float) -> None:
