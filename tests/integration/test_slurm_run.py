@@ -100,3 +100,96 @@ def test_exit_codes(slurme, slurm_host, shared_dir, tmp_path, body, state, code)
     final = wait_final(slurme, ex.id, timeout=90)
     assert (final.state, final.exit_code) == (state, code), (final.reason, messages(slurme, ex.id))
     assert program_output(slurme, ex.id) == b"about to end\n"
+
+
+def test_stop_keeps_checkpoint(slurme, slurm_host, shared_dir, tmp_path):
+    """scancel: Slurm sends SIGTERM to the job's processes; the program writes its
+    checkpoint into outputs/ and exits 143, which comes back with the outputs."""
+    add_slurm_host(slurme, slurm_host, shared_dir, stop_grace=5.0)
+    lab = lab_in(tmp_path, CHECKPOINT_ON_TERM)
+    ex = slurme.run(lab, host="cluster")
+    wait_state(slurme, ex.id, "running", timeout=60)
+    wait_for(lambda: b"ready" in program_output(slurme, ex.id), 60, "the program to print ready")
+    job = slurme.store.get(ex.id).public()["slurm_job"]
+    slurme.stop(ex.id)
+    final = wait_final(slurme, ex.id, timeout=60)
+    assert final.state == "stopped" and final.exit_code == 143, (final.reason, messages(slurme, ex.id))
+    out = slurme.outputs_dir(ex.id)
+    assert (out / "checkpoint.txt").read_text() == "saved at term"
+    assert (out / "early.txt").read_text() == "early"
+    assert b"checkpoint written" in program_output(slurme, ex.id)
+    assert not squeue_has(slurm_host, job)
+
+
+def test_stop_kills_a_program_ignoring_sigterm_after_the_grace(slurme, slurm_host, shared_dir, tmp_path):
+    add_slurm_host(slurme, slurm_host, shared_dir, stop_grace=1.0)
+    lab = lab_in(tmp_path, """
+        import signal, time
+        signal.signal(signal.SIGTERM, lambda *a: print("ignoring SIGTERM", flush=True))
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+        """)
+    ex = slurme.run(lab, host="cluster")
+    wait_for(lambda: b"ready" in program_output(slurme, ex.id), 60, "the program to print ready")
+    job = slurme.store.get(ex.id).public()["slurm_job"]
+    slurme.stop(ex.id)
+    final = wait_final(slurme, ex.id, timeout=60)
+    assert final.state == "stopped", (final.reason, messages(slurme, ex.id))
+    assert b"ignoring SIGTERM" in program_output(slurme, ex.id)
+    wait_for(lambda: not squeue_has(slurm_host, job), 30, "the job to leave the queue")
+
+
+def test_pending_on_resources_is_queued_with_slurms_reason_then_runs(slurme, slurm_host, shared_dir, tmp_path):
+    """Another job holds both (fake) GPUs: a GPU lab's job waits with reason
+    Resources, shown as state queued; once the GPUs are free it runs and finishes."""
+    blocker_dir = tmp_path / "blocker"
+    blocker_dir.mkdir()
+    blocker = slurm_host.ssh(
+        f"cd {blocker_dir} && sbatch --parsable -J mldesk-test-blocker -p {slurm_host.partition} "
+        f"--gres=gpu:{slurm_host.gpus} -o /dev/null --wrap 'sleep 600'").stdout.strip().split(";")[0]
+    try:
+        wait_for(lambda: slurm_host.ssh(f"squeue -h -j {blocker} -o %T").stdout.strip() == "RUNNING", 60,
+                 "the blocking job to run")
+        add_slurm_host(slurme, slurm_host, shared_dir)
+        lab = lab_in(tmp_path, """
+            import os
+            print("gpu", os.environ.get("CUDA_VISIBLE_DEVICES"))
+            """, "hardwareType: gpu\n")
+        ex = slurme.run(lab, host="cluster")
+        queued = wait_for(lambda: (lambda e: e if e.state == "queued" and e.reason else None)(
+            slurme.store.get(ex.id)), 60,
+            f"state queued with a reason ({slurme.store.get(ex.id)}, {messages(slurme, ex.id)})")
+        assert queued.reason == "Resources"
+        shown = json.loads(cli("show", ex.id, "--json", home=slurme.layout.root, check=True).stdout)
+        assert shown["state"] == "queued" and shown["reason"] == "Resources" and shown["slurm_job"].isdigit()
+        assert "Resources" in messages(slurme, ex.id)
+    finally:
+        slurm_host.ssh(f"scancel {blocker}", check=False)
+    final = wait_final(slurme, ex.id, timeout=90)
+    assert final.state == "finished" and final.reason is None, (final.reason, messages(slurme, ex.id))
+    assert program_output(slurme, ex.id) in (b"gpu 0\n", b"gpu 1\n")
+
+
+def test_sbatch_missing_is_a_clear_error(slurme, slurm_host, shared_dir, tmp_path):
+    add_slurm_host(slurme, slurm_host, shared_dir, env={"PATH": "/nonexistent"})
+    ex = slurme.run(lab_in(tmp_path, "print('never')\n"), host="cluster")
+    final = wait_final(slurme, ex.id, timeout=60)
+    assert final.state == "failed"
+    assert "sbatch was not found" in final.reason, final.reason
+
+
+def test_work_folder_not_shared_is_a_clear_error(slurme, slurm_host, tmp_path):
+    """The login node sees this folder, the compute node does not (slurm.sh)."""
+    login_only = Path(os.environ["MLDESK_TEST_SLURM_LOGIN_ONLY"]) / tmp_path.name
+    login_only.mkdir(parents=True)
+    try:
+        add_slurm_host(slurme, slurm_host, login_only)
+        ex = slurme.run(lab_in(tmp_path, "print('never')\n"), host="cluster")
+        final = wait_final(slurme, ex.id, timeout=90)
+        assert final.state == "failed"
+        assert "file system the compute nodes share" in final.reason, final.reason
+    finally:
+        import shutil
+
+        shutil.rmtree(login_only, ignore_errors=True)

@@ -482,6 +482,11 @@ class SshRuntime(Runtime):
             if r.code != 0:
                 ctx.message(f"image {ctx.image} is not on {profile.name}; pulling it there")
                 self._pull(ctx, conn, ctx.image)
+        elif runtime == "slurm":
+            if ctx.hardware == "gpu" and not profile.slurm_gpus:
+                raise ExecutionFailed(f"hardwareType is gpu but the Slurm host {profile.name} asks for 0 GPUs "
+                                      "per job; set its GPUs per job (--gres=gpu:N) or hardwareType: cpu")
+            # GPUs are the compute nodes' (--gres=gpu:N); the login node needs none
         elif ctx.hardware == "gpu":
             r = conn.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], timeout=60.0)
             if r.code != 0 or not r.stdout.strip():
