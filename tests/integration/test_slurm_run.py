@@ -193,3 +193,61 @@ def test_work_folder_not_shared_is_a_clear_error(slurme, slurm_host, tmp_path):
         import shutil
 
         shutil.rmtree(login_only, ignore_errors=True)
+
+
+def test_cli_hosts_add_and_test_a_slurm_host(slurme, slurm_host, shared_dir, tmp_path):
+    from tests.integration.test_ssh_run import trust_host
+
+    s = slurm_host.server
+    home = slurme.layout.root
+    out = cli("hosts", "add", "cluster", f"ssh://{s.user}@{s.host}:{s.port}", "--key", str(s.key_path),
+              "--runtime", "slurm", "--workdir", str(shared_dir), "--partition", slurm_host.partition,
+              "--time", "0:10:00", "--sbatch-arg=--comment=mldesk-test", "--no-check", home=home, check=True)
+    assert b"slurm runtime" in out.stdout
+    profile = slurme.profiles.get("cluster")
+    assert (profile.runtime, profile.slurm_partition, profile.slurm_time, profile.slurm_args) == (
+        "slurm", slurm_host.partition, "0:10:00", ["--comment=mldesk-test"])
+    trust_host(slurme, s)
+    text = cli("hosts", "test", "cluster", home=home, check=True).stdout.decode()
+    assert f"Partition {slurm_host.partition} (default)" in text, text
+    assert "KillWait 10 sec" in text and "MinJobAge 300 sec" in text, text
+    assert "gpu:2" in text, text
+    assert "Shared    yes" in text and "warning" not in text, text
+    report = json.loads(cli("hosts", "test", "cluster", "--json", home=home, check=True).stdout)
+    assert [p["name"] for p in report["slurm"]["partitions"]] == [slurm_host.partition]
+    # and the run uses the profile's settings
+    ex = slurme.run(lab_in(tmp_path, """
+        import os
+        print(os.environ["SLURM_JOB_PARTITION"])
+        """), host="cluster")
+    final = wait_final(slurme, ex.id, timeout=90)
+    assert final.state == "finished", (final.reason, messages(slurme, ex.id))
+    job = final.public()["slurm_job"]
+    assert program_output(slurme, ex.id) == f"{slurm_host.partition}\n".encode()
+    shown = slurm_host.ssh(f"scontrol show job -o {job}").stdout
+    assert "TimeLimit=00:10:00" in shown and "Comment=mldesk-test" in shown, shown
+
+
+def test_cli_hosts_test_warns_when_the_work_folder_is_not_shared(slurme, slurm_host, tmp_path):
+    from tests.integration.test_ssh_run import trust_host
+
+    s = slurm_host.server
+    login_only = Path(os.environ["MLDESK_TEST_SLURM_LOGIN_ONLY"]) / tmp_path.name
+    login_only.mkdir(parents=True)
+    try:
+        cli("hosts", "add", "cluster", f"ssh://{s.user}@{s.host}:{s.port}", "--key", str(s.key_path),
+            "--runtime", "slurm", "--workdir", str(login_only), "--no-check", home=slurme.layout.root, check=True)
+        trust_host(slurme, s)
+        text = cli("hosts", "test", "cluster", home=slurme.layout.root, check=True).stdout.decode()
+        assert "warning: a test job" in text and "not on a file system the compute nodes share" in text, text
+    finally:
+        import shutil
+
+        shutil.rmtree(login_only, ignore_errors=True)
+
+
+def test_cli_refuses_slurm_flags_without_the_slurm_runtime(slurme, slurm_host, shared_dir):
+    s = slurm_host.server
+    out = cli("hosts", "add", "box", f"ssh://{s.user}@{s.host}:{s.port}", "--runtime", "process",
+              "--partition", "debug", "--no-check", home=slurme.layout.root)
+    assert out.returncode == 1 and b"only go with --runtime slurm" in out.stderr
