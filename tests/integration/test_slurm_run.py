@@ -251,3 +251,51 @@ def test_cli_refuses_slurm_flags_without_the_slurm_runtime(slurme, slurm_host, s
     out = cli("hosts", "add", "box", f"ssh://{s.user}@{s.host}:{s.port}", "--runtime", "process",
               "--partition", "debug", "--no-check", home=slurme.layout.root)
     assert out.returncode == 1 and b"only go with --runtime slurm" in out.stderr
+
+
+def test_resume_after_the_local_supervisor_was_killed(slurme, slurm_host, shared_dir, tmp_path):
+    """SIGKILL the local supervisor twice while the job prints; the reattached
+    supervisors resume from the host's log: not a line lost or doubled."""
+    from tests.integration.test_ssh_run import PRINTER, _alive, expected_printer
+
+    add_slurm_host(slurme, slurm_host, shared_dir)
+    n = 400
+    ex = slurme.run(lab_in(tmp_path, PRINTER, f"parameters:\n  - pass-as: '{n} 0.012'\n"), host="cluster")
+    wait_state(slurme, ex.id, "running", timeout=60)
+    for round_ in range(2):
+        wait_for(lambda: program_output(slurme, ex.id).count(b"\n") > 80 * (round_ + 1), 60, "some output")
+        pid = slurme.store.get(ex.id).supervisor_pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 10, "the supervisor to die")
+        wait_for(lambda: slurme.reattach_one(ex.id), 10, "its lock to be free for a new supervisor")
+    final = wait_final(slurme, ex.id, timeout=90)
+    assert final.state == "finished", (final.reason, messages(slurme, ex.id))
+    assert program_output(slurme, ex.id) == expected_printer(n)
+    assert messages(slurme, ex.id).count("mldesk reattached") == 2
+
+
+def test_resume_while_the_job_is_still_queued(slurme, slurm_host, shared_dir, tmp_path):
+    """The local supervisor dies while Slurm holds the job back: the reattached one
+    follows the same job (no second submission) through queued to finished."""
+    from tests.integration.test_ssh_run import _alive
+
+    blocker = slurm_host.ssh(
+        f"sbatch --parsable -J mldesk-test-blocker -p {slurm_host.partition} --gres=gpu:{slurm_host.gpus} "
+        f"-o /dev/null --chdir=/tmp --wrap 'sleep 600'").stdout.strip().split(";")[0]
+    try:
+        add_slurm_host(slurme, slurm_host, shared_dir)
+        ex = slurme.run(lab_in(tmp_path, "print('ran once')\n", "hardwareType: gpu\n"), host="cluster")
+        queued = wait_for(lambda: (lambda e: e if e.state == "queued" and e.reason else None)(
+            slurme.store.get(ex.id)), 60, "state queued with a reason")
+        job = queued.public()["slurm_job"]
+        pid = queued.supervisor_pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 10, "the supervisor to die")
+        wait_for(lambda: slurme.reattach_one(ex.id), 10, "its lock to be free for a new supervisor")
+        assert slurme.store.get(ex.id).state == "queued"
+    finally:
+        slurm_host.ssh(f"scancel {blocker}", check=False)
+    final = wait_final(slurme, ex.id, timeout=90)
+    assert final.state == "finished", (final.reason, messages(slurme, ex.id))
+    assert final.public()["slurm_job"] == job
+    assert program_output(slurme, ex.id) == b"ran once\n"

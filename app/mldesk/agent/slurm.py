@@ -169,13 +169,16 @@ def submit(spec, exec_dir, workspace):
 
 
 def squeue_state(job, env=None):
-    """(STATE, reason) while Slurm lists the job; (None, why) when it does not."""
+    """(STATE, reason) while Slurm lists the job; (None, why) when it no longer does;
+    ("?", why) when squeue could not say (slurmctld unreachable, a timeout): ask again."""
     rc, out, err = run(["squeue", "-h", "-j", job, "-t", "all", "-o", "%T|%r"], env=env, timeout=60)
     line = last_line(out)
     if rc == 0 and "|" in line:
         state, reason = line.split("|", 1)
         return state.strip(), reason.strip()
-    return None, last_line(err, "not listed")
+    if (rc == 0 and not line) or "Invalid job id" in err:
+        return None, last_line(err, "not listed")
+    return "?", last_line(err or out, "squeue exit code %d" % rc)
 
 
 def _exit_code(text):
@@ -288,6 +291,7 @@ class SlurmJob(object):
         self.job = None
         self.state = None
         self.reason = None
+        self.status_error = None
 
     def submit(self):
         self.job = submit(self.spec, self.exec_dir, self.workspace)
@@ -304,6 +308,13 @@ class SlurmJob(object):
             self.state, self.reason = state, reason
             extra = {"started_at": time.time()} if state == "running" else {}
             self.save(state=state, reason=reason, slurm_state=sstate, **extra)
+
+    def _squeue_trouble(self, why):
+        """squeue failed (slurmctld down or unreachable): the job is not over because of
+        that; note it in the status (once) and keep asking."""
+        if self.status_error != why:
+            self.status_error = why
+            self.save(slurm_error=why)
 
     def _drain(self):
         for t in self.tails:
@@ -345,7 +356,9 @@ class SlurmJob(object):
                 elif now >= next_squeue:
                     next_squeue = now + SQUEUE_EVERY
                     sstate, reason = squeue_state(job, self.env)
-                    if sstate is None or sstate not in ACTIVE:
+                    if sstate == "?":
+                        self._squeue_trouble(reason)
+                    elif sstate is None or sstate not in ACTIVE:
                         ended_at = now
                     else:
                         self._track(sstate, reason)
@@ -443,7 +456,7 @@ def check_shared(workdir, slurm, env=None, timeout=60.0):
             except OSError:
                 pass
             state, reason = squeue_state(job, env)
-            if state is not None and state not in ACTIVE:
+            if state is not None and state != "?" and state not in ACTIVE:
                 time.sleep(EXIT_FILE_WAIT / 5)
                 if os.path.exists(path):
                     continue
