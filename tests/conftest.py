@@ -1,7 +1,7 @@
 """Fixtures shared by the whole suite.
 
-Docker, SSH and netns tests skip when their service is missing, except where
-``scripts/test.sh`` (and CI) export MLDESK_REQUIRE_DOCKER / _SSH / _NETNS=1: then a
+Docker, SSH, netns and Slurm tests skip when their service is missing, except where
+``scripts/test.sh`` (and CI) export MLDESK_REQUIRE_DOCKER / _SSH / _NETNS / _SLURM=1: then a
 missing service fails the test, so nothing goes quietly untested.
 """
 
@@ -28,6 +28,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "allow_log_errors: the test may log ERROR records on mldesk* loggers"
     )
+    config.addinivalue_line("markers", "slurm: needs the test Slurm cluster (scripts/ci/slurm.sh)")
 
 
 def _unavailable(require_var: str, reason: str):

@@ -2,7 +2,8 @@
 # Start what the test suite talks to, each only if it is not already there:
 #   dockerd (no systemd here; log /tmp/mldesk-ci/dockerd.log), Xvfb on :99,
 #   the test sshd on 127.0.0.1:2222 (sshd.sh) and the netns SSH host on
-#   198.18.0.2 (netns-host.sh; skip with MLDESK_CI_NETNS=0).
+#   198.18.0.2 (netns-host.sh; skip with MLDESK_CI_NETNS=0), and a single-node
+#   Slurm cluster whose login node is that sshd (slurm.sh).
 # Daemons are detached (setsid, stdio to files) so the calling CI step can end, and
 # keep running afterwards: scripts/ci/stop-services.sh stops exactly what this script
 # started (it notes dockerd's and Xvfb's pids in /tmp/mldesk-ci/started.d/; a daemon
@@ -74,3 +75,6 @@ if [[ ${MLDESK_CI_NETNS:-1} != 0 ]]; then
 else
   log "netns SSH host: skipped (MLDESK_CI_NETNS=0)"
 fi
+
+# --- Slurm (single node, login node = the test sshd) -------------------------------
+bash scripts/ci/slurm.sh start 9>&-

@@ -57,8 +57,11 @@ def test_profile_validation_and_round_trip():
     assert hosts.HostProfile.from_dict(d) == p
     assert hosts.HostProfile.from_dict({**d, "unknown_future_key": 1}) == p
     for bad, fragment in [({"name": "local"}, "this computer"), ({"name": "a b"}, "letters"),
-                          ({"runtime": "slurm"}, "runtime"), ({"network": "overlay"}, "network"),
-                          ({"max_parallel": -1}, "concurrency"), ({"keepalive": -2}, "keepalive")]:
+                          ({"runtime": "kubernetes"}, "runtime"), ({"network": "overlay"}, "network"),
+                          ({"max_parallel": -1}, "concurrency"), ({"keepalive": -2}, "keepalive"),
+                          ({"slurm_time": "1 h"}, "time limit"), ({"slurm_cpus": 0}, "CPUs"),
+                          ({"slurm_gpus": -1}, "GPUs"), ({"slurm_args": ["qos=x"]}, "start with '-'"),
+                          ({"env": {"A B": "x"}}, "environment")]:
         with pytest.raises(hosts.HostProfileError, match=fragment):
             hosts.HostProfile.from_dict({**d, **bad})
 
@@ -526,3 +529,15 @@ def test_hosts_dialog_add_edit_remove_and_failed_test(qtbot, qt_engine):
     keydlg = HostKeyDialog("box (root@h)", "ssh-ed25519", "SHA256:abc", dlg)
     qtbot.addWidget(keydlg)
     assert keydlg.findChild(type(form.name), "fingerprint").text() == "SHA256:abc"
+
+
+def test_slurm_profile_settings_round_trip():
+    p = hosts.HostProfile.from_url("cluster", "ssh://me@login:22", runtime="slurm", workdir="/shared/me",
+                                   slurm_partition="gpu", slurm_time="1:00:00", slurm_cpus=4, slurm_mem="8G",
+                                   slurm_gpus=2, slurm_args=["--qos=debug", "--account=lab"],
+                                   env={"PATH": "/opt/slurm/bin:/usr/bin"})
+    assert hosts.HostProfile.from_dict(p.to_dict()) == p
+    assert p.slurm_settings(gpu=True) == {
+        "partition": "gpu", "time": "1:00:00", "cpus": 4, "mem": "8G", "gpus": 2,
+        "sbatch_args": ["--qos=debug", "--account=lab"], "env": {"PATH": "/opt/slurm/bin:/usr/bin"}}
+    assert p.slurm_settings(gpu=False)["gpus"] == 0

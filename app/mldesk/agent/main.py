@@ -29,10 +29,17 @@ streams of ``follow`` and ``outputs`` are ``u8 type | u32 len | payload``):
                                        "cancel" line (or EOF) on stdin cancels
     start WORKDIR ID                   spec JSON in; starts the supervising agent detached
                                        (own session, stdio to files), prints its status
+                                       (runtime ``slurm``: the status once sbatch took the job)
     supervise WORKDIR ID               (detached) run the program, write log and status
     follow WORKDIR ID OFFSET HEARTBEAT the log from byte OFFSET: frames L (raw records),
-                                       H (heartbeat), E (final status JSON, last)
+                                       H (heartbeat), S (status JSON when its state or
+                                       reason changed: a Slurm job queued/running),
+                                       E (final status JSON, last)
     stop WORKDIR ID GRACE              ask for a stop (TERM, KILL after GRACE seconds)
+    slurm-info WORKDIR SHARED_CHECK    the profile's Slurm settings (JSON) in; JSON out: sinfo
+                                       partitions, scontrol config values and,
+                                       when SHARED_CHECK is 1, whether a tiny job sees the
+                                       work folder (the ``slurm`` runtime: slurm.py)
     outputs WORKDIR ID                 JSON in ({have, limits}); the changed files of
                                        outputs/ out (frames F, D, f, S, Z)
     resources WORKDIR ID OFFSET        the complete lines of resources.jsonl (the program's
@@ -56,7 +63,7 @@ import tempfile
 import threading
 import time
 
-from mldesk.agent import logstore, resources
+from mldesk.agent import logstore, resources, slurm
 
 CHUNK = 1 << 20
 FINAL_STATES = ("exited", "failed", "stopped")
@@ -332,6 +339,8 @@ def reset_exec(p):
             os.kill(status["agent_pid"], signal.SIGKILL)
         except OSError:
             pass
+    if status.get("slurm_job") and status.get("state") not in FINAL_STATES:
+        slurm.cancel(status["slurm_job"], slurm.job_env(spec), kill=True)
     if spec.get("runtime") == "docker" or status.get("container"):
         try:
             docker("rm", "-f", status.get("container") or spec.get("container_name") or "", timeout=60)
@@ -675,6 +684,8 @@ class Supervisor(object):
         try:
             if self.spec["runtime"] == "docker":
                 code = self.run_docker(writer)
+            elif self.spec["runtime"] == "slurm":
+                code = self.run_slurm(writer)
             else:
                 code = self.run_process(writer)
         except AgentError as exc:
@@ -721,6 +732,19 @@ class Supervisor(object):
         finally:
             self.done.set()
             self.stop_sampler()
+        return code
+
+    def run_slurm(self, writer):
+        job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
+                                   self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
+        try:
+            job.submit()
+            code = job.follow()
+        except slurm.SlurmError as exc:
+            raise AgentError(str(exc))
+        finally:
+            self.done.set()
+        self.status["reason"] = None
         return code
 
     def run_docker(self, writer):
@@ -839,6 +863,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
     _OUT.flush()
     lost_since = None
     pause = 0.02
+    shown = None  # (state, reason) last sent in an S frame
     try:
         while True:
             if reader is None and os.path.exists(p.log):
@@ -858,6 +883,12 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                 pause = 0.02
                 continue
             status = read_json(p.status)
+            if status and status.get("state") in ("queued", "running") and \
+                    (status.get("state"), status.get("reason")) != shown:
+                shown = (status.get("state"), status.get("reason"))
+                write_typed(b"S", json.dumps(status).encode())
+                _OUT.flush()
+                last = time.monotonic()
             if status and status.get("state") in FINAL_STATES:
                 # the final status is written after the log's last record: one more look
                 if reader is None and os.path.exists(p.log):
@@ -911,7 +942,9 @@ def cmd_stop(workdir, exec_id, grace):
         jline({"ok": True, "agent": agent_alive(status)})
         return 0
     # the supervising agent is gone: act ourselves
-    if status.get("container"):
+    if status.get("slurm_job"):
+        slurm.cancel(status["slurm_job"], slurm.job_env(read_json(p.spec) or {}))
+    elif status.get("container"):
         docker("stop", "-t", str(max(0, int(round(grace)))), status["container"])
     elif status.get("pgid"):
         kill_group(status["pgid"], grace)
@@ -1074,8 +1107,21 @@ def cmd_cleanup(workdir, exec_id):
     return 0
 
 
+def cmd_slurm_info(workdir, shared_check):
+    p = Paths(workdir)
+    text = sys.stdin.read().strip()
+    settings = json.loads(text) if text else {}
+    env = slurm.job_env({"slurm": settings})
+    info = slurm.cluster_info(env)
+    if shared_check == "1" and not info.get("error"):
+        info["shared"] = slurm.check_shared(p.workdir, settings, env)
+    print(json.dumps(info))
+    return 0
+
+
 COMMANDS = {
     "probe": (cmd_probe, 1),
+    "slurm-info": (cmd_slurm_info, 2),
     "upload": (cmd_upload, 2),
     "fetch": (cmd_fetch, 4),
     "start": (cmd_start, 2),

@@ -1,8 +1,9 @@
 """``mldesk hosts ...``: the host profiles executions can run on.
 
-    mldesk hosts add NAME ssh://[user@]host[:port] [--key PATH] [--runtime docker|process]
+    mldesk hosts add NAME ssh://[user@]host[:port] [--key PATH] [--runtime docker|process|slurm]
                      [--workdir DIR] [--gpus] [--network bridge|none|host]
                      [--accept-fingerprint SHA256:...] [--jump [user@]host[:port]] ...
+                     [--partition P] [--time 1:00:00] [--sbatch-arg=ARG ...]   (--runtime slurm)
     mldesk hosts ls [--json]
     mldesk hosts rm NAME
     mldesk hosts test NAME [--accept-fingerprint SHA256:...] [--json]
@@ -33,8 +34,9 @@ def add_parsers(sub) -> None:
     h.add_argument("url", metavar="ssh://[user@]host[:port]",
                    help="the address (host may be an alias of ~/.ssh/config)")
     h.add_argument("--key", metavar="PATH", help="private key file (default: ~/.ssh/config, ssh-agent, ~/.ssh/id_*)")
-    h.add_argument("--runtime", choices=("docker", "process"), default="docker",
-                   help="how the host runs code (default docker)")
+    h.add_argument("--runtime", choices=("docker", "process", "slurm"), default="docker",
+                   help="how the host runs code (default docker; slurm: the host is a Slurm login node "
+                        "and each execution one batch job)")
     h.add_argument("--workdir", metavar="DIR", default="~/.mldesk",
                    help="mldesk's folder on the host (default ~/.mldesk)")
     h.add_argument("--gpus", action="store_true", help="give containers the host's NVIDIA GPUs (--gpus all)")
@@ -55,6 +57,18 @@ def add_parsers(sub) -> None:
     h.add_argument("--accept-fingerprint", metavar="SHA256:...",
                    help="accept the host key if (and only if) it has this fingerprint")
     h.add_argument("--no-check", action="store_true", help="save the profile without connecting")
+    g = h.add_argument_group("Slurm (--runtime slurm; --workdir must be on a file system the compute "
+                             "nodes share)")
+    g.add_argument("--partition", metavar="P", help="sbatch --partition (default: the cluster's default)")
+    g.add_argument("--time", metavar="LIMIT", help="sbatch --time, e.g. 1:00:00")
+    g.add_argument("--cpus", type=int, metavar="N", help="sbatch --cpus-per-task")
+    g.add_argument("--mem", metavar="SIZE", help="sbatch --mem, e.g. 8G")
+    g.add_argument("--gpus-per-job", type=int, default=1, metavar="N",
+                   help="--gres=gpu:N for labs with hardwareType gpu (default 1)")
+    g.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
+                   help="one more sbatch option, repeatable; write --sbatch-arg=--qos=debug")
+    g.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for Slurm's commands and the job, repeatable")
 
     h = hs.add_parser("rm", help="remove a host profile")
     h.add_argument("name")
@@ -196,12 +210,26 @@ def _status(engine, name: str | None, as_json: bool) -> int:
 def _add(engine, args) -> int:
     from mldesk.engine.hosts import HostError, HostKeyError, HostProfile
 
+    slurm_flags = [f for f, v in (("--partition", args.partition), ("--time", args.time), ("--cpus", args.cpus),
+                                  ("--mem", args.mem), ("--sbatch-arg", args.sbatch_arg)) if v]
+    if slurm_flags and args.runtime != "slurm":
+        _err(f"{', '.join(slurm_flags)} only go with --runtime slurm")
+        return EXIT_FAIL
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _err(f"--env {item!r}: write NAME=VALUE")
+            return EXIT_FAIL
+        env[key] = value
     try:
         profile = HostProfile.from_url(
             args.name, args.url, key=args.key, runtime=args.runtime, workdir=args.workdir, gpus=args.gpus,
             network=args.network, jump=args.jump, python=args.python, stop_grace=args.stop_grace,
             max_parallel=args.max_parallel, outputs_interval=args.outputs_interval,
-            keepalive=args.keepalive, connect_timeout=args.connect_timeout, password=args.password)
+            keepalive=args.keepalive, connect_timeout=args.connect_timeout, password=args.password,
+            slurm_partition=args.partition, slurm_time=args.time, slurm_cpus=args.cpus, slurm_mem=args.mem,
+            slurm_gpus=args.gpus_per_job, slurm_args=list(args.sbatch_arg), env=env)
     except HostError as exc:
         _err(str(exc))
         return EXIT_FAIL

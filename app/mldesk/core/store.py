@@ -205,6 +205,8 @@ class Execution:
     def public(self) -> dict[str, Any]:
         """The fields shown by ``--json`` output."""
         d = asdict(self)
+        if (self.handle or {}).get("slurm_job"):
+            d["slurm_job"] = str(self.handle["slurm_job"])
         for key in ("handle", "supervisor_pid", "seq", "hidden", "hidden_at", "options"):
             d.pop(key)
         return d

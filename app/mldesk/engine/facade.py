@@ -243,11 +243,20 @@ class Engine:
             max_parallel = profile.get("max_parallel") or 0
         name = self._check_name(name) if name is not None else None
         want = gpu_request(config.gpus if gpus is None else gpus)
-        host_gpus = self.host_gpu_indices(host, needed=bool(want))
-        self._check_gpu_request(host, want, host_gpus)
-        hardware = "gpu" if want else ("cpu" if gpus is not None else config.hardware_type)
+        slurm_gpus = 0
+        if runtime == "slurm":
+            # the cluster's GPUs are Slurm's to hand out (--gres=gpu:N), not mldesk's queue's
+            if isinstance(want, list):
+                raise EngineError(f"{host} is a Slurm cluster: ask for a number of GPUs (gpus: N or --gpus N), "
+                                  "Slurm picks which; nothing was started")
+            slurm_gpus, want, host_gpus = int(want or 0), 0, []
+        else:
+            host_gpus = self.host_gpu_indices(host, needed=bool(want))
+            self._check_gpu_request(host, want, host_gpus)
+        hardware = "gpu" if (want or slurm_gpus) else ("cpu" if gpus is not None else config.hardware_type)
         options = {
             "gpus": want,
+            "slurm_gpus": slurm_gpus,
             "host_gpus": host_gpus,
             "grace": float(grace),
             "network": network,

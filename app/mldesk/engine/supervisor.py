@@ -247,15 +247,18 @@ class Supervisor:
             options=dict(opts, snapshot=ex.snapshot, runtime=ex.runtime), message=self.writer.message, log_path=self.layout.log_path(ex.id),
             set_note=lambda note: self.store.update(self.exec_id, note=note),
             exec_dir=self.layout.execution_dir(ex.id),
+            set_state=lambda state, **kw: self.store.update(
+                self.exec_id, state=state, only_if_state=("queued", "running"), **kw),
         )
         threading.Thread(target=self._watch_stop, name="stop-watch", daemon=True).start()
         self.handle = dict(ex.handle)
         code: int | None = ex.exit_code
         try:
             self.runtime = get_runtime("ssh" if ex.host != "local" else ex.runtime)
-            if ex.state in ("queued", "preparing", "fetching"):
+            started = ex.state == "running" or (ex.state == "queued" and ex.handle.get("slurm_job"))
+            if not started and ex.state in ("queued", "preparing", "fetching"):
                 code = self._fresh_run(ex)
-            elif ex.state == "running":
+            elif started:
                 self.writer.message(f"mldesk reattached to execution {ex.id}")
                 self.gpus = self.store.gpus_of(ex.id)
                 self._start_sampler()
@@ -378,7 +381,10 @@ class Supervisor:
                 self.layout.input_cache, self.on_progress, cancel)
             self.check_stop()
         self.handle = self.runtime.start(self.ctx)
-        self.set_state("running", started_at=time.time(), handle=self.handle)
+        if self.handle.get("state") == "queued":  # a scheduler's (Slurm's) queue
+            self.set_state("queued", handle=self.handle)
+        else:
+            self.set_state("running", started_at=time.time(), handle=self.handle)
         self._start_sampler()
         msg("running: python main.py " + shlex.join(self.ctx.argv))
         if self.stop_event.is_set():  # asked while starting: the watcher may have missed the handle

@@ -59,6 +59,9 @@ class RunContext:
     set_note: Callable[[str | None], None] = lambda note: None
     # the execution's own folder on this machine (outputs/ and the log live there)
     exec_dir: Path | None = None
+    # a started execution waiting in a scheduler's queue (a Slurm job pending):
+    # set_state("queued", reason="Resources"); set_state("running", reason=None)
+    set_state: Callable[..., None] = lambda state, **changes: None
 
     def program_env(self) -> dict[str, str]:
         return {

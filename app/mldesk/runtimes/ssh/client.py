@@ -115,3 +115,16 @@ def probe(conn) -> dict[str, Any]:
     if r.code != 0:
         raise HostError(f"probing {conn.label} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(r.stdout.decode("utf-8", "replace"))
+
+
+def slurm_info(conn, settings: dict[str, Any], *, shared_check: bool = True) -> dict[str, Any]:
+    """A Slurm login node's cluster: sinfo partitions, scontrol config values and (with
+    ``shared_check``) whether a tiny job can write into the work folder."""
+    from mldesk.runtimes.ssh.transport import HostError
+
+    info = ensure_agent(conn)
+    r = conn.run(agent_argv(conn, "slurm-info", info["workdir"], "1" if shared_check else "0"),
+                 input=json.dumps(settings).encode(), timeout=180.0)
+    if r.code != 0:
+        raise HostError(f"asking Slurm on {conn.label} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(r.stdout.decode("utf-8", "replace"))

@@ -53,7 +53,7 @@ from typing import Any, Callable
 from mldesk.agent import logstore
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUnavailable, Sink
 from mldesk.runtimes.ssh.client import (  # noqa: F401 - the agent client, re-exported
-    AGENT_ENTRY, agent_argv, agent_sources, agent_version, ensure_agent, probe,
+    AGENT_ENTRY, agent_argv, agent_sources, agent_version, ensure_agent, probe, slurm_info,
 )
 
 _HEADER = struct.Struct("<IBdQ")
@@ -117,6 +117,7 @@ class SshRuntime(Runtime):
         self._checkpoint_at = 0.0
         self._ex = None
         self._wake = threading.Event()
+        self._shown_state: tuple[str | None, str | None] = (None, None)
 
     # -- profile, connection ------------------------------------------------------------
     def _load_profile(self, data: dict[str, Any] | None):
@@ -240,7 +241,7 @@ class SshRuntime(Runtime):
 
     def _remote_runtime(self, ctx: RunContext) -> str:
         rt = ctx.options.get("runtime")
-        if rt in ("docker", "process"):
+        if rt in ("docker", "process", "slurm"):
             return rt
         try:
             return self._execution(ctx).runtime
@@ -372,8 +373,13 @@ class SshRuntime(Runtime):
             if r.code != 0:
                 ctx.message(f"image {ctx.image} is not on {profile.name}; pulling it there")
                 self._pull(ctx, conn, ctx.image)
-        # GPUs: the host's probe (through the agent) told the engine which it has, and the
-        # queue handed this execution its own (ctx.options["gpu_ids"]) before this stage
+        elif runtime == "slurm":
+            if ctx.hardware == "gpu" and not (profile.slurm_gpus or ctx.options.get("slurm_gpus")):
+                raise ExecutionFailed(f"hardwareType is gpu but the Slurm host {profile.name} asks for 0 GPUs "
+                                      "per job; set its GPUs per job (--gres=gpu:N) or hardwareType: cpu")
+            # GPUs are the compute nodes' (--gres=gpu:N); the login node needs none
+        # GPUs on other hosts: the host's probe (through the agent) told the engine which it
+        # has, and the queue handed this execution its own (ctx.options["gpu_ids"]) before this stage
 
     def _pull(self, ctx: RunContext, conn, image: str) -> None:
         p = conn.open(["docker", "pull", image], timeout=3600.0)
@@ -521,6 +527,10 @@ class SshRuntime(Runtime):
             "gpu_ids": ctx.options.get("gpu_ids"),
             "sample_interval": float(ctx.options.get("sample_interval") or 2.0),
         }
+        if runtime == "slurm":
+            spec["slurm"] = profile.slurm_settings(gpu=ctx.hardware == "gpu")
+            if ctx.options.get("slurm_gpus"):  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
+                spec["slurm"]["gpus"] = int(ctx.options["slurm_gpus"])
         conn = self._connection(ctx)
         for attempt in range(1, 4):
             try:
@@ -547,10 +557,14 @@ class SshRuntime(Runtime):
             "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.get("keep_workspace")),
             "log_dir": str(ctx.exec_dir) if ctx.exec_dir is not None else None,
         }
-        for key in ("pid", "pgid", "container"):
+        for key in ("pid", "pgid", "container", "slurm_job"):
             if status.get(key):
                 handle[key] = status[key]
         self._handle = handle
+        if handle.get("slurm_job"):
+            handle["state"] = status.get("state")
+            ctx.message(f"submitted to Slurm on {profile.name} as job {handle['slurm_job']}")
+            return handle
         where = f"container {handle['container'][:12]}" if handle.get("container") else f"pid {handle.get('pid')}"
         ctx.message(f"started on {profile.name} ({runtime} runtime, {where}); it runs detached there")
         return handle
@@ -680,11 +694,29 @@ class SshRuntime(Runtime):
                             local_end = ret
                     self._offset += n
                     self._write_checkpoint(ctx, local_end)
+                elif kind == b"S":
+                    self._on_status(ctx, json.loads(payload))
                 elif kind == b"E":
                     return json.loads(payload)
                 # H: a heartbeat, nothing to do
         finally:
             p.close()
+
+    def _on_status(self, ctx: RunContext, status: dict[str, Any]) -> None:
+        """A Slurm job's state changed: queued (with Slurm's reason) or running."""
+        state, reason = status.get("state"), status.get("reason")
+        if (state, reason) == self._shown_state:
+            return
+        self._shown_state = (state, reason)
+        if state == "queued":
+            ctx.message(f"queued by Slurm (job {status.get('slurm_job')}): {reason or 'pending'}")
+            ctx.set_state("queued", reason=reason)
+        elif state == "running":
+            ctx.message(f"Slurm job {status.get('slurm_job')} is running")
+            changes: dict[str, Any] = {"reason": None}
+            if status.get("started_at"):
+                changes["started_at"] = status["started_at"]
+            ctx.set_state("running", **changes)
 
     # -- stop / cleanup ----------------------------------------------------------------------
     def _send_stop(self, conn, handle: dict[str, Any], grace: float) -> None:
