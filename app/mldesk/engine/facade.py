@@ -4,11 +4,13 @@ Commands (``run``, ``stop``, ``restart``, ``rename``, ``hide``/``unhide``, ``rem
 act on the store and return at once; executions themselves are owned by detached
 supervisors. ``subscribe`` + ``start_watching`` deliver events from a watcher thread:
 
-- ``Event("added", id, execution)``        a new (or un-hidden) execution
-- ``Event("changed", id, execution)``      state or any other field changed
-- ``Event("renamed", id, execution)``
-- ``Event("removed", id)``                 removed or hidden (pending undo)
-- ``Event("log", id, records=[...], offset=N)``  new log records of a followed execution
+- ``Event(EventKind.ADDED, id, execution)``        a new (or un-hidden) execution
+- ``Event(EventKind.CHANGED, id, execution)``      state or any other field changed
+- ``Event(EventKind.RENAMED, id, execution)``
+- ``Event(EventKind.REMOVED, id)``                 removed or hidden (pending undo)
+- ``Event(EventKind.LOG, id, records=[...], offset=N)``  new log records of a followed execution
+- ``Event(EventKind.PROGRESS, id, progress={...})``  input downloads of a fetching execution
+  (see :mod:`mldesk.engine.events`)
 
 Listeners are called from the watcher thread; a GUI marshals them to its own thread.
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,6 +29,7 @@ from mldesk.core import labconfig
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, FINAL_STATES, Execution, Store, StoreError, new_execution_id
+from mldesk.engine.events import Event, EventKind, ProgressFeed
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
 DEFAULT_IMAGE_ALIASES = {
@@ -57,15 +59,6 @@ NAME_MAX = 100
 
 class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
-
-
-@dataclass
-class Event:
-    kind: str
-    exec_id: str
-    execution: Execution | None = None
-    records: list = field(default_factory=list)
-    offset: int = 0
 
 
 class Engine:
@@ -414,6 +407,7 @@ class Engine:
         version = None
         readers: dict[str, logstore.LogReader] = {}
         last_reattach = 0.0
+        progress = ProgressFeed(self.layout.progress_path, self._emit)
         try:
             while not self._stop_watch.is_set():
                 try:
@@ -424,6 +418,7 @@ class Engine:
                         rows, gone, seq = store.changes_since(seq)
                         self._diff(known, rows, gone)
                     self._pump_logs(readers)
+                    progress.poll(ex.id for ex in known.values() if ex.state == "fetching")
                     if time.monotonic() - last_reattach > 2.0:
                         last_reattach = time.monotonic()
                         self.reattach()
@@ -441,18 +436,18 @@ class Engine:
             if ex.hidden:
                 if old is not None:
                     del known[ex.id]
-                    self._emit(Event("removed", ex.id))
+                    self._emit(Event(EventKind.REMOVED, ex.id))
                 continue
             known[ex.id] = ex
             if old is None:
-                self._emit(Event("added", ex.id, ex))
+                self._emit(Event(EventKind.ADDED, ex.id, ex))
             elif old.name != ex.name:
-                self._emit(Event("renamed", ex.id, ex))
+                self._emit(Event(EventKind.RENAMED, ex.id, ex))
             else:
-                self._emit(Event("changed", ex.id, ex))
+                self._emit(Event(EventKind.CHANGED, ex.id, ex))
         for exec_id in gone:
             if known.pop(exec_id, None) is not None:
-                self._emit(Event("removed", exec_id))
+                self._emit(Event(EventKind.REMOVED, exec_id))
 
     def _pump_logs(self, readers: dict[str, logstore.LogReader]) -> None:
         with self._follow_lock:
@@ -471,4 +466,4 @@ class Engine:
                         self._follow[exec_id] = new_offset
                     else:
                         continue  # re-followed meanwhile from another offset
-                self._emit(Event("log", exec_id, records=records, offset=new_offset))
+                self._emit(Event(EventKind.LOG, exec_id, records=records, offset=new_offset))

@@ -102,3 +102,51 @@ def restore_lab_backup(engine: "Engine", lab: str | Path, snapshot: str) -> str 
         engine.store.add_lab_backup(current.id, str(lab), f"lab files before bringing back {snapshot}")
         engine.snapshots.restore(snapshot, lab, exclude)
     return current.id
+
+
+# -- what else the window reads: store feed, snapshot files, data folder ----------------
+def seq(engine: "Engine") -> int:
+    """The store's change counter now (for :func:`changes_since`)."""
+    return engine.store.seq()
+
+
+def changes_since(engine: "Engine", since: int) -> tuple[list[Execution], list[str], int]:
+    """(changed executions, removed ids, new counter) since counter ``since``."""
+    return engine.store.changes_since(since)
+
+
+def active_count(engine: "Engine") -> int:
+    """How many executions (of any lab) are queued, starting, running or ending."""
+    from mldesk.core.store import ACTIVE_STATES
+
+    return len(engine.store.list(states=ACTIVE_STATES))
+
+
+def snapshot_files(engine: "Engine", snapshot: str) -> dict[str, list]:
+    """The manifest of a code snapshot: ``{relative path: entry}``."""
+    return engine.snapshots.manifest(snapshot)
+
+
+def read_snapshot_file(engine: "Engine", snapshot: str, rel: str) -> bytes:
+    return engine.snapshots.read_file(snapshot, rel)
+
+
+def data_root(engine: "Engine") -> Path:
+    """The data folder (MLDESK_HOME): crash.log and window.ini live here."""
+    return engine.layout.root
+
+
+def default_local_runtime() -> str:
+    """The runtime "automatic" picks on this computer now (``docker`` when Docker answers)."""
+    from mldesk import runtimes
+
+    return runtimes.default_local_runtime()
+
+
+def save_log(engine: "Engine", exec_id: str, path: str | Path, *, include_mldesk: bool = False) -> int:
+    """Write an execution's whole log to ``path`` as plain bytes (program output; mldesk's
+    messages too if asked); returns the bytes written."""
+    from mldesk.agent import logstore
+
+    with engine.log_reader(exec_id) as reader, open(path, "wb") as f:
+        return logstore.write_program_output(reader, f, include_mldesk=include_mldesk)

@@ -59,11 +59,13 @@ def launch(lab: str | Path | None = None, home: str | Path | None = None, *,
 
     owns = engine is None
     eng = engine if engine is not None else Engine(home)
-    install_excepthook(eng.layout.root)
+    from mldesk.engine import labs, queries
+
+    install_excepthook(queries.data_root(eng))
     window = MainWindow(eng, owns_engine=owns, runtime=runtime)
     target = Path(lab).expanduser() if lab else None
     if target is None:
-        recent = [p for p in eng.store.recent_labs(5) if Path(p).is_dir()]
+        recent = [p for p in labs.recent_labs(eng, 5) if Path(p).is_dir()]
         target = Path(recent[0]) if recent else None
     if target is not None:
         if not window.open_lab(target) and lab:

@@ -15,7 +15,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
-from mldesk.engine.facade import Engine, Event
+from mldesk.engine.facade import Engine
+from mldesk.engine.values import Event, EventKind
 from mldesk.ui.qt import QtCore, Qt, Signal
 
 log = logging.getLogger("mldesk.ui")
@@ -29,6 +30,7 @@ class EngineBridge(QtCore.QObject):
     renamed = Signal(object)  # Execution
     removed = Signal(str)  # execution id
     log = Signal(str, object, int)  # execution id, [Record], offset after them
+    progress = Signal(str, object)  # execution id, {input name: progress} ({}: no longer fetching)
 
     _event = Signal(object)  # internal: watcher thread -> GUI thread
 
@@ -50,16 +52,18 @@ class EngineBridge(QtCore.QObject):
         if self._closed:
             return
         kind = event.kind
-        if kind == "log":
+        if kind == EventKind.LOG:
             self.log.emit(event.exec_id, event.records, event.offset)
-        elif kind == "added":
+        elif kind == EventKind.ADDED:
             self.added.emit(event.execution)
-        elif kind == "changed":
+        elif kind == EventKind.CHANGED:
             self.changed.emit(event.execution)
-        elif kind == "renamed":
+        elif kind == EventKind.RENAMED:
             self.renamed.emit(event.execution)
-        elif kind == "removed":
+        elif kind == EventKind.REMOVED:
             self.removed.emit(event.exec_id)
+        elif kind == EventKind.PROGRESS:
+            self.progress.emit(event.exec_id, event.progress or {})
 
     def close(self) -> None:
         """Stop listening (and the engine's watcher thread, joined)."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from mldesk.core.store import Execution
-from mldesk.core.units import human_bytes, human_duration
+from mldesk.engine.values import Execution
+from mldesk.engine.values import human_bytes, human_duration
 
 STATE_LABELS = {
     "queued": "Queued",

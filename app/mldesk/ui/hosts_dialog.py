@@ -1,6 +1,6 @@
 """The Hosts dialog: add, edit, remove and test SSH host profiles.
 
-``HostsDialog(engine, parent=None)`` lists the profiles of ``engine.store``; it emits
+``HostsDialog(engine, parent=None)`` lists the host profiles (``engine.profiles``); it emits
 ``hostsChanged`` whenever one is added, edited or removed (the main window refills its
 host chooser). Testing a host connects in a worker thread (the window stays live) and
 reports OS, Python, Docker, GPUs and free disk. An unknown host key is shown with its

@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from mldesk.agent import logstore
+from mldesk.engine import queries
+from mldesk.engine.values import Record
 from mldesk.engine.facade import Engine
 from mldesk.ui.console import Console
 from mldesk.ui.facade import EngineBridge, Tasks
@@ -30,7 +31,7 @@ SHOW_ALL_CHUNK = 2 << 20
 SMALL_BYTES = 8 << 20
 
 
-def _grouped(records: Iterable[logstore.Record]):
+def _grouped(records: Iterable[Record]):
     """Consecutive records of one stream joined: fewer, larger appends."""
     stream, parts = None, []
     for r in records:
@@ -100,7 +101,7 @@ class LogView(QtCore.QObject):
         self.engine.follow(exec_id, offset)
         self.opened.emit(exec_id, total, self.skipped)
 
-    def _append(self, records: list[logstore.Record]) -> None:
+    def _append(self, records: list[Record]) -> None:
         for stream, data in _grouped(records):
             self.console.append(stream, data)
 
@@ -176,13 +177,7 @@ class LogView(QtCore.QObject):
                  done=None, error=None) -> None:
         """Write the whole log (program output; mldesk's messages too if asked) to
         ``path`` on a worker thread."""
-        engine = self.engine
-
-        def work() -> int:
-            with engine.log_reader(exec_id) as reader, open(path, "wb") as f:
-                return logstore.write_program_output(reader, f, include_mldesk=include_mldesk)
-
-        self.tasks.submit(work, done=done, error=error, what=f"saving the log to {path}")
+        self.tasks.submit(queries.save_log, self.engine, exec_id, path, include_mldesk=include_mldesk, done=done, error=error, what=f"saving the log to {path}")
 
     def close(self) -> None:
         self._stop_loading()

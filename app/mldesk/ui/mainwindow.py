@@ -12,10 +12,10 @@ import logging
 import time
 from pathlib import Path
 
-from mldesk.core import labconfig
+from mldesk.engine import labs as labconfig
 from mldesk.engine import queries as uiquery
 from mldesk.engine.facade import Engine
-from mldesk.core.store import ACTIVE_STATES, Execution
+from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.codeview import CodeArea
 from mldesk.ui.console import Console
@@ -67,13 +67,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self._tray: QtWidgets.QSystemTrayIcon | None = None
         self._progress_exec: str | None = None
 
-        self.window_settings = QtCore.QSettings(str(engine.layout.root / "window.ini"),
+        self.window_settings = QtCore.QSettings(str(uiquery.data_root(engine) / "window.ini"),
                                                 QtCore.QSettings.IniFormat)
         self.tasks = Tasks(self)
         self.tasks.failed.connect(self._task_failed)
         self.bridge = EngineBridge(engine, self)
         self.model = ExecutionModel(engine, self)
-        self._seq0 = engine.store.seq()
+        self._seq0 = uiquery.seq(engine)
 
         self._build()
         self._build_actions()
@@ -82,9 +82,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.show_welcome()
         self._update_runtime_button()
 
-        self._progress_timer = QtCore.QTimer(self)
-        self._progress_timer.setInterval(400)
-        self._progress_timer.timeout.connect(self._poll_progress)
         self._start_timer = QtCore.QTimer(self)
         self._start_timer.setSingleShot(True)
         self._start_timer.timeout.connect(self._start_background)
@@ -388,6 +385,7 @@ class MainWindow(QtWidgets.QMainWindow):
         b.changed.connect(self.model.upsert)
         b.renamed.connect(self.model.upsert)
         b.removed.connect(self._on_removed_event)
+        b.progress.connect(self._on_progress)
         self.logview = LogView(self.engine, b, self.console, self.tasks, self)
         self.console.showAllRequested.connect(self.logview.show_all)
         self.console.saveLogRequested.connect(self.save_log_dialog)
@@ -446,9 +444,7 @@ class MainWindow(QtWidgets.QMainWindow):
         seq0 = self._seq0
         QtCore.QTimer.singleShot(700, lambda: self._resync(seq0))
         self.tasks.submit(self.engine.recover, what="reattaching to running executions")
-        from mldesk import runtimes
-
-        self.tasks.submit(runtimes.default_local_runtime, done=self._on_auto_runtime, error=lambda _e: None)
+        self.tasks.submit(uiquery.default_local_runtime, done=self._on_auto_runtime, error=lambda _e: None)
         self._fill_hosts()
 
     def _resync(self, seq0: int) -> None:
@@ -495,7 +491,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def show_welcome(self) -> None:
         self.lab = None
         self.lab_path_label.setText("")
-        self.welcome.set_recent(self.engine.store.recent_labs())
+        self.welcome.set_recent(labconfig.recent_labs(self.engine))
         self.pages.setCurrentWidget(self.welcome)
         self.setWindowTitle("mldesk")
         self._update_actions()
@@ -521,7 +517,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.undo_bar.finish_now()
         self.lab = path
         try:
-            self.engine.store.touch_recent_lab(str(path))
+            labconfig.touch_recent_lab(self.engine, path)
         except Exception as exc:  # noqa: BLE001 - a busy store must not stop the lab from opening
             log.warning("could not record recent lab: %s", exc)
         self.pages.setCurrentWidget(self.workspace)
@@ -561,10 +557,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.create_lab(dialog.path(), dialog.template())
 
     def create_lab(self, path: Path, template: str) -> bool:
-        from mldesk.templates import create_lab
-
         try:
-            create_lab(path, template)
+            labconfig.create_lab(path, template)
         except (ValueError, OSError) as exc:
             QtWidgets.QMessageBox.warning(self, "The lab was not created", f"{describe(exc)}.")
             return False
@@ -572,7 +566,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
-        labs = self.engine.store.recent_labs()
+        labs = labconfig.recent_labs(self.engine)
         for lab in labs:
             act = self.recent_menu.addAction(f"{Path(lab).name}  \u2014  {lab}")
             act.triggered.connect(lambda _c=False, p=lab: self.open_lab(p))
@@ -677,12 +671,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_snapshot(self, ex: Execution) -> None:
         try:
-            files = self.engine.snapshots.manifest(ex.snapshot)
+            files = uiquery.snapshot_files(self.engine, ex.snapshot)
         except Exception as exc:  # noqa: BLE001 - SnapshotError, OSError, bad JSON
             self.show_banner("This execution's code cannot be shown", describe(exc), "error")
             return
-        snaps = self.engine.snapshots
-        self.code.show_snapshot(ex, files, lambda rel, s=ex.snapshot: snaps.read_file(s, rel))
+        engine = self.engine
+        self.code.show_snapshot(ex, files, lambda rel, s=ex.snapshot: uiquery.read_snapshot_file(engine, s, rel))
         self.file_tree.show_snapshot(files)
         self.lab_button.setChecked(False)
 
@@ -725,10 +719,6 @@ class MainWindow(QtWidgets.QMainWindow):
             if self.outputs_panel.execution is not None and self.outputs_panel.execution.id == ex.id \
                     and self.outputs_panel.execution.state != ex.state:
                 self.outputs_panel.set_execution(ex)
-        fetching = any(e.state == "fetching" for e in self._loaded_active())
-        if fetching and not self._progress_timer.isActive():
-            self._progress_timer.start()
-            self._poll_progress()
 
     def _loaded_active(self) -> list[Execution]:
         return [e for e in (self.model.execution(r) for r in self.model.active_rows()) if e is not None]
@@ -774,19 +764,20 @@ class MainWindow(QtWidgets.QMainWindow):
         self.raise_()
         self.activateWindow()
 
-    def _poll_progress(self) -> None:
-        fetching = [e for e in self._loaded_active() if e.state == "fetching"]
-        if not fetching:
-            self._progress_timer.stop()
-            if self._progress_exec is not None:
-                self._progress_exec = None
-                self.inputs_panel.set_progress({})
-                self.inputs_panel.reload()
-            return
-        current = self.current_execution()
-        ex = current if current is not None and current.state == "fetching" else fetching[0]
-        self._progress_exec = ex.id
-        self.inputs_panel.set_progress(self.engine.input_progress(ex.id))
+    def _on_progress(self, exec_id: str, progress: dict) -> None:
+        """Input downloads (engine events): the panel shows the selected fetching
+        execution, else the one that reported last; {} means it stopped fetching."""
+        if progress:
+            current = self.current_execution()
+            if self._progress_exec not in (None, exec_id) and current is not None and \
+                    current.id == self._progress_exec and current.state == "fetching":
+                return  # the selected execution's progress has the panel
+            self._progress_exec = exec_id
+            self.inputs_panel.set_progress(progress)
+        elif self._progress_exec == exec_id:
+            self._progress_exec = None
+            self.inputs_panel.set_progress({})
+            self.inputs_panel.reload()
 
     # ================================================================ actions
     def _update_actions(self) -> None:
@@ -965,7 +956,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def backups_dialog(self) -> None:
         if self.lab is None:
             return
-        backups = self.engine.store.lab_backups(str(self.lab))
+        backups = labconfig.lab_backups(self.engine, self.lab)
         if not backups:
             QtWidgets.QMessageBox.information(
                 self, "Earlier lab files",
@@ -1038,7 +1029,7 @@ class MainWindow(QtWidgets.QMainWindow):
             except Exception as exc:  # noqa: BLE001 - removed by the CLI meanwhile
                 self.show_banner("Could not bring the execution back", describe(exc), "error")
                 continue
-            self.model.upsert(self.engine.store.get(exec_id))
+            self.model.upsert(self.engine.get(exec_id))
         if len(ids) == 1:
             self.select_execution(ids[0], show_code=False)
 
@@ -1115,7 +1106,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def about(self) -> None:
         QtWidgets.QMessageBox.about(self, "About mldesk", about_text() + (
-            f"<p>Data folder: {self.engine.layout.root}</p>"))
+            f"<p>Data folder: {uiquery.data_root(self.engine)}</p>"))
 
     # ========================================================= window state
     def _restore_window_state(self) -> None:
@@ -1147,7 +1138,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ================================================================= closing
     def _active_count(self) -> int:
         try:
-            return len(self.engine.store.list(states=ACTIVE_STATES))
+            return uiquery.active_count(self.engine)
         except Exception:  # noqa: BLE001 - closing must work even with a broken store
             return 0
 
@@ -1218,7 +1209,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.save_window_state()
         except Exception as exc:  # noqa: BLE001
             log.warning("could not save the window state: %s", exc)
-        self._progress_timer.stop()
         self._start_timer.stop()
         self.undo_bar.finish_now()  # a pending removal happens now
         self.logview.close()
