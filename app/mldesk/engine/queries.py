@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -143,10 +144,46 @@ def default_local_runtime() -> str:
     return runtimes.default_local_runtime()
 
 
-def save_log(engine: "Engine", exec_id: str, path: str | Path, *, include_mldesk: bool = False) -> int:
-    """Write an execution's whole log to ``path`` as plain bytes (program output; mldesk's
-    messages too if asked); returns the bytes written."""
+_ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain_text(data: bytes) -> bytes:
+    """Complete lines of terminal output as plain text: colour and cursor codes removed,
+    a line rewritten with carriage returns (progress bars) kept as it ended."""
+    out = []
+    for line in _ANSI.sub(b"", data).split(b"\n"):
+        if b"\r" in line:
+            parts = [p for p in line.split(b"\r") if p]
+            line = parts[-1] if parts else b""
+        out.append(line)
+    return b"\n".join(out)
+
+
+def save_log(engine: "Engine", exec_id: str, path: str | Path, *, include_mldesk: bool = False,
+             plain: bool = False) -> int:
+    """Write an execution's whole log to ``path`` (program output; mldesk's messages too
+    if asked), as written or, with ``plain``, as plain text without colour codes; returns
+    the bytes written."""
     from mldesk.agent import logstore
 
     with engine.log_reader(exec_id) as reader, open(path, "wb") as f:
-        return logstore.write_program_output(reader, f, include_mldesk=include_mldesk)
+        if not plain:
+            return logstore.write_program_output(reader, f, include_mldesk=include_mldesk)
+        wanted = (logstore.STDOUT, logstore.STDERR, logstore.MLDESK) if include_mldesk else (
+            logstore.STDOUT, logstore.STDERR)
+        total, offset, carry = 0, 0, b""
+        while True:
+            records, offset = reader.read_from(offset)
+            if not records:
+                break
+            data = carry + b"".join(r.data for r in records if r.stream in wanted)
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            chunk = plain_text(data[:cut])
+            f.write(chunk)
+            total += len(chunk)
+        if carry:
+            chunk = plain_text(carry)
+            f.write(chunk)
+            total += len(chunk)
+        return total

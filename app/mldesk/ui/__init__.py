@@ -84,6 +84,13 @@ def main(lab: str | Path | None = None) -> int:
 
     app = application()
     app.setQuitOnLastWindowClosed(True)
+    import qasync
+
+    from mldesk.ui import aio
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    aio.install(loop)  # the window's async slots run on it
     try:
         window = launch(lab)
     except Exception as exc:  # noqa: BLE001 - a store we cannot open: say why, no traceback
@@ -97,17 +104,11 @@ def main(lab: str | Path | None = None) -> int:
     waker = QtCore.QTimer()
     waker.timeout.connect(lambda: None)
     waker.start(300)
-    try:
-        import qasync
-    except ImportError:  # pragma: no cover - qasync is a dependency; be robust anyway
-        return app.exec()
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
     quitting = asyncio.Event()
     app.aboutToQuit.connect(quitting.set)
     with loop:
         loop.run_until_complete(quitting.wait())
-    window.shutdown()
+        window.shutdown()  # cancels what is in flight while the loop still exists
     return 0
 
 

@@ -41,6 +41,12 @@ def ago(ts: float | None, now: float | None = None) -> str:
     return time.strftime("%d %b %Y", time.localtime(ts))
 
 
+def elide(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters with "…" (for dialog texts; widgets elide by width)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: max(0, n - 1)] + "…"
+
+
 def size(n: float | None) -> str:
     return "" if n is None else human_bytes(n)
 

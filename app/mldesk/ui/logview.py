@@ -13,11 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from mldesk.engine import queries
 from mldesk.engine.values import Record
 from mldesk.engine.facade import Engine
 from mldesk.ui.console import Console
-from mldesk.ui.facade import EngineBridge, Tasks
+from mldesk.ui.aio import Jobs
+from mldesk.ui.facade import EngineBridge
 from mldesk.ui.qt import QtCore, Signal
 
 log = logging.getLogger("mldesk.ui")
@@ -51,12 +51,12 @@ class LogView(QtCore.QObject):
     opened = Signal(str, int, int)
     loadingChanged = Signal(bool)
 
-    def __init__(self, engine: Engine, bridge: EngineBridge, console: Console, tasks: Tasks,
+    def __init__(self, engine: Engine, bridge: EngineBridge, console: Console, jobs: Jobs,
                  parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self.engine = engine
         self.console = console
-        self.tasks = tasks
+        self.jobs = jobs
         self.exec_id: str | None = None
         self.offset = 0
         self.skipped = 0
@@ -171,13 +171,6 @@ class LogView(QtCore.QObject):
             self._loading["reader"].close()
             self._loading = None
             self.loadingChanged.emit(False)
-
-    # -- save -------------------------------------------------------------------------------
-    def save_log(self, exec_id: str, path: str, *, include_mldesk: bool = False,
-                 done=None, error=None) -> None:
-        """Write the whole log (program output; mldesk's messages too if asked) to
-        ``path`` on a worker thread."""
-        self.tasks.submit(queries.save_log, self.engine, exec_id, path, include_mldesk=include_mldesk, done=done, error=error, what=f"saving the log to {path}")
 
     def close(self) -> None:
         self._stop_loading()
