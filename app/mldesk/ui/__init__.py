@@ -94,8 +94,13 @@ def main(lab: str | Path | None = None) -> int:
     try:
         window = launch(lab)
     except Exception as exc:  # noqa: BLE001 - a store we cannot open: say why, no traceback
-        from mldesk.ui.errors import describe
+        from mldesk.ui.errors import describe, is_user_error, write_crash
 
+        if not is_user_error(exc):  # a bug: its traceback goes to crash.log (and the log)
+            import logging
+
+            write_crash(type(exc), exc, exc.__traceback__)
+            logging.getLogger("mldesk.ui").error("mldesk cannot start", exc_info=exc)
         QtWidgets.QMessageBox.critical(None, "mldesk cannot start",
                                        f"{describe(exc)}.\n\nCheck the data folder (MLDESK_HOME) and try again.")
         return 1

@@ -285,6 +285,8 @@ class ExecutionActions(QtCore.QObject):
                 self.engine.unhide(exec_id)
                 self.w.model.upsert(self.engine.get(exec_id))
             except Exception as exc:  # noqa: BLE001 - removed by the CLI meanwhile
+                if not is_user_error(exc):
+                    raise
                 self.w.show_banner("Could not bring the execution back", describe(exc), "error")
         if len(ids) == 1:
             self.w.select_execution(ids[0], show_code=False)
