@@ -121,3 +121,20 @@ def test_transient_banner_times_out(qtbot, open_window, make_lab):
     window.show_banner("Not started", "A problem.", "error")
     assert not window.banner.is_transient()
     assert QtCore.QSize  # keep the import used
+
+
+def test_save_log_as_plain_text_without_colour_codes(qtbot, open_window, make_lab, tmp_path):
+    from tests.gui.windowkit import wait_final
+
+    window = open_window(make_lab("import sys\nprint('\\x1b[31mred\\x1b[0m plain')\n"
+                                  "sys.stderr.write(' 50%|##\\r100%|####\\n')\n"))
+    window.run()
+    wait_for(qtbot, lambda: window.model.rowCount() == 1, 5, "the execution")
+    ex = wait_final(qtbot, window, window.model.execution(0).id)
+    plain, raw = tmp_path / "plain.log", tmp_path / "raw.log"
+    window.save_log(ex.id, str(plain))
+    wait_for(qtbot, lambda: window.banner.isVisible() and "saved" in window.banner.title.text(), 5, "saved")
+    window.save_log(ex.id, str(raw), plain=False)
+    wait_for(qtbot, lambda: raw.exists() and raw.stat().st_size > 0, 5, "the raw log")
+    assert plain.read_text() == "red plain\n100%|####\n"
+    assert "\x1b[31m" in raw.read_text()

@@ -61,6 +61,7 @@ class LogView(QtCore.QObject):
         self.offset = 0
         self.skipped = 0
         self._default_max_lines = console.max_lines()
+        console.set_keep_head(HEAD)  # live following trims the middle, never the first lines
         self._loading: dict | None = None
         self._load_timer = QtCore.QTimer(self)
         self._load_timer.setSingleShot(True)
