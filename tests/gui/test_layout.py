@@ -8,7 +8,7 @@ import time
 from mldesk.engine.facade import Engine
 from mldesk.engine.values import Execution
 from mldesk.ui import failure
-from mldesk.ui.qt import QtCore, QtWidgets, Qt
+from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt
 from tests.gui.windowkit import make_lab, open_window, wait_for  # noqa: F401 - fixtures
 
 LONG_NAME = "a-very-long-execution-name-" + "x" * 173  # 200 characters
@@ -138,3 +138,38 @@ def test_save_log_as_plain_text_without_colour_codes(qtbot, open_window, make_la
     wait_for(qtbot, lambda: raw.exists() and raw.stat().st_size > 0, 5, "the raw log")
     assert plain.read_text() == "red plain\n100%|####\n"
     assert "\x1b[31m" in raw.read_text()
+
+
+def test_traceback_links_open_the_snapshot_at_the_line(qtbot, open_window, make_lab):
+    from tests.gui.windowkit import wait_final
+
+    lab = make_lab("import helper\n\nhelper.boom()\n", helper_py="")
+    (lab / "helper.py").write_text("x = 1\n\n\ndef boom():\n    raise ValueError('bad value')\n")
+    window = open_window(lab)
+    window.run()
+    wait_for(qtbot, lambda: window.model.rowCount() == 1, 5, "the execution")
+    ex = wait_final(qtbot, window, window.model.execution(0).id)
+    assert ex.state == "failed"
+    window.select_execution(ex.id, show_code=False)
+    wait_for(qtbot, lambda: "ValueError: bad value" in window.console.plain_text(), 5, "the traceback")
+    window.console.flush_now()
+    doc = window.console.text_edit().document()
+    block = doc.begin()
+    while block.isValid() and 'helper.py", line 5' not in block.text():
+        block = block.next()
+    assert block.isValid()
+    col = block.text().index("File")
+    cursor = QtGui.QTextCursor(block)
+    cursor.setPosition(block.position() + col + 2)
+    text = window.console.text_edit()
+    text.ensureCursorVisible()
+    text.setTextCursor(cursor)
+    rect = text.cursorRect(cursor)
+    assert window.console.link_at(rect.center()) is not None
+    path, line = window.console.link_at(rect.center())
+    assert path.endswith("helper.py") and line == 5
+    qtbot.mouseClick(text.viewport(), Qt.LeftButton, pos=rect.center())
+    assert window.code.in_snapshot()
+    editor = window.code.current_editor()
+    assert editor.textCursor().blockNumber() == 4
+    assert "raise ValueError" in editor.textCursor().block().text()

@@ -50,6 +50,13 @@ MAX_HIGHLIGHTS = 1_000
 #: Prefix of each line mldesk itself writes (stage messages).
 MLDESK_MARKER = "\u25b8 "
 
+# Python tracebacks (on stderr): the header, each frame's file:line (a link), the exception line.
+_TB_FILE = re.compile(r'File "([^"\n]+)", line (\d+)')
+_TB_HEAD = re.compile(r"^Traceback \(most recent call last\):$", re.M)
+_TB_EXC = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Warning)\b.*$", re.M)
+_LINK_SCHEME = "mldesk-src:"
+_LINK_COLOR = ("#1f5fbf", "#8cbcff")
+
 # What the fast path cannot take: controls other than \t, \n and SGR sequences.
 _NOT_SIMPLE = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]|\x1b(?!\[[0-9;:]*m)")
 
@@ -206,6 +213,8 @@ class Console(QtWidgets.QWidget):
     flushed = Signal()
     pausedChanged = Signal(bool)
     followingChanged = Signal(bool)
+    #: a traceback's file:line link was clicked: (path as printed, line number)
+    sourceRequested = Signal(str, int)
 
     def __init__(
         self,
@@ -277,6 +286,8 @@ class Console(QtWidgets.QWidget):
         text.document().setDocumentMargin(6)
         text.setContextMenuPolicy(Qt.CustomContextMenu)
         text.customContextMenuRequested.connect(self._show_context_menu)
+        text.viewport().setMouseTracking(True)
+        text.viewport().installEventFilter(self)
         self._cursor = QtGui.QTextCursor(text.document())
         bar = text.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
@@ -887,7 +898,64 @@ class Console(QtWidgets.QWidget):
             runs = self._keep_last_lines(runs, self._max_lines)
         self._out_lines = 0
         for key, parts in runs:
-            cursor.insertText("".join(parts), self._char_format(key))
+            text = "".join(parts)
+            if key[0] == STDERR and ('File "' in text or "Traceback" in text):
+                start = cursor.position()
+                cursor.insertText(text, self._char_format(key))
+                self._mark_traceback(start, text)
+            else:
+                cursor.insertText(text, self._char_format(key))
+
+    def _mark_traceback(self, start: int, text: str) -> None:
+        """Make a traceback in ``text`` (just inserted at ``start``) stand out: its header
+        and exception line bold, each ``File "x.py", line N`` a link (see :meth:`link_at`)."""
+        cursor = QtGui.QTextCursor(self._text.document())
+
+        def apply(i: int, j: int, fmt: QtGui.QTextCharFormat) -> None:
+            a = start + _utf16_len(text[:i])
+            cursor.setPosition(a)
+            cursor.setPosition(a + _utf16_len(text[i:j]), QtGui.QTextCursor.KeepAnchor)
+            cursor.mergeCharFormat(fmt)
+
+        bold = QtGui.QTextCharFormat()
+        bold.setFontWeight(QtGui.QFont.Bold)
+        for m in _TB_HEAD.finditer(text):
+            apply(m.start(), m.end(), bold)
+        for m in _TB_EXC.finditer(text):
+            apply(m.start(), m.end(), bold)
+        for m in _TB_FILE.finditer(text):
+            link = QtGui.QTextCharFormat()
+            link.setAnchor(True)
+            link.setAnchorHref(f"{_LINK_SCHEME}{m.group(2)}:{m.group(1)}")
+            link.setFontUnderline(True)
+            link.setForeground(self._pick(_LINK_COLOR))
+            apply(m.start(), m.end(), link)
+
+    def link_at(self, pos: QtCore.QPoint) -> tuple[str, int] | None:
+        """(path, line) of the traceback link at viewport position ``pos``, else None."""
+        cursor = self._text.cursorForPosition(pos)
+        for c in (cursor, QtGui.QTextCursor(cursor)):
+            if c is not cursor:
+                c.movePosition(QtGui.QTextCursor.NextCharacter)
+            href = c.charFormat().anchorHref()
+            if href.startswith(_LINK_SCHEME):
+                line, _, path = href[len(_LINK_SCHEME):].partition(":")
+                return path, int(line)
+        return None
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if obj is self._text.viewport():
+            kind = event.type()
+            if kind == QtCore.QEvent.MouseMove:
+                link = self.link_at(event.position().toPoint())
+                obj.setCursor(Qt.PointingHandCursor if link else Qt.IBeamCursor)
+            elif kind == QtCore.QEvent.MouseButtonRelease and event.button() == Qt.LeftButton \
+                    and not self._text.textCursor().hasSelection():
+                link = self.link_at(event.position().toPoint())
+                if link is not None:
+                    self.sourceRequested.emit(*link)
+                    return True
+        return super().eventFilter(obj, event)
 
     def _head_filled(self) -> bool:
         """True unless the first ``keep_head`` lines are still to come (then nothing

@@ -172,6 +172,7 @@ class MainWindow(QtWidgets.QMainWindow):
         b.progress.connect(self._on_progress)
         self.console.showAllRequested.connect(self.logview.show_all)
         self.console.saveLogRequested.connect(a.save_log_dialog)
+        self.console.sourceRequested.connect(sel.open_source)
         self.model.renameRequested.connect(a.rename)
         self.model.countChanged.connect(self._on_count)
         self.model.ended.connect(self._on_ended)

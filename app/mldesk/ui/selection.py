@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from mldesk.engine import queries
 from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.errors import describe
-from mldesk.ui.qt import QtCore
+from mldesk.ui.qt import QtCore, QtGui
 
 if TYPE_CHECKING:  # pragma: no cover
     from mldesk.ui.mainwindow import MainWindow
+
+
+def snapshot_path(path: str, files: dict) -> str | None:
+    """The snapshot file a traceback's path names: the longest tail of ``path`` that is
+    a file of the snapshot (the program ran in a workspace or container elsewhere)."""
+    parts = PurePosixPath(path.replace("\\", "/")).parts
+    for i in range(len(parts)):
+        rel = "/".join(p for p in parts[i:] if p != "/")
+        if rel in files:
+            return rel
+    return None
 
 
 class SelectionController(QtCore.QObject):
@@ -97,6 +109,32 @@ class SelectionController(QtCore.QObject):
         w.code.show_snapshot(ex, files, lambda rel, s=ex.snapshot: queries.read_snapshot_file(engine, s, rel))
         w.file_tree.show_snapshot(files)
         w.lab_button.setChecked(False)
+
+    def open_source(self, path: str, line: int) -> bool:
+        """A traceback link: the shown execution's snapshot opens at ``path``:``line``."""
+        w = self.w
+        ex = w.model.get(w.logview.exec_id) if w.logview.exec_id else None
+        if ex is None:
+            return False
+        try:
+            files = queries.snapshot_files(w.engine, ex.snapshot)
+        except Exception as exc:  # noqa: BLE001 - SnapshotError, OSError
+            w.show_banner("This execution's code cannot be shown", describe(exc), "error")
+            return False
+        rel = snapshot_path(path, files)
+        if rel is None:
+            w.show_banner(f"{PurePosixPath(path).name} is not part of this execution's code.",
+                          "Only the lab's files are kept with an execution (not Python's or a library's).",
+                          "info", timeout=8)
+            return False
+        self.select(ex.id, show_code=True)
+        editor = w.code.open_snapshot_file(rel)
+        if editor is None:
+            return False
+        block = editor.document().findBlockByNumber(max(0, line - 1))
+        editor.setTextCursor(QtGui.QTextCursor(block))
+        editor.centerCursor()
+        return True
 
     def show_lab_files(self, clear_selection: bool = True) -> None:
         """Back to the lab's editable files (the sidebar selection is cleared)."""
