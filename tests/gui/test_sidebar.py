@@ -139,8 +139,7 @@ def test_list_paints_and_spins_while_active(qtbot, engine, tmp_path):
     assert "busy" in model.data(model.index(0, 0), Qt.ToolTipRole)
     busy = model.execution(0)
     model.upsert(engine.store.update(busy.id, state="finished", finished_at=time.time()))
-    qtbot.wait(100)
-    assert not view._spin.isActive()
+    qtbot.waitUntil(lambda: not view._spin.isActive(), timeout=2000)
 
 
 def test_context_menu_and_three_dots(qtbot, open_window, make_lab, mldesk_home):

@@ -150,10 +150,14 @@ def test_remove_then_undo(qtbot, open_window, make_lab):
     assert window.model.rowCount() == 0
     assert window.undo_bar.isVisible() and ex.name in window.undo_bar.label.text()
     assert window.engine.store.get(ex.id).hidden == 1
+    seen = []
+    window.bridge.added.connect(seen.append)
+    window.bridge.changed.connect(seen.append)
     qtbot.mouseClick(window.undo_bar.button, Qt.LeftButton)
     assert window.model.rowCount() == 1 and window.model.execution(0).id == ex.id
     assert not window.undo_bar.isVisible()
-    qtbot.wait(300)  # the watcher's events change nothing
+    # the watcher reports the execution back (added, or changed if it never saw it hidden): no change
+    wait_for(qtbot, lambda: any(e.id == ex.id and not e.hidden for e in seen), 5, "the watcher's event")
     assert window.model.rowCount() == 1
     assert window.engine.store.get(ex.id).hidden == 0
 
@@ -281,14 +285,17 @@ def test_close_and_reopen_while_running_loses_no_line(qtbot, open_window, make_l
     close_button.click()
     wait_for(qtbot, lambda: not window.isVisible(), 3, "the window to close")
     assert window._shut_down
-    qtbot.wait(400)  # it goes on printing while no window is open
+    log_path = window.engine.layout.log_path(exec_id)
+    size = log_path.stat().st_size
+    wait_for(qtbot, lambda: log_path.stat().st_size > size, 10, "output while no window is open")
     again = open_window(lab)
     wait_for(qtbot, lambda: again.model.get(exec_id) is not None, 3, "the execution after reopening")
     again.select_execution(exec_id, show_code=False)
     final = wait_final(qtbot, again, exec_id, 30)
     assert final.state == "finished"
     wait_for(qtbot, lambda: f"line {n - 1}" in console_text(again), 5, "the last line")
-    qtbot.wait(300)
+    wait_for(qtbot, lambda: again.logview.offset == again.engine.layout.log_path(exec_id).stat().st_size, 5,
+             "the console to have read the whole log")
     assert program_lines(console_text(again)) == [f"line {i}" for i in range(n)]
     # and the console shows exactly what the log holds
     with again.engine.log_reader(exec_id) as reader:
@@ -333,7 +340,6 @@ def test_window_state_is_remembered(qtbot, open_window, make_lab):
     window = open_window(lab)
     window.resize(780, 560)
     window.main_split.setSizes([170, 350, 260])
-    qtbot.wait(50)
     sizes = window.main_split.sizes()
     window.close()
     again = open_window(lab)

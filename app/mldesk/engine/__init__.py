@@ -1,7 +1,8 @@
 """The engine floor: the facade (``Engine``), the supervisor and the read queries; the
 only door for the front ends (``mldesk.cli``, ``mldesk.ui``).
 
-Front ends import from here, never from ``mldesk.core``, ``mldesk.runtimes`` or
+Front ends import from here (or from ``mldesk.engine.values``, ``.labs``, ``.queries``,
+``.hosts``, ``.events``), never from ``mldesk.core``, ``mldesk.runtimes`` or
 ``mldesk.agent`` (an import-linter contract checks it). What lower floors own but front
 ends need, value types, error types and small pure helpers, is re-exported below on
 purpose, each name listed once in ``EXPORTS``. Imports are lazy (PEP 562): the CLI's
@@ -18,8 +19,8 @@ EXPORTS: dict[str, str] = {
     # the facade and its events
     "Engine": "mldesk.engine.facade",
     "EngineError": "mldesk.engine.facade",
-    "Event": "mldesk.engine.facade",
-    "EventKind": "mldesk.engine.facade",
+    "Event": "mldesk.engine.events",
+    "EventKind": "mldesk.engine.events",
     "DEFAULT_SETTINGS": "mldesk.engine.facade",
     "DEFAULT_IMAGE_ALIASES": "mldesk.engine.facade",
     "NAME_MAX": "mldesk.engine.facade",

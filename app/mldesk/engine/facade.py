@@ -4,13 +4,13 @@ Commands (``run``, ``stop``, ``restart``, ``rename``, ``hide``/``unhide``, ``rem
 act on the store and return at once; executions themselves are owned by detached
 supervisors. ``subscribe`` + ``start_watching`` deliver events from a watcher thread:
 
-- ``Event(EventKind.ADDED, id, execution)``    a new (or un-hidden) execution
-- ``Event(EventKind.CHANGED, id, execution)``  state or any other field changed
+- ``Event(EventKind.ADDED, id, execution)``        a new (or un-hidden) execution
+- ``Event(EventKind.CHANGED, id, execution)``      state or any other field changed
 - ``Event(EventKind.RENAMED, id, execution)``
-- ``Event(EventKind.REMOVED, id)``             removed or hidden (pending undo)
-- ``Event(EventKind.LOG, id, records=[...], offset=N)``  new records of a followed log
-
-``EventKind`` members compare equal to their string values ("added", ...).
+- ``Event(EventKind.REMOVED, id)``                 removed or hidden (pending undo)
+- ``Event(EventKind.LOG, id, records=[...], offset=N)``  new log records of a followed execution
+- ``Event(EventKind.PROGRESS, id, progress={...})``  input downloads of a fetching execution
+  (see :mod:`mldesk.engine.events`)
 
 Listeners are called from the watcher thread; a GUI marshals them to its own thread.
 """
@@ -20,8 +20,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +33,7 @@ from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import (
     ACTIVE_STATES, FINAL_STATES, Execution, Hidden, Store, StoreError, gpu_request, new_execution_id,
 )
+from mldesk.engine.events import Event, EventKind, ProgressFeed
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
 DEFAULT_IMAGE_ALIASES = {
@@ -64,26 +63,6 @@ NAME_MAX = 100
 
 class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
-
-
-class EventKind(str, Enum):
-    ADDED = "added"
-    CHANGED = "changed"
-    RENAMED = "renamed"
-    REMOVED = "removed"
-    LOG = "log"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass
-class Event:
-    kind: EventKind
-    exec_id: str
-    execution: Execution | None = None
-    records: list = field(default_factory=list)
-    offset: int = 0
 
 
 class Engine:
@@ -694,6 +673,7 @@ class Engine:
         version = None
         readers: dict[str, logstore.LogReader] = {}
         last_reattach = 0.0
+        progress = ProgressFeed(self.layout.progress_path, self._emit)
         try:
             while not self._stop_watch.is_set():
                 try:
@@ -704,6 +684,7 @@ class Engine:
                         rows, gone, seq = store.changes_since(seq)
                         self._diff(known, rows, gone)
                     self._pump_logs(readers)
+                    progress.poll(ex.id for ex in known.values() if ex.state == "fetching")
                     if time.monotonic() - last_reattach > 2.0:
                         last_reattach = time.monotonic()
                         self.reattach()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -87,3 +88,87 @@ def restore_lab_backup(engine: "Engine", lab: str | Path, snapshot: str) -> str 
         engine.store.add_lab_backup(current.id, str(lab), f"lab files before bringing back {snapshot}")
         engine.snapshots.restore(snapshot, lab, exclude)
     return current.id
+
+
+# -- what else the window reads: store feed, snapshot files, data folder ----------------
+def seq(engine: "Engine") -> int:
+    """The store's change counter now (for :func:`changes_since`)."""
+    return engine.store.seq()
+
+
+def changes_since(engine: "Engine", since: int) -> tuple[list[Execution], list[str], int]:
+    """(changed executions, removed ids, new counter) since counter ``since``."""
+    return engine.store.changes_since(since)
+
+
+def active_count(engine: "Engine") -> int:
+    """How many executions (of any lab) are queued, starting, running or ending."""
+    from mldesk.core.store import ACTIVE_STATES
+
+    return len(engine.store.list(states=ACTIVE_STATES))
+
+
+def snapshot_files(engine: "Engine", snapshot: str) -> dict[str, list]:
+    """The manifest of a code snapshot: ``{relative path: entry}``."""
+    return engine.snapshots.manifest(snapshot)
+
+
+def read_snapshot_file(engine: "Engine", snapshot: str, rel: str) -> bytes:
+    return engine.snapshots.read_file(snapshot, rel)
+
+
+def data_root(engine: "Engine") -> Path:
+    """The data folder (MLDESK_HOME): crash.log and window.ini live here."""
+    return engine.layout.root
+
+
+def default_local_runtime() -> str:
+    """The runtime "automatic" picks on this computer now (``docker`` when Docker answers)."""
+    from mldesk import runtimes
+
+    return runtimes.default_local_runtime()
+
+
+_ANSI = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def plain_text(data: bytes) -> bytes:
+    """Complete lines of terminal output as plain text: colour and cursor codes removed,
+    a line rewritten with carriage returns (progress bars) kept as it ended."""
+    out = []
+    for line in _ANSI.sub(b"", data).split(b"\n"):
+        if b"\r" in line:
+            parts = [p for p in line.split(b"\r") if p]
+            line = parts[-1] if parts else b""
+        out.append(line)
+    return b"\n".join(out)
+
+
+def save_log(engine: "Engine", exec_id: str, path: str | Path, *, include_mldesk: bool = False,
+             plain: bool = False) -> int:
+    """Write an execution's whole log to ``path`` (program output; mldesk's messages too
+    if asked), as written or, with ``plain``, as plain text without colour codes; returns
+    the bytes written."""
+    from mldesk.agent import logstore
+
+    with engine.log_reader(exec_id) as reader, open(path, "wb") as f:
+        if not plain:
+            return logstore.write_program_output(reader, f, include_mldesk=include_mldesk)
+        wanted = (logstore.STDOUT, logstore.STDERR, logstore.MLDESK) if include_mldesk else (
+            logstore.STDOUT, logstore.STDERR)
+        total, offset, carry = 0, 0, b""
+        while True:
+            records, offset = reader.read_from(offset)
+            if not records:
+                break
+            data = carry + b"".join(r.data for r in records if r.stream in wanted)
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            chunk = plain_text(data[:cut])
+            f.write(chunk)
+            total += len(chunk)
+        if carry:
+            chunk = plain_text(carry)
+            f.write(chunk)
+            total += len(chunk)
+        return total

@@ -59,11 +59,13 @@ def launch(lab: str | Path | None = None, home: str | Path | None = None, *,
 
     owns = engine is None
     eng = engine if engine is not None else Engine(home)
-    install_excepthook(eng.layout.root)
+    from mldesk.engine import labs, queries
+
+    install_excepthook(queries.data_root(eng))
     window = MainWindow(eng, owns_engine=owns, runtime=runtime)
     target = Path(lab).expanduser() if lab else None
     if target is None:
-        recent = [p for p in eng.store.recent_labs(5) if Path(p).is_dir()]
+        recent = [p for p in labs.recent_labs(eng, 5) if Path(p).is_dir()]
         target = Path(recent[0]) if recent else None
     if target is not None:
         if not window.open_lab(target) and lab:
@@ -82,11 +84,23 @@ def main(lab: str | Path | None = None) -> int:
 
     app = application()
     app.setQuitOnLastWindowClosed(True)
+    import qasync
+
+    from mldesk.ui import aio
+
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    aio.install(loop)  # the window's async slots run on it
     try:
         window = launch(lab)
     except Exception as exc:  # noqa: BLE001 - a store we cannot open: say why, no traceback
-        from mldesk.ui.errors import describe
+        from mldesk.ui.errors import describe, is_user_error, write_crash
 
+        if not is_user_error(exc):  # a bug: its traceback goes to crash.log (and the log)
+            import logging
+
+            write_crash(type(exc), exc, exc.__traceback__)
+            logging.getLogger("mldesk.ui").error("mldesk cannot start", exc_info=exc)
         QtWidgets.QMessageBox.critical(None, "mldesk cannot start",
                                        f"{describe(exc)}.\n\nCheck the data folder (MLDESK_HOME) and try again.")
         return 1
@@ -95,17 +109,11 @@ def main(lab: str | Path | None = None) -> int:
     waker = QtCore.QTimer()
     waker.timeout.connect(lambda: None)
     waker.start(300)
-    try:
-        import qasync
-    except ImportError:  # pragma: no cover - qasync is a dependency; be robust anyway
-        return app.exec()
-    loop = qasync.QEventLoop(app)
-    asyncio.set_event_loop(loop)
     quitting = asyncio.Event()
     app.aboutToQuit.connect(quitting.set)
     with loop:
         loop.run_until_complete(quitting.wait())
-    window.shutdown()
+        window.shutdown()  # cancels what is in flight while the loop still exists
     return 0
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mldesk.core import labconfig
-from mldesk.core.store import Execution
+from mldesk.engine import labs as labconfig
+from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.editor import CodeEditor
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal

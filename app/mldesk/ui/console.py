@@ -13,7 +13,10 @@ small document edit, and complete lines go in as one ``insertText`` per run of
 equally formatted text.  Lines longer than :data:`MAX_LINE_CHARS` are broken
 into several blocks so the text layout never has to handle a megabyte line.
 
-The scrollback is capped (``max_lines``).  Buffered output holding more than
+The scrollback is capped (``max_lines``).  With ``keep_head`` (the window sets
+1,000 while it follows an execution), trimming keeps the first ``keep_head``
+lines and cuts the middle instead, behind one "⋯ N lines not shown ⋯" block
+and the bar with **Show all** / **Save log as…** (SPEC 5).  Buffered output holding more than
 ``max_lines`` complete lines (a long pause, a flood faster than the screen)
 is cut to its last ``max_lines`` lines before it is drawn: the rest would be
 trimmed the moment it appeared.
@@ -32,6 +35,7 @@ from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal, monospace_font
 
 STDOUT, STDERR, MLDESK = 1, 2, 3
 _BANNER = 0  # queue entry kind for a skip banner
+_BANNER_STATE = 7  # QTextBlock.userState() of the "lines not shown" block
 
 #: Work done per timer tick before yielding to the event loop.
 SLICE_BUDGET_S = 0.012
@@ -45,6 +49,13 @@ COMPACT_AFTER_CHARS = 4_000_000
 MAX_HIGHLIGHTS = 1_000
 #: Prefix of each line mldesk itself writes (stage messages).
 MLDESK_MARKER = "\u25b8 "
+
+# Python tracebacks (on stderr): the header, each frame's file:line (a link), the exception line.
+_TB_FILE = re.compile(r'File "([^"\n]+)", line (\d+)')
+_TB_HEAD = re.compile(r"^Traceback \(most recent call last\):$", re.M)
+_TB_EXC = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Warning)\b.*$", re.M)
+_LINK_SCHEME = "mldesk-src:"
+_LINK_COLOR = ("#1f5fbf", "#8cbcff")
 
 # What the fast path cannot take: controls other than \t, \n and SGR sequences.
 _NOT_SIMPLE = re.compile(r"[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]|\x1b(?!\[[0-9;:]*m)")
@@ -64,7 +75,8 @@ _ANSI_DARK: tuple[RGB, ...] = (
 )
 
 # One colour scheme per background lightness: (light, dark).
-_STDERR_COLOR = ("#c62828", "#ff7b72")
+# stderr is distinct but not alarming: tqdm and logging write there (not only errors)
+_STDERR_COLOR = ("#7a5b2e", "#d9b98c")
 _MLDESK_COLOR = ("#4a6a94", "#8fa9c9")
 _BANNER_FG = ("#5f6b7a", "#9aa7b8")
 _BANNER_BG = ("#eef2f7", "#262c36")
@@ -201,6 +213,8 @@ class Console(QtWidgets.QWidget):
     flushed = Signal()
     pausedChanged = Signal(bool)
     followingChanged = Signal(bool)
+    #: a traceback's file:line link was clicked: (path as printed, line number)
+    sourceRequested = Signal(str, int)
 
     def __init__(
         self,
@@ -208,9 +222,13 @@ class Console(QtWidgets.QWidget):
         *,
         max_lines: int = 100_000,
         flush_interval_ms: int = 100,
+        keep_head: int = 0,
     ) -> None:
         super().__init__(parent)
         self._ready = False
+        self._keep_head = keep_head
+        self._banner_no: int | None = None  # block number of the "lines not shown" block
+        self._skipped = 0  # lines that block stands for
         self.setObjectName("console")
         self._max_lines = max_lines
         self._flush_interval_ms = flush_interval_ms
@@ -268,6 +286,8 @@ class Console(QtWidgets.QWidget):
         text.document().setDocumentMargin(6)
         text.setContextMenuPolicy(Qt.CustomContextMenu)
         text.customContextMenuRequested.connect(self._show_context_menu)
+        text.viewport().setMouseTracking(True)
+        text.viewport().installEventFilter(self)
         self._cursor = QtGui.QTextCursor(text.document())
         bar = text.verticalScrollBar()
         bar.valueChanged.connect(self._on_scrolled)
@@ -318,8 +338,16 @@ class Console(QtWidgets.QWidget):
             "consoleCloseFind", "Close find", "", ThemeIcon.WindowClose, self.close_find,
             shortcut=QtGui.QKeySequence(Qt.Key_Escape),
         )
+        self.show_all_action = action(
+            "consoleShowAllAction", "Show all", "Load the whole log, also the lines not shown",
+            ThemeIcon.ViewRestore, lambda _c=False: self.showAllRequested.emit(),
+        )
+        self.save_log_action = action(
+            "consoleSaveLogAction", "Save log\u2026", "Save the whole log to a file (plain text, or as written)",
+            ThemeIcon.DocumentSaveAs, lambda _c=False: self.saveLogRequested.emit(),
+        )
         for act in (self.pause_action, self.follow_action, None, self.find_action,
-                    self.copy_action, self.clear_action):
+                    self.copy_action, self.clear_action, None, self.show_all_action, self.save_log_action):
             if act is None:
                 self._toolbar.addSeparator()
             else:
@@ -471,6 +499,8 @@ class Console(QtWidgets.QWidget):
 
     def _clear_document(self) -> None:
         self._text.clear()
+        self._banner_no = None
+        self._skipped = 0
         self._cursor = QtGui.QTextCursor(self._text.document())
         self._line, self._out, self._trunc = [], [], None
         self._line_len = self._col = self._synced = self._doc_line_len = self._out_lines = 0
@@ -613,7 +643,7 @@ class Console(QtWidgets.QWidget):
         else:
             self._pending.append([kind, [payload], 0])
             self._pending_chars += len(payload)
-        if self._pending_chars > self._backlog_check:
+        if self._pending_chars > self._backlog_check and (self._paused or self._head_filled()):
             self._drop_backlog()
         if not self._timer.isActive():
             self._timer.start(self._flush_interval_ms)
@@ -864,24 +894,139 @@ class Console(QtWidgets.QWidget):
         else:
             cursor.movePosition(QtGui.QTextCursor.End)
         runs, self._out = self._out, []
-        if self._out_lines > self._max_lines:
+        if self._out_lines > self._max_lines and self._head_filled():
             runs = self._keep_last_lines(runs, self._max_lines)
         self._out_lines = 0
         for key, parts in runs:
-            cursor.insertText("".join(parts), self._char_format(key))
+            text = "".join(parts)
+            if key[0] == STDERR and ('File "' in text or "Traceback" in text):
+                start = cursor.position()
+                cursor.insertText(text, self._char_format(key))
+                self._mark_traceback(start, text)
+            else:
+                cursor.insertText(text, self._char_format(key))
+
+    def _mark_traceback(self, start: int, text: str) -> None:
+        """Make a traceback in ``text`` (just inserted at ``start``) stand out: its header
+        and exception line bold, each ``File "x.py", line N`` a link (see :meth:`link_at`)."""
+        cursor = QtGui.QTextCursor(self._text.document())
+
+        def apply(i: int, j: int, fmt: QtGui.QTextCharFormat) -> None:
+            a = start + _utf16_len(text[:i])
+            cursor.setPosition(a)
+            cursor.setPosition(a + _utf16_len(text[i:j]), QtGui.QTextCursor.KeepAnchor)
+            cursor.mergeCharFormat(fmt)
+
+        bold = QtGui.QTextCharFormat()
+        bold.setFontWeight(QtGui.QFont.Bold)
+        for m in _TB_HEAD.finditer(text):
+            apply(m.start(), m.end(), bold)
+        for m in _TB_EXC.finditer(text):
+            apply(m.start(), m.end(), bold)
+        for m in _TB_FILE.finditer(text):
+            link = QtGui.QTextCharFormat()
+            link.setAnchor(True)
+            link.setAnchorHref(f"{_LINK_SCHEME}{m.group(2)}:{m.group(1)}")
+            link.setFontUnderline(True)
+            link.setForeground(self._pick(_LINK_COLOR))
+            apply(m.start(), m.end(), link)
+
+    def link_at(self, pos: QtCore.QPoint) -> tuple[str, int] | None:
+        """(path, line) of the traceback link at viewport position ``pos``, else None."""
+        cursor = self._text.cursorForPosition(pos)
+        for c in (cursor, QtGui.QTextCursor(cursor)):
+            if c is not cursor:
+                c.movePosition(QtGui.QTextCursor.NextCharacter)
+            href = c.charFormat().anchorHref()
+            if href.startswith(_LINK_SCHEME):
+                line, _, path = href[len(_LINK_SCHEME):].partition(":")
+                return path, int(line)
+        return None
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if obj is self._text.viewport():
+            kind = event.type()
+            if kind == QtCore.QEvent.MouseMove:
+                link = self.link_at(event.position().toPoint())
+                obj.setCursor(Qt.PointingHandCursor if link else Qt.IBeamCursor)
+            elif kind == QtCore.QEvent.MouseButtonRelease and event.button() == Qt.LeftButton \
+                    and not self._text.textCursor().hasSelection():
+                link = self.link_at(event.position().toPoint())
+                if link is not None:
+                    self.sourceRequested.emit(*link)
+                    return True
+        return super().eventFilter(obj, event)
+
+    def _head_filled(self) -> bool:
+        """True unless the first ``keep_head`` lines are still to come (then nothing
+        may be dropped unseen: those lines stay)."""
+        return not self._keep_head or self._text.document().blockCount() > self._keep_head
+
+    def set_keep_head(self, lines: int) -> None:
+        """Keep the first ``lines`` lines when the scrollback cap is reached (0: keep the last only)."""
+        self._keep_head = max(0, int(lines))
+
+    def skipped_lines(self) -> int:
+        """Lines the "lines not shown" block stands for (0: none)."""
+        return self._skipped if self._banner_no is not None else 0
+
+    def _banner_block(self) -> QtGui.QTextBlock | None:
+        if self._banner_no is None:
+            return None
+        block = self._text.document().findBlockByNumber(self._banner_no)
+        if block.isValid() and block.userState() == _BANNER_STATE:
+            return block
+        self._banner_no = None
+        return None
+
+    def _set_banner_text(self, block: QtGui.QTextBlock, n_skipped: int) -> None:
+        self._skipped = n_skipped
+        cursor = QtGui.QTextCursor(block)
+        cursor.movePosition(QtGui.QTextCursor.EndOfBlock, QtGui.QTextCursor.KeepAnchor)
+        cursor.insertText(f"\u22ef  {n_skipped:,} lines not shown  \u22ef", self._banner_char_format)
+        self._skip_bar.label.setText(f"{n_skipped:,} lines in the middle are not shown.")
+        self._skip_bar.show()
 
     def _trim(self) -> None:
-        """Drop the oldest blocks beyond the scrollback cap."""
+        """Drop blocks beyond the scrollback cap: the middle ones (behind the banner)
+        when the first ``keep_head`` lines are kept, else the oldest."""
         doc = self._text.document()
         excess = doc.blockCount() - self._max_lines
         if excess <= 0:
             return
         start = perf_counter()
         cursor = self._cursor
-        cursor.setPosition(0)
-        cursor.setPosition(doc.findBlockByNumber(excess).position(), QtGui.QTextCursor.KeepAnchor)
-        self._trimmed_chars += cursor.selectionEnd()
-        cursor.removeSelectedText()
+        head = self._keep_head
+        banner = self._banner_block()
+        if banner is None and head and doc.blockCount() > head + excess + 2:
+            # the banner goes where line head+1 is now, in a block of its own
+            cursor.setPosition(doc.findBlockByNumber(head).position())
+            cursor.insertBlock(QtGui.QTextBlockFormat(), QtGui.QTextCharFormat())
+            cursor.movePosition(QtGui.QTextCursor.PreviousBlock)
+            cursor.setBlockFormat(self._banner_block_format)
+            banner = cursor.block()
+            banner.setUserState(_BANNER_STATE)
+            self._banner_no = banner.blockNumber()
+            self._skipped = 0
+            excess += 1
+        if banner is not None and doc.blockCount() > banner.blockNumber() + excess + 2:
+            first = banner.next()
+            cursor.setPosition(first.position())
+            cursor.setPosition(doc.findBlockByNumber(first.blockNumber() + excess).position(),
+                               QtGui.QTextCursor.KeepAnchor)
+            self._trimmed_chars += cursor.selectionEnd() - cursor.selectionStart()
+            cursor.removeSelectedText()
+            self._set_banner_text(self._banner_block(), self._skipped + excess)
+            cursor.movePosition(QtGui.QTextCursor.End)
+        else:
+            cursor.setPosition(0)
+            cursor.setPosition(doc.findBlockByNumber(excess).position(), QtGui.QTextCursor.KeepAnchor)
+            self._trimmed_chars += cursor.selectionEnd()
+            cursor.removeSelectedText()
+            if self._banner_no is not None:
+                self._banner_no -= excess
+                if self._banner_no < 0:
+                    self._banner_no = None
         if excess >= 1000:  # learn what a removed block costs here
             self._trim_cost = (self._trim_cost + (perf_counter() - start) / excess) / 2
         if self._trimmed_chars > COMPACT_AFTER_CHARS:
@@ -915,6 +1060,9 @@ class Console(QtWidgets.QWidget):
         cursor.movePosition(QtGui.QTextCursor.End)
         cursor.setBlockFormat(self._banner_block_format)
         cursor.insertText(f"\u22ef  {n_skipped:,} lines not shown  \u22ef", self._banner_char_format)
+        cursor.block().setUserState(_BANNER_STATE)
+        self._banner_no = cursor.block().blockNumber()
+        self._skipped = n_skipped
         cursor.insertBlock(QtGui.QTextBlockFormat(), QtGui.QTextCharFormat())
         self._col = 0
         self._lines_rendered += 1
@@ -980,11 +1128,19 @@ class Console(QtWidgets.QWidget):
         )
         return n
 
-    def _show_context_menu(self, pos: QtCore.QPoint) -> None:
+    def context_menu(self, pos: QtCore.QPoint) -> QtWidgets.QMenu:
+        """The console's context menu at ``pos`` (viewport coordinates)."""
         menu = self._text.createStandardContextMenu(pos)
         menu.addSeparator()
         menu.addAction(self.find_action)
         menu.addAction(self.pause_action)
         menu.addAction(self.clear_action)
+        menu.addSeparator()
+        menu.addAction(self.show_all_action)
+        menu.addAction(self.save_log_action)
+        return menu
+
+    def _show_context_menu(self, pos: QtCore.QPoint) -> None:
+        menu = self.context_menu(pos)
         menu.exec(self._text.viewport().mapToGlobal(pos))
         menu.deleteLater()

@@ -1,6 +1,10 @@
-"""Errors the user sees: a sentence with the cause and the next step, never a
-traceback. Unexpected exceptions go to ``MLDESK_HOME/crash.log`` (and the log) and
-are reported in a dialog that says where the details are."""
+"""Errors the user sees: a ``UserError`` is a banner or dialog with its message; anything else is a bug.
+
+A ``UserError`` (``mldesk.engine.UserError``, the root of ConfigError, EngineError,
+StoreError, SnapshotError, HostError...) or an ``OSError`` is shown as a sentence with
+the cause and the next step, never a traceback (:func:`is_user_error`, :func:`describe`).
+Anything else is a bug: it goes to ``MLDESK_HOME/crash.log`` and the log with its
+traceback, and a dialog says where the details are (:func:`report_unexpected`)."""
 
 from __future__ import annotations
 
@@ -10,16 +14,19 @@ import time
 import traceback
 from pathlib import Path
 
-from mldesk.core import labconfig
-from mldesk.engine.facade import EngineError
-from mldesk.core.snapshots import SnapshotError
-from mldesk.core.store import StoreError
+from mldesk.engine import UserError
+from mldesk.engine.labs import ConfigError
 from mldesk.ui.qt import QtWidgets
 
 log = logging.getLogger("mldesk.ui")
 
-#: Exceptions whose message is already written for the user.
-USER_ERRORS = (EngineError, StoreError, SnapshotError, labconfig.ConfigError)
+#: Exceptions whose message is already written for the user: the one root.
+USER_ERRORS = (UserError,)
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for errors a user can cause (shown as a message); False for bugs."""
+    return isinstance(exc, (UserError, OSError))
 
 _crash_log: Path | None = None
 _previous_hook = None
@@ -28,7 +35,7 @@ _dialog: QtWidgets.QMessageBox | None = None  # the crash dialog being shown (ke
 
 def describe(exc: BaseException) -> str:
     """One user-facing sentence for an expected error."""
-    if isinstance(exc, labconfig.ConfigError):
+    if isinstance(exc, ConfigError):
         n = len(exc.problems)
         first = exc.problems[0] if exc.problems else None
         where = f" (first: line {first.line}: {first.message})" if first else ""

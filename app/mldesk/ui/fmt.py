@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from mldesk.core.store import Execution
-from mldesk.core.units import human_bytes, human_duration
+from mldesk.engine.values import Execution
+from mldesk.engine.values import human_bytes, human_duration
 
 STATE_LABELS = {
     "queued": "Queued",
@@ -39,6 +39,12 @@ def ago(ts: float | None, now: float | None = None) -> str:
     if seconds < 86400 * 30:
         return f"{int(seconds // 86400)} days ago"
     return time.strftime("%d %b %Y", time.localtime(ts))
+
+
+def elide(text: str, n: int) -> str:
+    """``text`` cut to ``n`` characters with "…" (for dialog texts; widgets elide by width)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: max(0, n - 1)] + "…"
 
 
 def size(n: float | None) -> str:

@@ -1,8 +1,8 @@
 """The Hosts dialog: add, edit, remove and test SSH host profiles.
 
-``HostsDialog(engine, parent=None)`` lists the profiles of ``engine.store``; it emits
+``HostsDialog(engine, parent=None)`` lists the host profiles (``engine.profiles``); it emits
 ``hostsChanged`` whenever one is added, edited or removed (the main window refills its
-host chooser). Testing a host connects in a worker thread (the window stays live) and
+host chooser). Testing a host is an async slot: it connects on a worker thread (the window stays live) and
 reports OS, Python, Docker, GPUs and free disk. An unknown host key is shown with its
 SHA256 fingerprint in :class:`HostKeyDialog` and remembered only if the user accepts
 it; a changed key is refused with a warning naming both fingerprints. Passwords and
@@ -17,6 +17,7 @@ from typing import Any
 
 from mldesk.engine import hosts
 
+from mldesk.ui.aio import Jobs
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 
 COLUMNS = ("Name", "Address", "Runtime", "GPUs", "Work folder")
@@ -243,9 +244,8 @@ class HostEditDialog(QtWidgets.QDialog):
 
 
 class _Worker(QtCore.QObject):
-    """Signals from the test thread to the dialog (queued into the GUI thread)."""
+    """A password question from the host test's worker thread (queued into the GUI thread)."""
 
-    done = Signal(str, object)  # name, (text, info dict) or an exception
     ask_secret = Signal(str, str, object)  # kind, prompt, box (a dict with an Event)
 
 
@@ -260,8 +260,10 @@ class HostsDialog(QtWidgets.QDialog):
         self.resize(760, 480)
         self._busy: set[str] = set()
         self._worker = _Worker(self)
-        self._worker.done.connect(self._test_done)
         self._worker.ask_secret.connect(self._ask_secret_gui)
+        # a host test may hang on the network: closing the dialog cancels it, never waits for it
+        self.jobs = Jobs(self, workers=2, name="mldesk-hosts")
+        self.finished.connect(lambda _r: self.jobs.shutdown(wait=False))
 
         self.table = QtWidgets.QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -407,21 +409,17 @@ class HostsDialog(QtWidgets.QDialog):
         self._busy.add(name)
         self._update_buttons()
         self.report.setPlainText(f"connecting to {name} ({cfg.get('url', '')})…")
-        profiles = self.engine.profiles
+        self.jobs.start(self._test(name, accept_fingerprint), f"testing {name}")
 
-        def work() -> None:
-            try:
-                report = profiles.test(name, accept_fingerprint=accept_fingerprint,
-                                       ask_secret=self._ask_secret_worker)
-                result: object = (report.text(), report.info)
-            except Exception as exc:  # noqa: BLE001 - shown in the dialog
-                result = exc
-            try:
-                self._worker.done.emit(name, result)
-            except RuntimeError:  # the dialog was closed meanwhile
-                pass
-
-        threading.Thread(target=work, name=f"hosts-test-{name}", daemon=True).start()
+    async def _test(self, name: str, accept_fingerprint: str | None) -> None:
+        """The host test on a worker thread; its report (or error) is shown here."""
+        try:
+            report = await self.jobs.call(self.engine.profiles.test, name, accept_fingerprint=accept_fingerprint,
+                                          ask_secret=self._ask_secret_worker)
+            result: object = (report.text(), report.info)
+        except Exception as exc:  # noqa: BLE001 - shown in the dialog
+            result = exc
+        self._test_done(name, result)
 
     def _ask_secret_worker(self, kind: str, prompt: str) -> str | None:
         box: dict[str, Any] = {"event": threading.Event(), "value": None}

@@ -12,7 +12,7 @@ import posixpath
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from mldesk.core import labconfig
+from mldesk.engine import labs as labconfig
 from mldesk.engine import queries as uiquery
 from mldesk.engine.facade import Engine
 from mldesk.ui import fmt
@@ -159,7 +159,7 @@ class InputDialog(QtWidgets.QDialog):
         name, url = self.name.text().strip(), self.url.text().strip()
         if not url:
             return "Enter the URL to download from."
-        why = labconfig._url_problem(url)  # noqa: SLF001 - the same check ml.yaml gets
+        why = labconfig.url_problem(url)  # the same check ml.yaml gets
         if why:
             return f"{why[0]}: {why[1]}."
         bad = labconfig.validate_input_name(name)

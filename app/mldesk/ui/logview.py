@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from mldesk.agent import logstore
+from mldesk.engine.values import Record
 from mldesk.engine.facade import Engine
 from mldesk.ui.console import Console
-from mldesk.ui.facade import EngineBridge, Tasks
+from mldesk.ui.aio import Jobs
+from mldesk.ui.facade import EngineBridge
 from mldesk.ui.qt import QtCore, Signal
 
 log = logging.getLogger("mldesk.ui")
@@ -30,7 +31,7 @@ SHOW_ALL_CHUNK = 2 << 20
 SMALL_BYTES = 8 << 20
 
 
-def _grouped(records: Iterable[logstore.Record]):
+def _grouped(records: Iterable[Record]):
     """Consecutive records of one stream joined: fewer, larger appends."""
     stream, parts = None, []
     for r in records:
@@ -50,16 +51,17 @@ class LogView(QtCore.QObject):
     opened = Signal(str, int, int)
     loadingChanged = Signal(bool)
 
-    def __init__(self, engine: Engine, bridge: EngineBridge, console: Console, tasks: Tasks,
+    def __init__(self, engine: Engine, bridge: EngineBridge, console: Console, jobs: Jobs,
                  parent: QtCore.QObject | None = None):
         super().__init__(parent)
         self.engine = engine
         self.console = console
-        self.tasks = tasks
+        self.jobs = jobs
         self.exec_id: str | None = None
         self.offset = 0
         self.skipped = 0
         self._default_max_lines = console.max_lines()
+        console.set_keep_head(HEAD)  # live following trims the middle, never the first lines
         self._loading: dict | None = None
         self._load_timer = QtCore.QTimer(self)
         self._load_timer.setSingleShot(True)
@@ -100,7 +102,7 @@ class LogView(QtCore.QObject):
         self.engine.follow(exec_id, offset)
         self.opened.emit(exec_id, total, self.skipped)
 
-    def _append(self, records: list[logstore.Record]) -> None:
+    def _append(self, records: list[Record]) -> None:
         for stream, data in _grouped(records):
             self.console.append(stream, data)
 
@@ -170,19 +172,6 @@ class LogView(QtCore.QObject):
             self._loading["reader"].close()
             self._loading = None
             self.loadingChanged.emit(False)
-
-    # -- save -------------------------------------------------------------------------------
-    def save_log(self, exec_id: str, path: str, *, include_mldesk: bool = False,
-                 done=None, error=None) -> None:
-        """Write the whole log (program output; mldesk's messages too if asked) to
-        ``path`` on a worker thread."""
-        engine = self.engine
-
-        def work() -> int:
-            with engine.log_reader(exec_id) as reader, open(path, "wb") as f:
-                return logstore.write_program_output(reader, f, include_mldesk=include_mldesk)
-
-        self.tasks.submit(work, done=done, error=error, what=f"saving the log to {path}")
 
     def close(self) -> None:
         self._stop_loading()

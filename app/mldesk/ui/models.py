@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mldesk.engine import queries as uiquery
 from mldesk.engine.facade import Engine
-from mldesk.core.store import Execution
+from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.qt import QtCore, Qt, Signal
 
@@ -214,7 +214,7 @@ class ExecutionModel(QtCore.QAbstractListModel):
         """Apply every change the store saw after ``since_seq`` (idempotent); returns
         the store's current seq. Covers events the watcher could not see because
         they happened before it took its first look."""
-        rows, gone, now = self.engine.store.changes_since(since_seq)
+        rows, gone, now = uiquery.changes_since(self.engine, since_seq)
         for ex in rows:
             self.upsert(ex)
         for exec_id in gone:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mldesk.engine.facade import Engine
-from mldesk.core.store import Execution
+from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal, monospace_font
 from mldesk.ui.widgets import MessageBar

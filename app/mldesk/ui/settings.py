@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from mldesk.engine.facade import DEFAULT_IMAGE_ALIASES, Engine, EngineError
+from mldesk.engine import UserError
+from mldesk.engine.facade import DEFAULT_IMAGE_ALIASES, Engine
 from mldesk.ui.qt import QtGui, QtWidgets, Qt
 
 THEMES = ("system", "light", "dark")
@@ -182,6 +183,12 @@ class SettingsDialog(QtWidgets.QDialog):
         layout.addWidget(self.buttons)
         self.load()
 
+    def show_tab(self, name: str) -> None:
+        """Bring a tab forward by its name: "images", "executions" or "appearance"."""
+        for i in range(self.tabs.count()):
+            if self.tabs.tabText(i).lower() == name.lower():
+                self.tabs.setCurrentIndex(i)
+
     def _hint(self, text: str) -> QtWidgets.QLabel:
         label = QtWidgets.QLabel(text, self)
         label.setForegroundRole(QtGui.QPalette.PlaceholderText)
@@ -247,7 +254,7 @@ class SettingsDialog(QtWidgets.QDialog):
             for key, value in self.values().items():
                 if self.engine.setting(key) != value:
                     self.engine.set_setting(key, value)
-        except (EngineError, OSError) as exc:
+        except (UserError, OSError) as exc:
             self.error.setText(f"Settings were not saved: {exc}")
             self.error.show()
             return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from mldesk.core.store import Execution
+from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.models import ActiveRole, ExecutionModel, ExecutionRole
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal

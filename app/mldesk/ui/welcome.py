@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mldesk
-from mldesk.templates import TEMPLATES
+from mldesk.engine.labs import TEMPLATES
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 
 

@@ -1,4 +1,7 @@
-"""Small shared widgets: the message banner, a section header, icon helpers."""
+"""Small shared widgets: the message banner, an elided label, a section header, icon helpers.
+
+No text in them sets a minimum width: long texts wrap or are elided, with the whole
+text in the tooltip (a 2,000-character reason must not widen the window)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,65 @@ def is_dark(widget: QtWidgets.QWidget | None = None) -> bool:
     return pal.color(QtGui.QPalette.Window).lightness() < 128
 
 
+def no_min_width(widget: QtWidgets.QWidget) -> QtWidgets.QWidget:
+    """Let layouts shrink ``widget`` below its text's width (it wraps or clips instead)."""
+    policy = widget.sizePolicy()
+    policy.setHorizontalPolicy(QtWidgets.QSizePolicy.Ignored)
+    widget.setSizePolicy(policy)
+    return widget
+
+
+class ElidedLabel(QtWidgets.QLabel):
+    """One line of plain text that never sets a minimum width: elided with "…" when
+    narrow, the whole text in the tooltip then. ``text()`` is the whole text."""
+
+    def __init__(self, text: str = "", parent: QtWidgets.QWidget | None = None,
+                 mode: Qt.TextElideMode = Qt.ElideRight, max_hint: int = 480):
+        super().__init__(parent)
+        self._full = ""
+        self._tip = ""
+        self._mode = mode
+        self._max_hint = max_hint
+        self.setTextFormat(Qt.PlainText)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        self._full = text or ""
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def setToolTip(self, tip: str) -> None:  # noqa: N802
+        self._tip = tip or ""
+        self._elide()
+
+    def is_elided(self) -> bool:
+        return QtWidgets.QLabel.text(self) != self._full.replace("\n", " ")
+
+    def _elide(self) -> None:
+        one_line = self._full.replace("\n", " ")
+        width = max(0, self.contentsRect().width())
+        shown = self.fontMetrics().elidedText(one_line, self._mode, width) if width else ""
+        QtWidgets.QLabel.setText(self, shown)
+        elided = shown != one_line
+        QtWidgets.QLabel.setToolTip(self, self._tip or (self._full if elided else ""))
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802
+        fm = self.fontMetrics()
+        m = self.contentsMargins()
+        width = min(self._max_hint, fm.horizontalAdvance(self._full.replace("\n", " ")) + 4)
+        return QtCore.QSize(width + m.left() + m.right(), fm.height() + m.top() + m.bottom())
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802
+        return QtCore.QSize(0, self.sizeHint().height())
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+
 class MessageBar(QtWidgets.QFrame):
     """A banner: what happened (bold) and what to do next, with optional actions."""
 
@@ -38,6 +100,12 @@ class MessageBar(QtWidgets.QFrame):
         self.text.setTextFormat(Qt.PlainText)
         self.text.setWordWrap(True)
         self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        no_min_width(self.title)
+        no_min_width(self.text)
+        self.key: str | None = None  # what the message is about (e.g. "config"), to clear it when that is fixed
+        self._timer = QtCore.QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.dismiss)
         texts = QtWidgets.QVBoxLayout()
         texts.setSpacing(1)
         texts.setContentsMargins(0, 0, 0, 0)
@@ -62,10 +130,19 @@ class MessageBar(QtWidgets.QFrame):
         self.hide()
 
     def show_message(self, title: str, text: str = "", level: str = "info",
-                     actions: list[tuple[str, Callable[[], None]]] | None = None) -> None:
+                     actions: list[tuple[str, Callable[[], None]]] | None = None, *,
+                     timeout: float | None = None, key: str | None = None) -> None:
+        """Show a message; with ``timeout`` (seconds) it goes away by itself (transient news
+        such as "Log saved."); ``key`` names what it is about (see :meth:`clear`)."""
         self.level = level
+        self.key = key
         self.title.setText(title)
+        self.title.setToolTip(title if len(title) > 80 else "")
         self.text.setText(text)
+        self.text.setToolTip(text if len(text) > 200 else "")
+        self._timer.stop()
+        if timeout:
+            self._timer.start(int(timeout * 1000))
         self.text.setVisible(bool(text))
         for btn in self._action_buttons:
             self._buttons.removeWidget(btn)
@@ -85,8 +162,19 @@ class MessageBar(QtWidgets.QFrame):
         return list(self._action_buttons)
 
     def dismiss(self) -> None:
+        self._timer.stop()
         self.hide()
         self.closed.emit()
+
+    def clear(self, key: str) -> bool:
+        """Hide the message if it is about ``key``; True when it was."""
+        if self.isVisible() and self.key == key:
+            self.dismiss()
+            return True
+        return False
+
+    def is_transient(self) -> bool:
+        return self._timer.isActive()
 
     def _restyle(self) -> None:
         bg, border, accent = _LEVELS[self.level][int(is_dark(self.parentWidget() or self))]
@@ -161,4 +249,4 @@ def paint_icon(kind: str, color: str | QtGui.QColor, size: int = 16) -> QtGui.QI
     return QtGui.QIcon(pm)
 
 
-__all__ = ["MessageBar", "SectionHeader", "tool_button", "paint_icon", "is_dark"]
+__all__ = ["MessageBar", "ElidedLabel", "SectionHeader", "tool_button", "paint_icon", "is_dark", "no_min_width"]

@@ -1,0 +1,150 @@
+"""The toolbar's run bar: Run and Stop buttons, the host and runtime choosers, the "N running" label.
+
+It owns where the next execution runs (``host()``, ``runtime_choice``,
+``effective_runtime()``); the window's actions read it when they call the engine.
+"""
+
+from __future__ import annotations
+
+from mldesk.engine import queries
+from mldesk.engine.facade import Engine
+from mldesk.engine.values import Execution
+from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt
+from mldesk.ui.widgets import paint_icon
+
+RUNTIME_CHOICES = (("Automatic", None), ("Docker", "docker"), ("Process (plain Python)", "process"))
+
+
+def _spaced(parent: QtWidgets.QWidget, widget: QtWidgets.QWidget, left: int) -> QtWidgets.QWidget:
+    holder = QtWidgets.QWidget(parent)
+    lay = QtWidgets.QHBoxLayout(holder)
+    lay.setContentsMargins(left, 0, 0, 0)
+    lay.setSpacing(0)
+    lay.addWidget(widget)
+    return holder
+
+
+class RunBar(QtCore.QObject):
+    """Builds the main toolbar's controls into ``toolbar`` and keeps them current."""
+
+    def __init__(self, engine: Engine, toolbar: QtWidgets.QToolBar, runtime: str | None,
+                 parent: QtWidgets.QWidget):
+        super().__init__(parent)
+        self.engine = engine
+        self.runtime_choice = runtime
+        self.auto_runtime: str | None = None
+        w = parent
+        tb = toolbar
+        self.run_button = QtWidgets.QToolButton(w)
+        self.run_button.setObjectName("runButton")
+        self.run_button.setText("Run")
+        self.run_button.setIcon(paint_icon("run", "#2e9e4f"))
+        self.run_button.setToolTip("Run the lab (Ctrl+Enter): snapshot its files and start an execution")
+        self.stop_button = QtWidgets.QToolButton(w)
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.setText("Stop")
+        self.stop_button.setIcon(paint_icon("stop", "#d93b3b"))
+        self.stop_button.setToolTip("Stop the selected execution (Ctrl+.)")
+        for b in (self.run_button, self.stop_button):
+            b.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+            b.setAutoRaise(True)
+            b.setMinimumHeight(30)
+            f = b.font()
+            f.setWeight(QtGui.QFont.DemiBold)
+            b.setFont(f)
+        tb.addWidget(_spaced(w, self.run_button, 6))
+        tb.addWidget(self.stop_button)
+        tb.addSeparator()
+        host_label = QtWidgets.QLabel("Host", w)
+        host_label.setContentsMargins(8, 0, 4, 0)
+        host_label.setForegroundRole(QtGui.QPalette.PlaceholderText)
+        tb.addWidget(host_label)
+        self.host_chooser = QtWidgets.QComboBox(w)
+        self.host_chooser.setObjectName("hostChooser")
+        self.host_chooser.setToolTip("Where executions run")
+        self.host_chooser.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.host_chooser.setMinimumContentsLength(12)
+        tb.addWidget(self.host_chooser)
+        runtime_label = QtWidgets.QLabel("Runtime", w)
+        runtime_label.setContentsMargins(14, 0, 0, 0)
+        runtime_label.setForegroundRole(QtGui.QPalette.PlaceholderText)
+        tb.addWidget(runtime_label)
+        self.runtime_button = QtWidgets.QToolButton(w)
+        self.runtime_button.setObjectName("runtimeIndicator")
+        self.runtime_button.setPopupMode(QtWidgets.QToolButton.InstantPopup)
+        self.runtime_menu = QtWidgets.QMenu(self.runtime_button)
+        group = QtGui.QActionGroup(self)
+        self.runtime_actions: dict[str | None, QtGui.QAction] = {}
+        for label, value in RUNTIME_CHOICES:
+            act = self.runtime_menu.addAction(label)
+            act.setCheckable(True)
+            act.setChecked(value == self.runtime_choice)
+            act.triggered.connect(lambda _c=False, v=value: self.set_runtime(v))
+            group.addAction(act)
+            self.runtime_actions[value] = act
+        self.runtime_button.setMenu(self.runtime_menu)
+        tb.addWidget(_spaced(w, self.runtime_button, 2))
+        spacer = QtWidgets.QWidget(w)
+        spacer.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Preferred)
+        tb.addWidget(spacer)
+        self.running_label = QtWidgets.QLabel(w)
+        self.running_label.setObjectName("runningLabel")
+        self.running_label.setContentsMargins(0, 0, 10, 0)
+        tb.addWidget(self.running_label)
+        self.update_runtime_button()
+
+    # -- host ----------------------------------------------------------------------
+    def fill_hosts(self) -> None:
+        current = self.host_chooser.currentData()
+        self.host_chooser.blockSignals(True)
+        self.host_chooser.clear()
+        for name, info in self.engine.hosts().items():
+            label = name if name != "local" else "local (this computer)"
+            self.host_chooser.addItem(label, name)
+            self.host_chooser.setItemData(self.host_chooser.count() - 1,
+                                          info.get("description", "") or name, Qt.ToolTipRole)
+        i = self.host_chooser.findData(current or "local")
+        self.host_chooser.setCurrentIndex(max(0, i))
+        self.host_chooser.blockSignals(False)
+
+    def host(self) -> str:
+        return self.host_chooser.currentData() or "local"
+
+    # -- runtime ---------------------------------------------------------------------
+    async def probe_runtime(self, jobs) -> None:
+        """What "automatic" picks here (Docker answers or not), on a worker thread."""
+        try:
+            self.auto_runtime = await jobs.call(queries.default_local_runtime)
+        except Exception:  # noqa: BLE001 - no answer: the button keeps saying "checking"
+            return
+        self.update_runtime_button()
+
+    def set_runtime(self, runtime: str | None) -> None:
+        self.runtime_choice = runtime
+        act = self.runtime_actions.get(runtime)
+        if act is not None:
+            act.setChecked(True)
+        self.update_runtime_button()
+
+    def effective_runtime(self) -> str | None:
+        return self.runtime_choice or self.auto_runtime
+
+    def update_runtime_button(self) -> None:
+        rt = self.effective_runtime()
+        self.runtime_button.setText(rt or "\u2026")
+        how = "chosen by you" if self.runtime_choice else "picked automatically: " + (
+            "Docker answers" if rt == "docker" else "no Docker daemon answers")
+        self.runtime_button.setToolTip(f"Runtime: {rt or 'checking'} ({how}). Click to choose.")
+
+    # -- state ------------------------------------------------------------------------
+    def set_starting(self, starting: bool) -> None:
+        self.run_button.setText("Starting\u2026" if starting else "Run")
+        if starting:
+            self.run_button.setEnabled(False)
+
+    def show_running(self, active: list[Execution]) -> None:
+        running = sum(1 for e in active if e.state == "running")
+        parts = [f"{running} running"] if running else []
+        if len(active) - running:
+            parts.append(f"{len(active) - running} starting or ending")
+        self.running_label.setText("  \u00b7  ".join(parts))
