@@ -184,3 +184,20 @@ def test_a_hidden_view_draws_when_shown(qtbot):
     assert view.plotted_count("loss") == 5
     view.show()
     qtbot.waitUntil(lambda: view.plotted_count("loss") == 10, timeout=3000)
+
+
+def test_arrays_pairs_and_missing_times(qtbot):
+    view = MetricsView()
+    qtbot.addWidget(view)
+    view.show()
+    view.append({"loss": np.array([[0, 1.0, 10.0], [1, 0.5, 11.0]])})
+    view.append({"acc": [(0, 0.1), (1, float("nan")), (2, float("inf"))]})  # no times, odd values
+    view.flush()
+    assert view.plotted_count("loss") == 2 and view.plotted_count("acc") == 3
+    view.set_x_mode("time")  # "acc" has no wall times: nothing to draw, nothing breaks
+    view.set_log_y(True)
+    view.set_smoothing(0.9)
+    view.flush()
+    assert view.chart("acc").show_readout_at(0) is not None
+    view.set_x_mode("step")
+    assert view.plotted_count("acc") == 3

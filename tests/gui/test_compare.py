@@ -171,3 +171,23 @@ def test_goal_guess_and_image_names(tmp_path):
     assert guess_goal("accuracy") == "max" and guess_goal("val/acc") == "max"
     assert guess_goal("lr") is None and guess_goal("epoch") is None
     assert image_names({}) == []
+
+
+def test_sparse_rows_and_odd_values(qtbot, tmp_path):
+    v = CompareView()
+    qtbot.addWidget(v)
+    v.show()
+    rows = [
+        {"id": "a"},
+        {"id": "b", "name": "b", "params": None, "metrics": {"loss": {"last": float("nan"), "min": None, "max": "x"}}},
+        {"id": "c", "name": "c", "duration": "soon", "metrics": {"loss": {"last": 0.5, "min": float("-inf"), "max": 0.5}}},
+    ]
+    v.set_executions(rows, {"b": {"loss": []}})
+    assert v.model.rowCount() == 3
+    assert _cell(v, "a", "Name") == "a"
+    assert _cell(v, "c", "Duration") == ""
+    assert v.best_cells() == {}  # fewer than two comparable values per column
+    for col in range(v.model.columnCount()):
+        v.table.sortByColumn(col, Qt.AscendingOrder)
+    v.export_csv(tmp_path / "sparse.csv")
+    assert (tmp_path / "sparse.csv").read_text().count("\n") == 4

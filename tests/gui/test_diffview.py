@@ -85,3 +85,13 @@ def test_row_builders():
     assert len(left) == len(right)
     assert [k for k, _n, _t in left] == ["@", " ", "-", " ", "~"]
     assert [k for k, _n, _t in right] == ["@", " ", "+", " ", "+"]
+
+
+def test_missing_trees_and_params_only(qtbot):
+    view = DiffView()
+    qtbot.addWidget(view)
+    view.set_trees(None, {"a.py": b"x\n"}, None, {"lr": "0.1"})
+    assert view.entries() == ["", "a.py"]
+    assert view.changed_params() == [("lr", None, "0.1")]
+    view.select("a.py")
+    assert "x" in view.unified_text()

@@ -126,3 +126,11 @@ def test_trial_count():
     assert trial_count({"a": ["1", "2"], "b": ["1", "2", "3"]}, 4, 100) == (4, 6)
     assert trial_count({"a": ["1", "2"], "b": ["1", "2", "3"]}, None, 5) == (5, 6)
     assert trial_count({}, None, 10) == (1, 1)
+
+
+def test_a_lab_without_parameters(qtbot):
+    d = RunWithDialog([])
+    qtbot.addWidget(d)
+    d.set_sweep(True)
+    d.accept()
+    assert d.result_value() == {"sweep": {}, "random": None, "max_trials": 100}

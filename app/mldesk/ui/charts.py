@@ -213,6 +213,8 @@ def _fmt_value(v: float) -> str:
 
 
 def _fmt_x(x: float, mode: str) -> str:
+    if not math.isfinite(x):
+        return str(x)
     if mode == "time":
         return time.strftime("%H:%M:%S", time.localtime(x))
     if mode == "rel":
@@ -494,6 +496,8 @@ class ChartWidget(pg.PlotWidget):
             else:
                 i = int(np.nanargmin(np.abs(x - xv))) if np.isfinite(x).any() else 0
             xi, yi = float(x[i]), float(y[i])
+            if not math.isfinite(xi):
+                continue
             if nearest_x is None or abs(xi - xv) < abs(nearest_x - xv):
                 nearest_x = xi
             color = self.curves[run][0]._mldesk_colors[0]
