@@ -95,3 +95,10 @@ def test_missing_trees_and_params_only(qtbot):
     assert view.changed_params() == [("lr", None, "0.1")]
     view.select("a.py")
     assert "x" in view.unified_text()
+
+
+def test_changes_given_by_the_caller(qtbot):
+    view = DiffView()
+    qtbot.addWidget(view)
+    view.set_trees(A, B, changes=[("M", "main.py"), ("M", "ml.yaml")])
+    assert view.entries() == ["ml.yaml", "main.py"]  # ml.yaml first all the same

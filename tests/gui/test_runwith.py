@@ -134,3 +134,16 @@ def test_a_lab_without_parameters(qtbot):
     d.set_sweep(True)
     d.accept()
     assert d.result_value() == {"sweep": {}, "random": None, "max_trials": 100}
+
+
+def test_ask_returns_the_choice(qtbot):
+    from mldesk.ui.qt import QtCore
+
+    def fill():
+        d = next(w for w in QtWidgets.QApplication.topLevelWidgets()
+                 if isinstance(w, RunWithDialog) and w.isVisible())
+        d.set_value("epochs", "20")
+        d.accept()
+
+    QtCore.QTimer.singleShot(0, fill)
+    assert RunWithDialog.ask(PARAMS) == {"overrides": {"epochs": "20"}}

@@ -265,6 +265,16 @@ class RunWithDialog(QtWidgets.QDialog):
         self._mode_changed()
 
     # ------------------------------------------------------------ API
+    @classmethod
+    def ask(cls, params: Sequence[tuple[str, str]], parent: QtWidgets.QWidget | None = None,
+            **kwargs) -> dict | None:
+        """Show the dialog modally; the choice (see :meth:`value`) or None when cancelled."""
+        dialog = cls(params, parent, **kwargs)
+        try:
+            return dialog.result_value() if dialog.exec() == QtWidgets.QDialog.Accepted else None
+        finally:
+            dialog.deleteLater()
+
     def is_sweep(self) -> bool:
         return self.sweep_button.isChecked()
 
