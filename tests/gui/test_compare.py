@@ -81,8 +81,9 @@ def test_best_cell_per_column_is_marked(view):
     best = view.best_cells()
     assert best["loss \u00b7 last"] == ["e2"]  # lower is better (primary goal)
     assert best["loss \u00b7 min"] == ["e4"]
-    assert "loss \u00b7 max" not in best  # the worst a run reached is no merit
-    assert best["val/acc \u00b7 last"] == ["e4"]  # higher is better (guessed from the name)
+    assert best["loss \u00b7 max"] == ["e4"]  # every stat, as `mldesk compare` marks them
+    assert best["val/acc \u00b7 last"] == ["e4"]  # higher is better (not a loss or an error)
+    assert "val/acc \u00b7 min" not in best  # all equal: nothing to point out
     m = view.model
     r = [x["id"] for x in m.rows].index("e2")
     idx = m.index(r, m.column_index("loss \u00b7 last"))
@@ -118,8 +119,9 @@ def test_csv_export_content_and_no_overwrite(view, tmp_path):
     view.exported.connect(seen.append)
     view.export_csv(target)
     rows = list(csv.reader(io.StringIO(target.read_text())))
-    assert rows[0] == ["id", "name", "state", "host", "runtime", "duration_s", "lr", "epochs",
-                       "loss.last", "loss.min", "loss.max", "val/acc.last", "val/acc.min", "val/acc.max"]
+    # the same CSV as `mldesk compare --csv`
+    assert rows[0] == ["id", "name", "state", "host", "runtime", "duration", "lr", "epochs",
+                       "loss last", "loss min", "loss max", "val/acc last", "val/acc min", "val/acc max"]
     assert rows[1] == ["e1", "lr=0.1", "finished", "local", "docker", "65.0", "0.1", "5",
                        "0.3", "0.25", "2.3", "0.91", "0.1", "0.91"]
     assert rows[3][5] == ""  # no duration
@@ -169,7 +171,7 @@ def test_live_points_reach_the_overlay(view, qtbot):
 def test_goal_guess_and_image_names(tmp_path):
     assert guess_goal("val_loss") == "min" and guess_goal("train/error") == "min"
     assert guess_goal("accuracy") == "max" and guess_goal("val/acc") == "max"
-    assert guess_goal("lr") is None and guess_goal("epoch") is None
+    assert guess_goal("lr") == "max"  # the CLI's rule: anything not a loss or an error
     assert image_names({}) == []
 
 
@@ -191,3 +193,20 @@ def test_sparse_rows_and_odd_values(qtbot, tmp_path):
         v.table.sortByColumn(col, Qt.AscendingOrder)
     v.export_csv(tmp_path / "sparse.csv")
     assert (tmp_path / "sparse.csv").read_text().count("\n") == 4
+
+
+def test_primary_and_overrides_come_with_the_rows(qtbot):
+    rows, metrics = _rows()
+    for r in rows:
+        r["primary"] = {"key": "val/acc", "goal": "min"}  # as engine.compare gives it
+    rows[1]["overrides"] = {"lr": "0.01"}
+    v = CompareView()
+    qtbot.addWidget(v)
+    v.set_executions(rows, metrics)
+    assert [c.title for c in v.model.columns][6] == "val/acc \u00b7 last"  # the primary first
+    assert v.best_cells()["val/acc \u00b7 last"] == ["e3"]  # its goal: lower is better
+    m = v.model
+    idx = m.index(1, m.column_index("lr"))
+    assert m.data(idx, Qt.FontRole).italic() and "Run with" in m.data(idx, Qt.ToolTipRole)
+    assert m.data(m.index(0, m.column_index("lr")), Qt.FontRole) is None
+    assert "\u2605 val/acc" in v.charts.chart("val/acc").getPlotItem().titleLabel.text

@@ -102,3 +102,36 @@ def test_changes_given_by_the_caller(qtbot):
     qtbot.addWidget(view)
     view.set_trees(A, B, changes=[("M", "main.py"), ("M", "ml.yaml")])
     assert view.entries() == ["ml.yaml", "main.py"]  # ml.yaml first all the same
+
+
+def test_engine_diff_result(qtbot):
+    """engine.diff's shape: changed params only, files with unified diff text (None: binary)."""
+    import difflib
+
+    old = A["main.py"].decode().splitlines(keepends=True)
+    new = B["main.py"].decode().splitlines(keepends=True)
+    text = "".join(difflib.unified_diff(old, new, "ab12/main.py", "lab/main.py"))
+    result = {"a": "ab12", "b": "lab", "params": [("lr", "0.01", "0.1"), ("seed", None, "3")],
+              "files": [{"path": "main.py", "status": "changed", "diff": text},
+                        {"path": "ml.yaml", "status": "changed", "diff": "--- a\n+++ b\n@@ -1 +1 @@\n-x: 1\n+x: 2\n"},
+                        {"path": "blob.bin", "status": "added", "diff": None}]}
+    view = DiffView()
+    qtbot.addWidget(view)
+    view.show()
+    view.set_diff(result)
+    assert view.entries() == ["", "ml.yaml", "blob.bin", "main.py"]
+    assert view.changed_files()[1] == ("A", "blob.bin")
+    assert view.changed_params() == [("lr", "0.01", "0.1"), ("seed", None, "3")]
+    assert "ab12" in view.header.label.text() and "lab" in view.header.label.text()
+    view.select("main.py")
+    lines = view.unified_text().splitlines()
+    assert lines == [r[3] for r in unified_rows([l.rstrip("\n") for l in old], [l.rstrip("\n") for l in new])]
+    numbers = view.unified.numbers
+    assert ("4", "", "-") in numbers and ("", "4", "+") in numbers  # line numbers from the hunk header
+    view.set_mode("side")
+    assert "    return x * 2" in view.left.toPlainText() and "    return x * 3" in view.right.toPlainText()
+    assert view.left.document().blockCount() == view.right.document().blockCount()
+    view.select("blob.bin")
+    assert "Binary" in view.unified_text()
+    view.select("ml.yaml")
+    assert view.right.toPlainText().splitlines()[1:] == ["x: 2"]

@@ -17,11 +17,8 @@ Rows come from the core (issue 13's compare rows)::
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
-import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,21 +35,22 @@ RawRole = Qt.UserRole + 1
 #: Role: True on the best cell of a metric column.
 BestRole = Qt.UserRole + 2
 
-_LOWER = re.compile(r"(loss|err|error|mse|mae|mape|smape|rmse|nll|perplexity|ppl|wer|cer|fid|distance|dist|regret|cost|"
-                    r"latency|seconds|time)", re.I)
-_HIGHER = re.compile(r"(acc|accuracy|f1|precision|recall|auc|iou|map|bleu|rouge|score|r2|reward|return|"
-                     r"psnr|ssim|top1|top5|dice|kappa)", re.I)
+def guess_goal(key: str) -> str:
+    """The direction the CLI uses for a key without a goal: "min" for losses and
+    errors, else "max" (``mldesk.engine.default_goal``)."""
+    from mldesk.engine import default_goal
+
+    return default_goal(key)
 
 
-def guess_goal(key: str) -> str | None:
-    """"min" for loss-like keys, "max" for accuracy-like ones, None when unsure."""
-    last = re.split(r"[/.]", key)[-1]
-    words = re.split(r"[_\-\s]+", last)
-    for w in reversed(words):
-        if _LOWER.fullmatch(w) or _LOWER.match(w):
-            return "min"
-        if _HIGHER.fullmatch(w) or _HIGHER.match(w):
-            return "max"
+def primary_of(rows: Sequence[Mapping]) -> tuple[str, str | None] | None:
+    """The primary metric named by the rows (``engine.compare``'s ``"primary"``)."""
+    for r in rows:
+        p = r.get("primary")
+        if isinstance(p, Mapping) and p.get("key"):
+            return p["key"], p.get("goal")
+        if isinstance(p, (tuple, list)) and p and p[0]:
+            return p[0], (p[1] if len(p) > 1 else None)
     return None
 
 
@@ -95,11 +93,15 @@ class CompareModel(QtCore.QAbstractTableModel):
         self.columns: list[Column] = []
         self.best: dict[int, set[int]] = {}  # column -> rows holding its best value
         self.goals: dict[str, str | None] = {}
+        self.primary: tuple[str, str | None] | None = None
 
     def set_rows(self, rows: Sequence[Mapping], primary: tuple[str, str | None] | None = None,
                  goals: Mapping[str, str | None] | None = None) -> None:
         self.beginResetModel()
         self.rows = [dict(r) for r in rows]
+        if primary is None:
+            primary = primary_of(self.rows)
+        self.primary = primary
         params: list[str] = []
         keys: list[str] = []
         for r in self.rows:
@@ -131,18 +133,20 @@ class CompareModel(QtCore.QAbstractTableModel):
         self.endResetModel()
 
     def _find_best(self) -> None:
+        """The best cell of each metric column, as the CLI marks them (every stat,
+        lower or higher is better); nothing when all comparable values are equal."""
         self.best = {}
         for c, col in enumerate(self.columns):
             if col.kind != "metric" or col.goal not in ("min", "max"):
                 continue
-            if col.stat == ("max" if col.goal == "min" else "min"):
-                continue  # the worst value a run reached is no merit
             values = [(self.raw(r, c), r) for r in range(len(self.rows))]
-            values = [(v, r) for v, r in values if v is not None and math.isfinite(v)]
+            values = [(v, r) for v, r in values if v is not None and not math.isnan(v)]
             if len(values) < 2:
                 continue
             best = min(v for v, _ in values) if col.goal == "min" else max(v for v, _ in values)
-            self.best[c] = {r for v, r in values if v == best}
+            rows = {r for v, r in values if v == best}
+            if len(rows) < len(values):
+                self.best[c] = rows
 
     def raw(self, row: int, col: int):
         r, c = self.rows[row], self.columns[col]
@@ -159,6 +163,9 @@ class CompareModel(QtCore.QAbstractTableModel):
             return None if v is None else str(v)
         stats = (r.get("metrics") or {}).get(c.key) or {}
         return _num(stats.get(c.stat))
+
+    def overridden(self, row: int, flag: str) -> bool:
+        return flag in (self.rows[row].get("overrides") or {})
 
     def is_best(self, row: int, col: int) -> bool:
         return row in self.best.get(col, ())
@@ -198,6 +205,10 @@ class CompareModel(QtCore.QAbstractTableModel):
             f = QtGui.QFont()
             f.setBold(True)
             return f
+        if role == Qt.FontRole and c.kind == "param" and self.overridden(row, c.key):
+            f = QtGui.QFont()
+            f.setItalic(True)
+            return f
         if role == Qt.BackgroundRole and self.is_best(row, col):
             dark = is_dark()
             return QtGui.QBrush(QtGui.QColor("#1f3a29" if dark else "#d9f2e1"))
@@ -212,6 +223,8 @@ class CompareModel(QtCore.QAbstractTableModel):
                 return int(Qt.AlignRight | Qt.AlignVCenter)
             return int(Qt.AlignLeft | Qt.AlignVCenter)
         if role == Qt.ToolTipRole:
+            if c.kind == "param" and self.overridden(row, c.key):
+                return f"{c.key} was set for this execution (Run with\u2026), not taken from ml.yaml"
             if self.is_best(row, col):
                 return f"Best {c.key} {c.stat} ({'lower' if c.goal == 'min' else 'higher'} is better)"
             if c.kind == "metric":
@@ -233,26 +246,13 @@ class CompareModel(QtCore.QAbstractTableModel):
 
     # --------------------------------------------------------- CSV
     def csv_text(self) -> str:
-        """The table as CSV: raw values (durations in seconds, full precision)."""
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        header = ["id", "name", "state", "host", "runtime", "duration_s"]
-        header += [c.key for c in self.columns if c.kind == "param"]
-        header += [f"{c.key}.{c.stat}" for c in self.columns if c.kind == "metric"]
-        w.writerow(header)
-        for i, r in enumerate(self.rows):
-            dur = _num(r.get("duration"))
-            line = [r.get("id", ""), r.get("name", ""), r.get("state", ""), r.get("host") or "",
-                    r.get("runtime") or "", "" if dur is None else repr(dur)]
-            for c, col in enumerate(self.columns):
-                if col.kind == "param":
-                    v = self.raw(i, c)
-                    line.append("" if v is None else v)
-                elif col.kind == "metric":
-                    v = self.raw(i, c)
-                    line.append("" if v is None else repr(v))
-            w.writerow(line)
-        return out.getvalue()
+        """The table as CSV, exactly as ``mldesk compare --csv`` writes it."""
+        from mldesk.engine import table_csv
+
+        return table_csv([{**r, "params": r.get("params") or {},
+                           "metrics": {k: (v if isinstance(v, Mapping) else {})
+                                       for k, v in (r.get("metrics") or {}).items()}}
+                          for r in self.rows])
 
 
 class _SortProxy(QtCore.QSortFilterProxyModel):
@@ -463,6 +463,7 @@ class CompareView(QtWidgets.QWidget):
         for the overlay charts, and their outputs folders ``{exec_id: path}`` for the images."""
         self.ids = [r["id"] for r in rows]
         self.model.set_rows(rows, primary=primary, goals=goals)
+        primary = self.model.primary
         self.title.label.setText(f"COMPARE \u00b7 {len(rows)} EXECUTIONS")
         self._size_columns()
         self.table.setCurrentIndex(QtCore.QModelIndex())
@@ -561,4 +562,4 @@ class CompareView(QtWidgets.QWidget):
             self.executionActivated.emit(self.model.rows[src.row()]["id"])
 
 
-__all__ = ["CompareView", "CompareModel", "ImagesPane", "guess_goal", "image_names", "RawRole", "BestRole"]
+__all__ = ["CompareView", "CompareModel", "ImagesPane", "guess_goal", "primary_of", "image_names", "RawRole", "BestRole"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -99,6 +100,65 @@ def side_rows(a: list[str], b: list[str], context: int = CONTEXT):
             for k in range(n):
                 left.append(("-", a1 + k + 1, a[a1 + k]) if a1 + k < a2 else ("~", None, ""))
                 right.append(("+", b1 + k + 1, b[b1 + k]) if b1 + k < b2 else ("~", None, ""))
+    return left, right
+
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def rows_from_unified(text: str) -> list[tuple[str, int | None, int | None, str]]:
+    """:func:`unified_rows` read back from unified diff text (``engine.diff``'s)."""
+    rows: list[tuple[str, int | None, int | None, str]] = []
+    old = new = 0
+    in_hunk = False
+    for line in text.splitlines():
+        m = _HUNK.match(line)
+        if m:
+            old, new, in_hunk = int(m.group(1)), int(m.group(2)), True
+            rows.append(("@", None, None, line))
+        elif not in_hunk or line.startswith("\\"):
+            continue  # the ---/+++ header; "\ No newline at end of file"
+        elif line.startswith("-"):
+            rows.append(("-", old, None, line[1:]))
+            old += 1
+        elif line.startswith("+"):
+            rows.append(("+", None, new, line[1:]))
+            new += 1
+        else:
+            rows.append((" ", old, new, line[1:]))
+            old += 1
+            new += 1
+    return rows
+
+
+def side_from_unified(rows: list[tuple[str, int | None, int | None, str]]):
+    """Two aligned columns (as :func:`side_rows`) from unified rows."""
+    left: list = []
+    right: list = []
+    i = 0
+    while i < len(rows):
+        kind, o, n, text = rows[i]
+        if kind == " ":
+            left.append((" ", o, text))
+            right.append((" ", n, text))
+            i += 1
+            continue
+        if kind == "@":
+            m = re.match(r"^@@ (-\S+) (\+\S+) @@", text)
+            left.append(("@", None, f"@@ {m.group(1)}" if m else text))
+            right.append(("@", None, f"@@ {m.group(2)}" if m else text))
+            i += 1
+            continue
+        minus, plus = [], []
+        while i < len(rows) and rows[i][0] == "-":
+            minus.append(rows[i])
+            i += 1
+        while i < len(rows) and rows[i][0] == "+":
+            plus.append(rows[i])
+            i += 1
+        for k in range(max(len(minus), len(plus))):
+            left.append(("-", minus[k][1], minus[k][3]) if k < len(minus) else ("~", None, ""))
+            right.append(("+", plus[k][2], plus[k][3]) if k < len(plus) else ("~", None, ""))
     return left, right
 
 
@@ -253,6 +313,8 @@ class DiffView(QtWidgets.QWidget):
         self.params_a: dict[str, str] | None = None
         self.params_b: dict[str, str] | None = None
         self.changes: list[tuple[str, str]] = []  # (status A/M/D, path)
+        #: path -> unified diff text (None: binary) when set from engine.diff's result
+        self._given: dict[str, str | None] | None = None
         self.current = ""
         self.mode = "unified"
 
@@ -339,16 +401,37 @@ class DiffView(QtWidgets.QWidget):
         100,000-file lab); a caller that knows them already (snapshot manifests with
         hashes) passes ``[(status, path), ...]`` with status "A", "M" or "D"."""
         self.labels = labels
+        self._given = None
         self._a_files, self._read_a = _loader(a)
         self._b_files, self._read_b = _loader(b)
         self.params_a = None if params_a is None else {str(k): str(v) for k, v in params_a.items()}
         self.params_b = None if params_b is None else {str(k): str(v) for k, v in params_b.items()}
-        self.header.label.setText(f"COMPARE CODE \u00b7 {labels[0]} \u2192 {labels[1]}")
         if changes is None:
             self.changes = self._changed()
         else:
             self.changes = sorted(((st, p) for st, p in changes),
                                   key=lambda sp: (not is_ml_yaml(sp[1]), sp[1].count("/"), sp[1]))
+        self._fill_list()
+
+    def set_diff(self, result: Mapping, labels: tuple[str, str] | None = None) -> None:
+        """Show ``engine.diff(a, b)``'s result: ``{"a", "b", "params": [(name, va, vb)],
+        "files": [{"path", "status": added|removed|changed, "diff": text or None}]}``.
+        Only the parameters that differ are listed (that is what the engine gives)."""
+        self.labels = labels or (str(result.get("a", "A")), str(result.get("b", "B")))
+        params = list(result.get("params") or [])
+        self.params_a = {name: va for name, va, _vb in params if va is not None}
+        self.params_b = {name: vb for name, _va, vb in params if vb is not None}
+        status = {"added": "A", "removed": "D", "changed": "M"}
+        files = list(result.get("files") or [])
+        self._given = {f["path"]: f.get("diff") for f in files}
+        self._a_files, self._b_files = {}, {}
+        self.changes = sorted(((status.get(f.get("status"), "M"), f["path"]) for f in files),
+                              key=lambda sp: (not is_ml_yaml(sp[1]), sp[1].count("/"), sp[1]))
+        self._fill_list()
+
+    def _fill_list(self) -> None:
+        labels = self.labels
+        self.header.label.setText(f"COMPARE CODE \u00b7 {labels[0]} \u2192 {labels[1]}")
         self.list.blockSignals(True)
         self.list.clear()
         if self.params_a is not None or self.params_b is not None:
@@ -501,22 +584,28 @@ class DiffView(QtWidgets.QWidget):
         status = next((s for s, p in self.changes if p == path), "M")
         words = {"A": "added", "M": "changed", "D": "removed"}[status]
         self.title.setText(f"<b>{_esc(path)}</b> \u00b7 {words}")
-        a, b, problem = self._read(path)
-        if problem:
-            self.unified.set_message(problem)
-            self.stack.setCurrentWidget(self.unified)
-            return
-        la = _lines(a) if a is not None else []
-        lb = _lines(b) if b is not None else []
+        if self._given is not None:
+            text = self._given.get(path)
+            if text is None:
+                self.unified.set_message("Binary file differs.")
+                self.stack.setCurrentWidget(self.unified)
+                return
+            rows = rows_from_unified(text)
+        else:
+            a, b, problem = self._read(path)
+            if problem:
+                self.unified.set_message(problem)
+                self.stack.setCurrentWidget(self.unified)
+                return
+            rows = unified_rows(_lines(a) if a is not None else [], _lines(b) if b is not None else [])
         if self.mode == "unified":
-            rows = unified_rows(la, lb)
             kinds = [r[0] for r in rows]
             numbers = [("" if r[1] is None else str(r[1]), "" if r[2] is None else str(r[2]),
                         r[0] if r[0] in "+-" else "") for r in rows]
             self.unified.set_rows(kinds, numbers, [r[3] for r in rows], path, 2)
             self.stack.setCurrentWidget(self.unified)
         else:
-            left, right = side_rows(la, lb)
+            left, right = side_from_unified(rows)
             for pane, rows in ((self.left, left), (self.right, right)):
                 pane.set_rows([r[0] for r in rows],
                               [("" if r[1] is None else str(r[1]), "", r[0] if r[0] in "+-" else "") for r in rows],
@@ -528,4 +617,4 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-__all__ = ["DiffView", "DiffPane", "unified_rows", "side_rows"]
+__all__ = ["DiffView", "DiffPane", "unified_rows", "side_rows", "rows_from_unified", "side_from_unified"]

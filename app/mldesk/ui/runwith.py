@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
-from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal, monospace_font
+from mldesk.ui.qt import QtGui, QtWidgets, Qt, Signal, monospace_font
 from mldesk.ui.widgets import is_dark
 
 #: A range may expand to at most this many values.
