@@ -186,7 +186,7 @@ def shot_run_with(app, out: Path) -> None:
     d.show()
     d.set_sweep(True)
     d.set_value("lr", "0.1, 0.01, 0.001")
-    d.set_value("epochs", "10..30 step 10")
+    d.set_value("epochs", "10:30:10")
     d.set_value("optimizer", "adam, sgd")
     pump(app, 0.2)
     d.grab().save(str(out / "run-with.png"))

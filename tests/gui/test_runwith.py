@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mldesk.ui.qt import QtWidgets, Qt
-from mldesk.ui.runwith import RunWithDialog, SweepValueError, parse_values, trial_count
+from mldesk.ui.runwith import RunWithDialog, SweepValueError, parse_values, sweep_specs, trial_count
 
 PARAMS = [("lr", "0.01"), ("epochs", "10"), ("optimizer", "adam")]
 
@@ -54,7 +54,7 @@ def test_sweep_grid_with_count_preview(qtbot, dialog):
     assert dialog.sweep_box.isVisible()
     assert "1 trial" in dialog.preview.text()
     dialog.set_value("lr", "0.1, 0.01, 0.001")
-    dialog.set_value("epochs", "5..15 step 5")
+    dialog.set_value("epochs", "5:15:5")
     assert dialog.trial_count() == 9
     assert "9 trials" in dialog.preview.text() and "3 \u00d7 3" in dialog.preview.text()
     assert dialog.rows["lr"].count.text() == "\u00d7 3"
@@ -69,7 +69,7 @@ def test_sweep_grid_with_count_preview(qtbot, dialog):
 
 def test_sweep_random_combinations(qtbot, dialog):
     dialog.set_sweep(True)
-    dialog.set_value("lr", "range[1:10]")
+    dialog.set_value("lr", "1:10")
     dialog.set_value("optimizer", "adam, sgd")
     dialog.random_radio.setChecked(True)
     dialog.random_spin.setValue(5)
@@ -85,7 +85,7 @@ def test_sweep_bad_list_is_shown_and_blocks_run(qtbot, dialog):
     dialog.set_sweep(True)
     edit = dialog.rows["lr"].edit
     edit.selectAll()
-    qtbot.keyClicks(edit, "0.1,,0.2")
+    qtbot.keyClicks(edit, "[0.1, 0.2")  # no closing ]
     assert dialog.rows["lr"].error.isVisible()
     assert not dialog.run_button.isEnabled()
     assert "Fix the values" in dialog.preview.text()
@@ -102,23 +102,53 @@ def test_cancel_gives_nothing(qtbot, dialog):
 @pytest.mark.parametrize("text, values", [
     ("0.1, 0.01, 0.001", ["0.1", "0.01", "0.001"]),
     ("[0.1,0.01]", ["0.1", "0.01"]),
-    ("1..4", ["1", "2", "3", "4"]),
-    ("4..1", ["4", "3", "2", "1"]),
-    ("0..1 step 0.25", ["0", "0.25", "0.5", "0.75", "1"]),
-    ("0.1..0.3 step 0.1", ["0.1", "0.2", "0.3"]),
-    ("range[0:4:2]", ["0", "2", "4"]),
+    ("1:4", ["1", "2", "3", "4"]),
+    ("0:1:0.25", ["0.0", "0.25", "0.5", "0.75", "1.0"]),
+    ("0.1:0.3:0.1", ["0.1", "0.2", "0.3"]),
+    ("range(4)", ["0", "1", "2", "3"]),
+    ("range(10, 0, -4)", ["10", "6", "2"]),
     ("adam, 'sgd'", ["adam", "sgd"]),
-    ("path/../x", ["path/../x"]),
+    ("['a,b', c]", ["a,b", "c"]),
+    ("1, 1, 2", ["1", "2"]),
+    ("http://host:80", ["http://host:80"]),
     ("7", ["7"]),
 ])
 def test_parse_values(text, values):
     assert parse_values(text) == values
 
 
-@pytest.mark.parametrize("text", ["", "1,,2", "1..5 step 0", "0..1000000 step 0.001", "range[a:3]"])
+@pytest.mark.parametrize("text", ["", "[1,,", "1:5:0", "0:1000000:0.001", "range(1.5, 3)", "5:1", "[1, 2"])
 def test_parse_values_rejects(text):
     with pytest.raises(SweepValueError):
         parse_values(text)
+
+
+SPECS = ["0.1, 0.01, 0.001", "[0.1,0.01]", "1:4", "0:1:0.25", "0.1:0.3:0.1", "1e-3:3e-3:1e-3", "range(4)",
+         "range(10, 0, -4)", "adam, 'sgd'", "['a,b', c]", "1, 1, 2", "http://host:80", "7", "-1:1:0.5",
+         "", "[1,,", "1:5:0", "range(1.5, 3)", "5:1", "[1, 2", "0:100000:1"]
+
+
+@pytest.mark.parametrize("text", SPECS)
+def test_same_reading_as_the_cli(text):
+    """The dialog reads every value list exactly as `mldesk run --sweep` does."""
+    from mldesk.core.params import ParamError, parse_sweep
+
+    try:
+        cli = parse_sweep(f"p={text}")[1]
+    except ParamError:
+        cli = None
+    try:
+        ours = parse_values(text)
+    except SweepValueError:
+        ours = None
+    assert ours == cli
+
+
+def test_sweep_specs_read_back_by_the_cli():
+    from mldesk.core.params import parse_sweep
+
+    sweep = {"lr": ["0.1", "0.01"], "opt": ["adam", "it's", "a,b", "x y"]}
+    assert [parse_sweep(spec) for spec in sweep_specs(sweep)] == list(sweep.items())
 
 
 def test_trial_count():

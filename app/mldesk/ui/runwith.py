@@ -6,10 +6,11 @@ without dashes, value = the lab's value as a string), the dialog lets the user
 * **Single run**: edit values; :meth:`RunWithDialog.result_value` gives
   ``{"overrides": {flag: str}}`` (only the values that differ from the lab's);
 * **Sweep**: per parameter a value list (``0.1, 0.01, 0.001`` or ``[0.1, 0.01]``) or
-  a range (``1..5``, ``0..1 step 0.25``, Guild's ``range[1:5]`` / ``range[0:1:0.25]``,
-  ends included), expanded to the grid or N random combinations, capped by
-  "max trials"; gives ``{"sweep": {flag: [str, ...]}, "random": N | None, "max_trials": N}``
-  (only the parameters whose values differ from the lab's).
+  a range (``1:5``, ``0.1:0.5:0.1``, ``range(1, 5)``): the CLI's ``--sweep`` grammar,
+  expanded to the grid or N random combinations, capped by "max trials"; gives
+  ``{"sweep": {flag: [str, ...]}, "random": N | None, "max_trials": N}`` (only the
+  parameters whose values differ from the lab's); :func:`sweep_specs` turns the
+  ``sweep`` part into ``engine.run_sweep``'s specs.
 
 The lab's ml.yaml is never changed. Problems are shown inline under the field,
 only once the user has typed in it.
@@ -19,83 +20,111 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
 
 from mldesk.ui.qt import QtGui, QtWidgets, Qt, Signal, monospace_font
 from mldesk.ui.widgets import is_dark
 
-#: A range may expand to at most this many values.
+#: A range may expand to at most this many values (as mldesk.core.params.MAX_VALUES).
 MAX_RANGE_VALUES = 10_000
 DEFAULT_MAX_TRIALS = 100
 
-_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_RANGE_DOTS = re.compile(rf"^\s*(?P<a>{_NUM})\s*\.\.\s*(?P<b>{_NUM})\s*(?:(?:step|by)\s+(?P<s>\S+)\s*)?$", re.I)
-_RANGE_GUILD = re.compile(r"^\s*range\s*\[\s*(?P<a>[^:\]]+):(?P<b>[^:\]]+)(?::(?P<s>[^:\]]+))?\s*\]\s*$", re.I)
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 
 
 class SweepValueError(ValueError):
-    """A value list or range that cannot be read (message is for the user)."""
+    """A value list or range that cannot be read (the message is for the user)."""
 
 
-def _dec(text: str) -> Decimal:
+# The grammar is the CLI's (``mldesk run --sweep NAME=VALUES``, mldesk.core.params.
+# parse_sweep), mirrored here because the window may not import mldesk.core; a test
+# checks that both read every example the same way.
+def _num(text: str) -> int | float:
+    t = text.strip()
     try:
-        d = Decimal(text.strip())
-    except InvalidOperation:
-        raise SweepValueError(f"{text.strip()!r} is not a number") from None
-    if not d.is_finite():
-        raise SweepValueError(f"{text.strip()!r} is not a finite number")
-    return d
+        return int(t)
+    except ValueError:
+        pass
+    try:
+        v = float(t)
+    except ValueError:
+        raise SweepValueError(f"'{t}' is not a number") from None
+    if not math.isfinite(v):
+        raise SweepValueError(f"'{t}' is not a finite number")
+    return v
 
 
-def _expand_range(a: str, b: str, s: str | None) -> list[str]:
-    start, stop = _dec(a), _dec(b)
-    step = _dec(s) if s else Decimal(1)
+def _fmt(x) -> str:
+    return str(x) if isinstance(x, int) else repr(round(x, 12))
+
+
+def _steps(start, stop, step, inclusive: bool) -> list[str]:
     if step == 0:
         raise SweepValueError("the step of a range cannot be 0")
-    if (stop - start) * step < 0:
-        step = -step  # 5..1 counts down
-    n = int((stop - start) / step) + 1
+    count = (stop - start) / step
+    if count < 0:
+        return []
+    n = int(math.floor(count + 1e-9)) + 1 if inclusive else int(math.ceil(count - 1e-9))
     if n > MAX_RANGE_VALUES:
         raise SweepValueError(f"this range has {n:,} values; at most {MAX_RANGE_VALUES:,}")
-    values = [start + step * i for i in range(n)]
-    return [_dec_text(v) for v in values]
+    return [_fmt(start + i * step) for i in range(n)]
 
 
-def _dec_text(d: Decimal) -> str:
-    text = format(d.normalize(), "f") if d != 0 else "0"
-    return text
+def _split_list(body: str) -> list[str]:
+    try:
+        lex = shlex.shlex(body, posix=True, punctuation_chars=False)
+        lex.whitespace = ","
+        lex.whitespace_split = True
+        items = [t.strip() for t in lex]
+    except ValueError as exc:
+        raise SweepValueError(f"cannot read the list: {exc}") from None
+    return [t for t in items if t != ""]
 
 
 def parse_values(text: str) -> list[str]:
     """The values a sweep field stands for, as strings; raises :class:`SweepValueError`.
 
-    ``0.1, 0.01`` / ``[0.1, 0.01]`` -> a list; ``1..5`` / ``0..1 step 0.25`` /
-    ``range[1:5:2]`` -> a range, both ends included; anything else -> one value.
+    ``0.1, 0.01`` / ``[0.1, 0.01]`` (quotes around an item are removed) -> these
+    values; ``1:5`` / ``0.1:0.5:0.1`` -> START:STOP[:STEP], STOP included when the
+    steps reach it; ``range(1, 5)`` -> Python's range (integers, STOP excluded);
+    anything else -> one value. Repeated values count once.
     """
-    raw = text.strip()
-    if not raw:
-        raise SweepValueError("enter a value, a list like 0.1, 0.01 or a range like 1..5")
-    m = _RANGE_GUILD.match(raw) or _RANGE_DOTS.match(raw)
+    body = text.strip()
+    if not body:
+        raise SweepValueError("enter a value, a list like 0.1, 0.01 or a range like 1:5")
+    m = re.fullmatch(r"range\((.*)\)", body)
     if m:
-        return _expand_range(m.group("a"), m.group("b"), m.group("s"))
-    bracketed = raw.startswith("[") and raw.endswith("]")
-    if bracketed:
-        raw = raw[1:-1]
-    if "," in raw or bracketed:
-        items = [p.strip() for p in raw.split(",")]
-        if items and items[-1] == "" and len(items) > 1:
-            items.pop()  # a trailing comma while typing
-        if any(p == "" for p in items):
-            raise SweepValueError("an empty value in the list (two commas in a row?)")
-        return [_unquote(p) for p in items]
-    return [_unquote(raw)]
+        parts = m.group(1).split(",")
+        if not 1 <= len(parts) <= 3:
+            raise SweepValueError("range takes 1 to 3 numbers: range(START, STOP[, STEP])")
+        nums = [_num(p) for p in parts]
+        if not all(isinstance(v, int) for v in nums):
+            raise SweepValueError("range takes whole numbers; use START:STOP:STEP for fractions")
+        if len(nums) == 1:
+            nums = [0, nums[0]]
+        values = _steps(nums[0], nums[1], nums[2] if len(nums) == 3 else 1, inclusive=False)
+    elif body.startswith("["):
+        if not body.endswith("]"):
+            raise SweepValueError("the list has no closing ]")
+        values = _split_list(body[1:-1])
+    elif len(body.split(":")) in (2, 3) and all(_NUMBER.fullmatch(p.strip()) for p in body.split(":")):
+        nums = [_num(p) for p in body.split(":")]
+        values = _steps(nums[0], nums[1], nums[2] if len(nums) == 3 else 1, inclusive=True)
+    else:
+        values = _split_list(body)
+    if not values:
+        raise SweepValueError("this gives no values")
+    return list(dict.fromkeys(values))
 
 
-def _unquote(p: str) -> str:
-    if len(p) >= 2 and p[0] == p[-1] and p[0] in "'\"":
-        return p[1:-1]
-    return p
+def sweep_specs(sweep: dict[str, list[str]]) -> list[str]:
+    """``{"lr": ["0.1", "0.01"]}`` -> ``["lr=['0.1','0.01']"]``: the CLI's ``--sweep``
+    specs for ``engine.run_sweep`` / ``engine.sweep_preview``, quoted so that any value
+    reads back unchanged."""
+    def q(v: str) -> str:
+        return "'" + v.replace("'", "'\"'\"'") + "'" if "'" in v else "'" + v + "'"
+    return [f"{name}=[{','.join(q(v) for v in values)}]" for name, values in sweep.items()]
 
 
 def trial_count(sweep: dict[str, list[str]], random: int | None, max_trials: int) -> tuple[int, int]:
@@ -353,13 +382,17 @@ class RunWithDialog(QtWidgets.QDialog):
         sweep = self.is_sweep()
         self.sweep_box.setVisible(sweep)
         if sweep:
-            self.hint.setText("Per parameter: one value, a list like <code>0.1, 0.01, 0.001</code>, or a range "
-                              "like <code>1..5</code> or <code>0..1 step 0.25</code> (ends included).")
+            self.hint.setText("One value, a list <code>0.1, 0.01, 0.001</code>, or a range <code>1:5</code>, "
+                              "<code>0.1:0.5:0.1</code> (stop included), <code>range(1, 5)</code>: "
+                              "as with mldesk run --sweep.")
         else:
             self.hint.setText("Change any value; the execution's name will say what changed.")
         self.hint.setTextFormat(Qt.RichText)
         self.run_button.setText("Run sweep" if sweep else "Run")
         self._validate()
+        self.layout().activate()
+        if self.height() < self.sizeHint().height():
+            self.resize(self.width(), self.sizeHint().height())
 
     def _row_error(self, row: _ParamRow) -> str:
         text = row.edit.text().strip()
@@ -425,4 +458,4 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-__all__ = ["RunWithDialog", "parse_values", "trial_count", "SweepValueError"]
+__all__ = ["RunWithDialog", "parse_values", "sweep_specs", "trial_count", "SweepValueError"]
