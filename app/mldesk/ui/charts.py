@@ -849,14 +849,20 @@ class MetricsView(QtWidgets.QWidget):
 
     # ------------------------------------------------------------ internals
     def _ensure_run(self, run: str, label: str | None = None) -> None:
+        changed = False
         if run not in self.data:
             self.data[run] = {}
-            self.run_order.append(run)
-        if label is not None:
+            if run not in self.run_order:
+                self.run_order.append(run)
+            changed = True
+        if label is not None and self.run_labels.get(run) != label:
             self.run_labels[run] = label
+            changed = True
         elif run not in self.run_labels:
             self.run_labels[run] = run
-        self._update_legend()
+            changed = True
+        if changed:
+            self._update_legend()
 
     def _update_legend(self) -> None:
         runs = [r for r in self.run_order if r in self.data]
