@@ -56,6 +56,8 @@ def test_metrics_equal_what_was_printed(engine, make_lab, runtime, mldesk_home):
     got = json.loads(cli("metrics", ex.id, "--json", home=mldesk_home, check=True).stdout)
     assert _nan_equal(got, expected), got
     assert "lr" not in got  # mldesk's stage line is never scanned
+    pts, offset = engine.metrics_since(ex.id)  # what a live chart polls
+    assert len(pts) == sum(map(len, got.values())) and engine.metrics_since(ex.id, offset) == ([], offset)
     assert math.isnan(got["top5"][0][1])
     # the scanner followed the log while it was written (its cursor is at the end)
     cursor = json.loads((engine.layout.execution_dir(ex.id) / "metrics.cursor.json").read_text())
