@@ -632,7 +632,10 @@ def follow(exec_dir, config: Optional[MetricsConfig] = None, control=None) -> in
         os.nice(10)
     except (AttributeError, OSError):
         pass
-    fd = _lock(exec_dir, blocking=True)
+    try:
+        fd = _lock(exec_dir, blocking=True)
+    except OSError:  # the execution was removed meanwhile
+        return 0
     final = False
     try:
         sel = None
@@ -651,6 +654,9 @@ def follow(exec_dir, config: Optional[MetricsConfig] = None, control=None) -> in
                 if not data or final:
                     break
         catch_up(exec_dir, config, final=final)
+    except (OSError, logstore.LogCorrupt) as exc:  # removed meanwhile, or a damaged log
+        print(f"metrics scanner of {exec_dir.name}: {exc}", file=sys.stderr)
+        return 1
     finally:
         os.close(fd)
     return 0

@@ -451,6 +451,18 @@ class Engine:
         """``{key: {"last", "min", "max", "count"}}``."""
         return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
 
+    def primary_metric(self, ref: str | Execution) -> dict | None:
+        """The ml.yaml's ``metrics.primary`` of an execution with its latest and best
+        values: ``{"key", "goal", "last", "best"}`` (None when ml.yaml names none)."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        cfg = self.metrics_config(ex)
+        if not cfg.primary:
+            return None
+        s = self.metrics(ex, key=cfg.primary)
+        summary = metrics_mod.summarize(s.get(cfg.primary, []))
+        goal = "min" if cfg.lower_is_better else "max"
+        return {"key": cfg.primary, "goal": goal, "last": summary["last"], "best": summary[goal]}
+
     def compare(self, refs: list[str]) -> list[dict]:
         """One row per execution: id, name, state, host, runtime, duration (seconds or
         None), params, overrides, sweep, metrics (summaries), primary (key, goal)."""
