@@ -22,7 +22,8 @@ pytestmark = pytest.mark.ssh
 
 def test_metrics_of_a_remote_execution(sshe, sshd_server, remote_dir, remote_runtime, tmp_path, mldesk_home):
     add_host(sshe, sshd_server, "box", remote_dir, runtime=remote_runtime)
-    lab = lab_in(tmp_path, METRICS_PROGRAM, "parameters:\n  - pass-as: '--lr=0.1'\n  - pass-as: '--epochs 3'\n")
+    lab = lab_in(tmp_path, METRICS_PROGRAM, "parameters:\n  - pass-as: '--lr=0.1'\n  - pass-as: '--epochs 3'\n"
+                                            "metrics:\n  ignore: [skipped]\n")
     ex = sshe.run(lab, host="box")
     final = wait_final(sshe, ex.id, timeout=120)
     assert final.state == "finished", final.reason
