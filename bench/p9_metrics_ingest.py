@@ -79,11 +79,15 @@ def scan_speed(tmp: Path) -> float:
 def main() -> int:
     off, on, done = [], [], []
     with tempfile.TemporaryDirectory(prefix="mldesk-p9-") as tmp:
-        for _ in range(RUNS):  # interleaved, so machine noise hits both alike
-            off.append(ingest(Path(tmp), False)[0])
-            a, b = ingest(Path(tmp), True)
-            on.append(a)
-            done.append(b)
+        ingest(Path(tmp), False)  # warm-up
+        for i in range(RUNS):  # interleaved, in alternating order, so machine noise hits both alike
+            for flag in ((False, True) if i % 2 == 0 else (True, False)):
+                a, b = ingest(Path(tmp), flag)
+                if flag:
+                    on.append(a)
+                    done.append(b)
+                else:
+                    off.append(a)
         speed = scan_speed(Path(tmp))
     o, n, d = median(off), median(on), median(done)
     ratio = o / n

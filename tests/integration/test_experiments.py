@@ -35,7 +35,7 @@ print("32/32 [====] - 1s 5ms/step - accuracy: 0.8125 - top5: nan")
 rec("accuracy", 1, 0.8125); rec("top5", 1, float("nan"))
 print({"eval_loss": 0.25, "epoch": float(a.epochs)})
 rec("eval_loss", a.epochs, 0.25)
-print("12:30:01 http://host:8080/ cuda:0 100% done")
+print("12:30:01 http://host:8080/ cuda:0 100% done skipped=1")
 print(json.dumps(expected), file=open("outputs/expected.json", "w"))
 sys.stdout.write("final: 7")  # no newline at the end: still counts once the execution is over
 """
@@ -46,9 +46,11 @@ def _nan_equal(a, b) -> bool:
 
 
 def test_metrics_equal_what_was_printed(engine, make_lab, runtime, mldesk_home):
-    lab = make_lab(METRICS_PROGRAM, "parameters:\n  - pass-as: '--lr=0.1'\n  - pass-as: '--epochs 3'\n")
+    lab = make_lab(METRICS_PROGRAM, "parameters:\n  - pass-as: '--lr=0.1'\n  - pass-as: '--epochs 3'\n"
+                                    "metrics:\n  primary: loss\n  ignore: [skipped]\n")
     ex = engine.run(lab, runtime=runtime)
     final = wait_final(engine, ex.id)
+    assert engine.primary_metric(ex.id) == {"key": "loss", "goal": "min", "last": 0.3333, "best": 0.3333}
     assert final.state == "finished", final.reason
     expected = json.loads((engine.outputs_dir(ex.id) / "expected.json").read_text())
     expected["final"] = [[1, 7.0]]
@@ -56,6 +58,8 @@ def test_metrics_equal_what_was_printed(engine, make_lab, runtime, mldesk_home):
     got = json.loads(cli("metrics", ex.id, "--json", home=mldesk_home, check=True).stdout)
     assert _nan_equal(got, expected), got
     assert "lr" not in got  # mldesk's stage line is never scanned
+    pts, offset = engine.metrics_since(ex.id)  # what a live chart polls
+    assert len(pts) == sum(map(len, got.values())) and engine.metrics_since(ex.id, offset) == ([], offset)
     assert math.isnan(got["top5"][0][1])
     # the scanner followed the log while it was written (its cursor is at the end)
     cursor = json.loads((engine.layout.execution_dir(ex.id) / "metrics.cursor.json").read_text())
@@ -147,6 +151,7 @@ def test_sweep_runs_through_the_queue_and_compares(engine, make_lab, runtime, ml
                    for lr in ("0.1", "0.01") for ep in ("5", "10")}
     assert {r["name"] for r in rows} == {f"lr={lr} epochs={ep}" for lr in ("0.1", "0.01") for ep in ("5", "10")}
     assert all(r["params"]["shared"] == str(shared) for r in rows)
+    assert engine.primary_metric(out["ids"][0]) is None  # ml.yaml names no primary metric
     table = cli("compare", "--sweep", out["sweep"][:12], "--csv", home=mldesk_home, check=True).stdout.decode()
     assert table.splitlines()[0] == ("id,name,state,host,runtime,duration,shared,lr,epochs,loss last,loss min,"
                                      "loss max")

@@ -327,3 +327,19 @@ def test_follow_process_keeps_up_and_finishes(tmp_path):
     assert proc.wait(timeout=60) == 0
     pts = metrics.read_points(tmp_path)
     assert [p[:3] for p in pts] == [["loss", i, float(i)] for i in range(1000)] + [["tail", 1, 7.0]]
+
+
+def test_read_points_from_an_offset(tmp_path):
+    write_log(tmp_path, [(1, b"loss: 1\nacc: 2\n")])
+    metrics.update(tmp_path)
+    pts, off = metrics.read_points_from(tmp_path, 0)
+    assert [p[0] for p in pts] == ["loss", "acc"]
+    assert metrics.read_points_from(tmp_path, off) == ([], off)
+    write_log(tmp_path, [(1, b"loss: 3\n")])
+    metrics.update(tmp_path)
+    pts, off2 = metrics.read_points_from(tmp_path, off)
+    assert pts == [["loss", 2, 3.0, 1000.0]] and off2 > off
+    with open(tmp_path / metrics.METRICS_FILE, "ab") as f:
+        f.write(b'["half"')  # a line being written is not returned yet
+    assert metrics.read_points_from(tmp_path, off2) == ([], off2)
+    assert metrics.read_points_from(tmp_path, 10 ** 9)[0][0][0] == "loss"  # past the end: start over

@@ -59,6 +59,11 @@ def test_describe():
     ("model=resnet:v2", "model", ["resnet:v2"]),
     ("url=http://a:8080/x", "url", ["http://a:8080/x"]),
     ("lr=[0.1,0.1]", "lr", ["0.1"]),
+    ("epochs=1..3", "epochs", ["1", "2", "3"]),
+    ("lr=0..1 step 0.25", "lr", ["0", "0.25", "0.5", "0.75", "1"]),
+    ("lr=0..1 by 0.5", "lr", ["0", "0.5", "1"]),
+    ("epochs=range[1:5:2]", "epochs", ["1", "3", "5"]),
+    ("epochs=range[1:3]", "epochs", ["1", "2", "3"]),
 ])
 def test_parse_sweep(spec, name, values):
     assert parse_sweep(spec) == (name, values)

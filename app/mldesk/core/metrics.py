@@ -560,6 +560,33 @@ def read_points(exec_dir) -> List[list]:
     return out
 
 
+def read_points_from(exec_dir, offset: int = 0) -> Tuple[List[list], int]:
+    """The points stored after byte ``offset`` of metrics.jsonl (complete lines only)
+    and the offset to go on from: a live chart reads only what is new."""
+    mpath = Path(exec_dir) / METRICS_FILE
+    try:
+        with open(mpath, "rb") as f:
+            if f.seek(0, os.SEEK_END) < offset:  # rewritten (a scanner died mid-write): start over
+                offset = 0
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    if not end:
+        return [], offset
+    try:
+        out = json.loads(b"[" + data[: end - 1].replace(b"\n", b",") + b"]")
+    except ValueError:
+        out = []
+        for line in data[:end].splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return [p for p in out if isinstance(p, list) and len(p) == 4], offset + end
+
+
 def read_metrics(exec_dir, config: Optional[MetricsConfig] = None, *, final: bool = False,
                  wait: bool = False) -> Dict[str, List[Tuple[object, float, float]]]:
     """``{key: [(step, value, time), ...]}`` in the order printed. Scans what the log
@@ -605,7 +632,10 @@ def follow(exec_dir, config: Optional[MetricsConfig] = None, control=None) -> in
         os.nice(10)
     except (AttributeError, OSError):
         pass
-    fd = _lock(exec_dir, blocking=True)
+    try:
+        fd = _lock(exec_dir, blocking=True)
+    except OSError:  # the execution was removed meanwhile
+        return 0
     final = False
     try:
         sel = None
@@ -624,6 +654,9 @@ def follow(exec_dir, config: Optional[MetricsConfig] = None, control=None) -> in
                 if not data or final:
                     break
         catch_up(exec_dir, config, final=final)
+    except (OSError, logstore.LogCorrupt) as exc:  # removed meanwhile, or a damaged log
+        print(f"metrics scanner of {exec_dir.name}: {exc}", file=sys.stderr)
+        return 1
     finally:
         os.close(fd)
     return 0

@@ -14,6 +14,8 @@ Sweep grammar, one ``NAME=VALUES`` per parameter:
   an item are removed: ``opt=['adam', "sgd"]``);
 - ``epochs=1:5`` / ``lr=0.1:0.5:0.1``: ``START:STOP[:STEP]``, STOP included when the
   steps reach it (STEP defaults to 1; numbers may be floats);
+- ``epochs=1..5`` / ``lr=0.1..0.5 step 0.1`` and Guild's ``range[1:5]`` /
+  ``range[0:1:0.25]``: the same, ends included (the Run-with dialog's forms);
 - ``epochs=range(1,5)`` / ``range(10,0,-2)``: Python's range, STOP excluded (integers);
 - ``lr=0.1``: a single value.
 
@@ -148,7 +150,11 @@ def describe(overrides: dict[str, str]) -> str:
 
 # -- sweeps ---------------------------------------------------------------------------
 def _fmt(x) -> str:
-    return str(x) if isinstance(x, int) else repr(round(x, 12))
+    """A range value as the program gets it: ``0.25``, and ``1`` rather than ``1.0``."""
+    if isinstance(x, int):
+        return str(x)
+    x = round(x, 12)
+    return str(int(x)) if x.is_integer() else repr(x)
 
 
 def _num(text: str, spec: str) -> float | int:
@@ -189,6 +195,12 @@ def _split_list(body: str) -> list[str]:
     return [t for t in items if t != ""]
 
 
+_NUM_RE = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_RANGE_DOTS = re.compile(rf"\s*(?P<a>{_NUM_RE})\s*\.\.\s*(?P<b>{_NUM_RE})\s*(?:(?:step|by)\s+(?P<s>\S+)\s*)?",
+                         re.IGNORECASE)
+_RANGE_GUILD = re.compile(r"\s*range\s*\[\s*(?P<a>[^:\]]+):(?P<b>[^:\]]+)(?::(?P<s>[^:\]]+))?\s*\]\s*", re.IGNORECASE)
+
+
 def _is_range(body: str) -> bool:
     parts = body.split(":")
     return len(parts) in (2, 3) and all(_NUMBER.fullmatch(p.strip()) for p in parts)
@@ -203,8 +215,15 @@ def parse_sweep(spec: str) -> tuple[str, list[str]]:
         raise ParamError(f"'{spec}' is not NAME=VALUES (e.g. --sweep 'lr=[0.1,0.01]')")
     if not body:
         raise ParamError(f"'{spec}' has no values")
+    dots = _RANGE_DOTS.fullmatch(body)
+    guild = _RANGE_GUILD.fullmatch(body)
     m = re.fullmatch(r"range\((.*)\)", body)
-    if m:
+    if dots or guild:
+        g = dots or guild
+        nums = [_num(g.group("a"), spec), _num(g.group("b"), spec)]
+        step = _num(g.group("s"), spec) if g.group("s") else 1
+        values = _steps(nums[0], nums[1], step, spec, inclusive=True)
+    elif m:
         parts = [p for p in m.group(1).split(",")]
         if not 1 <= len(parts) <= 3:
             raise ParamError(f"'{spec}': range takes 1 to 3 numbers: range(START, STOP[, STEP])")

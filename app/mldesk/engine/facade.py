@@ -418,9 +418,29 @@ class Engine:
             return {key: data[key]} if key in data else {}
         return data
 
+    def metrics_since(self, ref: str | Execution, offset: int = 0) -> tuple[list[list], int]:
+        """Points ``[key, step, value, time]`` stored after ``offset`` (0: all) and the
+        offset to pass next time: what a live chart polls."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        exec_dir = self.layout.execution_dir(ex.id)
+        metrics_mod.update(exec_dir, self.metrics_config(ex), final=ex.final)  # no-op while a scanner runs
+        return metrics_mod.read_points_from(exec_dir, offset)
+
     def metrics_summary(self, ref: str | Execution) -> dict[str, dict]:
         """``{key: {"last", "min", "max", "count"}}``."""
         return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
+
+    def primary_metric(self, ref: str | Execution) -> dict | None:
+        """The ml.yaml's ``metrics.primary`` of an execution with its latest and best
+        values: ``{"key", "goal", "last", "best"}`` (None when ml.yaml names none)."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        cfg = self.metrics_config(ex)
+        if not cfg.primary:
+            return None
+        s = self.metrics(ex, key=cfg.primary)
+        summary = metrics_mod.summarize(s.get(cfg.primary, []))
+        goal = "min" if cfg.lower_is_better else "max"
+        return {"key": cfg.primary, "goal": goal, "last": summary["last"], "best": summary[goal]}
 
     def compare(self, refs: list[str]) -> list[dict]:
         """One row per execution: id, name, state, host, runtime, duration (seconds or
