@@ -10,9 +10,10 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from typing import Any
 
+from mldesk.agent.fsutil import kill_group as terminate_group
+from mldesk.agent.fsutil import normalise_exit
 from mldesk.agent.logstore import pump
 from mldesk.runtimes.base import (
     ExecutionFailed, RunContext, Runtime, Sink, nvidia_gpus, pid_belongs_to, which_python,
@@ -80,27 +81,3 @@ class ProcessRuntime(Runtime):
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-
-
-def terminate_group(pgid: int, grace: float) -> None:
-    """SIGTERM to the group, SIGKILL after ``grace`` seconds if any member is left."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def normalise_exit(code: int) -> int:
-    """Popen gives -SIG for a signal death; shells and Docker say 128+SIG."""
-    return 128 - code if code < 0 else code

@@ -43,14 +43,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mldesk.agent import logstore
+from mldesk.agent import logstore, protocol
+from mldesk.agent.fsutil import human_bytes as human
+from mldesk.agent.fsutil import write_json as _write_json
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUnavailable, Sink
 
 AGENT_ENTRY = "agent.py"  # the launcher in WORKDIR/agent/<hash>/ (the package beside it)
@@ -62,7 +63,6 @@ _LAUNCHER = (
     "from mldesk.agent.main import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )
-_HEADER = struct.Struct("<IBdQ")
 CHECKPOINT = "remote_log.json"
 CHECKPOINT_INTERVAL = 0.5
 PROGRESS_INTERVAL = 2.0
@@ -114,12 +114,6 @@ def agent_version(sources: dict[str, str] | None = None) -> str:
     for name in sorted(sources):
         h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
     return h.hexdigest()[:16]
-
-
-def human(n: float) -> str:
-    from mldesk.core.units import human_bytes
-
-    return human_bytes(n)
 
 
 def _layout():
@@ -770,14 +764,10 @@ class SshRuntime(Runtime):
                         raise LinkLost(f"the connection to {profile.name} broke")
                     raise p._ended("the log stream ended early")
                 kind, payload = frame
-                if kind == b"L":
+                if kind == protocol.LOG:
                     local_end = None
-                    pos = 0
                     n = len(payload)
-                    while pos < n:
-                        length, stream, ts, _lines = _HEADER.unpack_from(payload, pos)
-                        data = payload[pos + 21: pos + 21 + length]
-                        pos += 25 + length
+                    for stream, ts, data in protocol.log_records(payload):
                         if matcher is not None and matcher.seen(stream, ts, data):
                             continue
                         ret = sink(stream, data, ts)
@@ -785,7 +775,7 @@ class SshRuntime(Runtime):
                             local_end = ret
                     self._offset += n
                     self._write_checkpoint(ctx, local_end)
-                elif kind == b"E":
+                elif kind == protocol.END:
                     return json.loads(payload)
                 # H: a heartbeat, nothing to do
         finally:
@@ -917,20 +907,20 @@ class SshRuntime(Runtime):
                 if frame is None:
                     raise p._ended("the output transfer ended early")
                 kind, payload = frame
-                if kind == b"D":
+                if kind == protocol.DATA:
                     writer.data(payload)
                     continue
                 obj = json.loads(payload)
-                if kind == b"F":
+                if kind == protocol.FILE:
                     writer.begin(obj)
-                elif kind == b"f":
+                elif kind == protocol.FILE_END:
                     writer.end(obj, ctx.message if report else None)
-                elif kind == b"d":
+                elif kind == protocol.FOLDER:
                     writer.folder(obj["path"])
-                elif kind == b"S":
+                elif kind == protocol.SKIP:
                     if report:
                         ctx.message(f"skipped outputs/{obj['path']}: {obj['reason']}")
-                elif kind == b"Z":
+                elif kind == protocol.TOTALS:
                     return obj
         finally:
             writer.abort()
@@ -1081,14 +1071,6 @@ class _OutputWriter:
             except OSError:
                 pass
             self.tmp = None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
 
 
 __all__ = ["SshRuntime", "agent_argv", "agent_sources", "agent_version", "ensure_agent", "probe"]

@@ -1,0 +1,372 @@
+"""The runners: run ``python main.py ARGV`` for one execution (process or Docker), pump its output into the framed log, keep ``status.json``.
+
+Standard library only, Python >= 3.8. The same code runs every program mldesk starts:
+on an SSH host the agent's ``supervise`` command runs it there; on this machine the
+local runtimes run it too (``python -m mldesk.agent supervise``, detached), with the
+execution's folder under ``MLDESK_HOME/executions/<id>/``. So process-group kill,
+stop, pumping and container hardening exist once.
+
+One execution's files (``Paths``)::
+
+    workspace/      the snapshot + inputs/ + outputs/ (the program's working folder)
+    spec.json       what to run (argv, env, runtime, image, ...)
+    log.bin         the program's output, logstore format (written by the runner only)
+    status.json     state, pids / container, exit code (written atomically)
+    stop.json       a stop request (the runner acts on it)
+    agent.log       the runner's own stdout/stderr
+
+On a host these lie in ``WORKDIR/executions/<id>/``; locally the workspace is there
+too but the other files are in its ``run/`` subfolder (the app's own ``log.bin``
+lives beside them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from mldesk.agent import logstore
+from mldesk.agent.fsutil import (
+    kill_group, normalise_exit, pid_alive, proc_start_time, read_json, write_json,
+)
+
+FINAL_STATES = ("exited", "failed", "stopped")
+
+# The folder that holds the ``mldesk`` package this agent was imported from (on a host:
+# WORKDIR/agent/<hash>; locally: the installed app), so a detached runner finds it too.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Container hardening, defined once (SPEC 10): tini as PID 1, no capabilities, no
+# privilege gain, a private /tmp. The network is the execution's (spec "network").
+CONTAINER_WORKDIR = "/workspace"
+CONTAINER_TMPFS = {"/tmp": "rw,exec,nosuid,size=1g"}
+CONTAINER_CAP_DROP = ["ALL"]
+CONTAINER_SECURITY_OPT = ["no-new-privileges"]
+CONTAINER_LABEL = "mldesk.execution"
+
+
+class AgentError(Exception):
+    pass
+
+
+def agent_command(*args):
+    """argv that runs another agent command with this Python and this package."""
+    return [sys.executable, "-m", "mldesk.agent"] + [str(a) for a in args]
+
+
+def agent_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+# -- paths --------------------------------------------------------------------------------
+
+def _hexname(text, what):
+    if not text or not all(c in "0123456789abcdef" for c in text):
+        raise AgentError("invalid %s %r" % (what, text))
+    return text
+
+
+LOCAL_STATE = "run"  # locally: the runner's files in executions/<id>/run/
+
+
+class Paths(object):
+    """An execution's files under ``workdir`` (see the module doc). ``state`` names a
+    subfolder of the execution's folder for the runner's files (locally ``run``)."""
+
+    def __init__(self, workdir, exec_id=None, state=None):
+        self.workdir = os.path.abspath(os.path.expanduser(workdir))
+        self.blobs = os.path.join(self.workdir, "blobs")
+        self.input_cache = os.path.join(self.workdir, "cache", "inputs")
+        if exec_id is not None:
+            if not exec_id or not all(c.isalnum() or c in "-_" for c in exec_id):
+                raise AgentError("invalid execution id %r" % exec_id)
+            if state not in (None, LOCAL_STATE):
+                raise AgentError("invalid state folder %r" % state)
+            self.exec_id = exec_id
+            self.state = state
+            self.exec_dir = os.path.join(self.workdir, "executions", exec_id)
+            self.state_dir = os.path.join(self.exec_dir, state) if state else self.exec_dir
+            self.workspace = os.path.join(self.exec_dir, "workspace")
+            self.log = os.path.join(self.state_dir, "log.bin")
+            self.status = os.path.join(self.state_dir, "status.json")
+            self.spec = os.path.join(self.state_dir, "spec.json")
+            self.stop = os.path.join(self.state_dir, "stop.json")
+            self.agent_log = os.path.join(self.state_dir, "agent.log")
+
+    def blob(self, sha):
+        _hexname(sha, "blob id")
+        if len(sha) != 64:
+            raise AgentError("invalid blob id %r" % sha)
+        return os.path.join(self.blobs, sha[:2], sha)
+
+    def supervise_args(self):
+        return ["supervise", self.workdir, self.exec_id] + ([self.state] if self.state else [])
+
+
+def agent_alive(status):
+    status = status or {}
+    return pid_alive(status.get("agent_pid"), status.get("agent_start"))
+
+
+# -- docker (the CLI) ----------------------------------------------------------------------
+
+def docker(*args, **kw):
+    return subprocess.run(["docker"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, **kw)
+
+
+def docker_run_args(spec, workspace):
+    """``docker run`` options for one execution (hardening above, bind mount, env,
+    user, GPUs), without the image and command."""
+    if ":" in workspace:
+        raise AgentError("the work folder %s holds ':', which docker -v cannot take; "
+                         "choose another work folder" % workspace)
+    cmd = ["--init"]
+    for cap in CONTAINER_CAP_DROP:
+        cmd += ["--cap-drop", cap]
+    for opt in CONTAINER_SECURITY_OPT:
+        cmd += ["--security-opt", opt]
+    for path, opts in sorted(CONTAINER_TMPFS.items()):
+        cmd += ["--tmpfs", "%s:%s" % (path, opts)]
+    cmd += ["--network", spec.get("network") or "bridge",
+            "-v", workspace + ":" + CONTAINER_WORKDIR, "-w", CONTAINER_WORKDIR,
+            "--label", "%s=%s" % (CONTAINER_LABEL, spec["exec_id"]), "--name", spec["container_name"]]
+    for k, v in sorted((spec.get("env") or {}).items()):
+        cmd += ["-e", "%s=%s" % (k, v)]
+    if os.getuid() != 0:
+        cmd += ["--user", "%d:%d" % (os.getuid(), os.getgid())]
+    if spec.get("gpus"):
+        cmd += ["--gpus", "all"]
+    return cmd
+
+
+# -- the execution's life ---------------------------------------------------------------------
+
+def reset_exec(p):
+    """Make sure nothing of an earlier attempt of this execution is left: its program
+    (or container) and supervising runner are killed, its folder removed."""
+    status = read_json(p.status) or {}
+    spec = read_json(p.spec) or {}
+    if status.get("pgid") and agent_alive(status):
+        kill_group(status["pgid"], 0)
+    if agent_alive(status):
+        try:
+            os.kill(status["agent_pid"], signal.SIGKILL)
+        except OSError:
+            pass
+    if spec.get("runtime") == "docker" or status.get("container"):
+        remove_container(status.get("container") or spec.get("container_name") or "")
+    if os.path.isdir(p.exec_dir):
+        shutil.rmtree(p.exec_dir, ignore_errors=True)
+
+
+def remove_container(name):
+    if not name:
+        return
+    try:
+        docker("rm", "-f", name, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def start(p, spec, wait=300.0):
+    """Start the supervising runner for ``spec`` detached (own session, stdio to
+    ``agent.log``) and return the status once the program runs (or failed to). A
+    second start of the same execution returns its status."""
+    if not os.path.isdir(p.workspace):
+        return {"state": "failed", "error": "the workspace %s is missing" % p.workspace}
+    status = read_json(p.status)
+    if status and (agent_alive(status) or status.get("state") in FINAL_STATES):
+        return status  # already started (a second start after a lost answer)
+    os.makedirs(p.state_dir, exist_ok=True)
+    spec = dict(spec, container_name="mldesk-" + p.exec_id)
+    write_json(p.spec, spec)
+    with open(p.agent_log, "ab") as log:
+        proc = subprocess.Popen(agent_command(*p.supervise_args()),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=p.exec_dir,
+                                env=agent_env(), start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + wait
+    pause = 0.002
+    while time.monotonic() < deadline:
+        status = read_json(p.status)
+        if status and status.get("state") != "starting":
+            _reap_later(proc)
+            return status
+        if proc.poll() is not None:
+            status = read_json(p.status)
+            if status and status.get("state") != "starting":
+                return status
+            try:
+                with open(p.agent_log) as f:
+                    tail = f.read()[-2000:].strip().splitlines()
+            except OSError:
+                tail = []
+            return {"state": "failed", "error": "mldesk's runner died at start: %s"
+                    % (tail[-1] if tail else "exit code %s" % proc.returncode)}
+        time.sleep(pause)
+        pause = min(0.05, pause * 1.5)
+    return {"state": "failed", "error": "the program did not start within %d s" % wait}
+
+
+def _reap_later(proc):
+    """The runner is our child until it ends: reap it then (no zombie)."""
+    threading.Thread(target=proc.wait, daemon=True).start()
+
+
+def request_stop(p, grace):
+    """Ask the runner to stop the program (TERM, KILL after ``grace``); when the
+    runner is gone, act here. Returns {ok, agent} or {ok: False, error}."""
+    if not os.path.isdir(p.exec_dir):
+        return {"ok": False, "error": "no such execution"}
+    if not os.path.exists(p.stop):
+        write_json(p.stop, {"grace": grace, "at": time.time()})
+    status = read_json(p.status) or {}
+    if status.get("state") in FINAL_STATES or agent_alive(status):
+        return {"ok": True, "agent": agent_alive(status)}
+    # the supervising runner is gone: act ourselves
+    if status.get("container"):
+        docker("stop", "-t", str(max(0, int(round(grace)))), status["container"])
+    elif status.get("pgid"):
+        kill_group(status["pgid"], grace)
+    return {"ok": True, "agent": False}
+
+
+def supervise(p):
+    """The detached runner's life: run the program, write log and status."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
+    Supervisor(p).run()
+    return 0
+
+
+class Supervisor(object):
+    def __init__(self, p):
+        self.p = p
+        self.spec = read_json(p.spec)
+        self.status = {"state": "starting", "agent_pid": os.getpid(),
+                       "agent_start": proc_start_time(os.getpid()), "runtime": self.spec["runtime"]}
+        self.stopping = threading.Event()
+        self.done = threading.Event()
+
+    def save(self, **kw):
+        self.status.update(kw)
+        write_json(self.p.status, self.status)
+
+    def stop_requested(self):
+        return read_json(self.p.stop)
+
+    def run(self):
+        self.save()
+        if self.stop_requested():
+            self.save(state="stopped", exit_code=None, finished_at=time.time(),
+                      error="stopped before the program started")
+            return
+        writer = logstore.LogWriter(self.p.log)
+        try:
+            if self.spec["runtime"] == "docker":
+                code = self.run_docker(writer)
+            else:
+                code = self.run_process(writer)
+        except AgentError as exc:
+            writer.close()
+            self.save(state="failed", error=str(exc), finished_at=time.time())
+            return
+        except Exception as exc:  # noqa: BLE001 - recorded for the app to show
+            writer.close()
+            self.save(state="failed", error="mldesk's agent failed: %s: %s" % (type(exc).__name__, exc),
+                      finished_at=time.time())
+            raise
+        writer.close()
+        self.save(state="exited", exit_code=code, finished_at=time.time())
+
+    def watch_stop(self, act):
+        while not self.done.wait(0.1):
+            req = self.stop_requested()
+            if req:
+                self.stopping.set()
+                act(float(req.get("grace", 10)))
+                return
+
+    def run_process(self, writer):
+        spec = self.spec
+        ws = self.p.workspace
+        venv = os.path.join(ws, ".venv", "bin", "python")
+        python = venv if os.path.exists(venv) else (spec.get("python") or "python3")
+        if spec.get("env_exact"):  # locally: exactly the environment the app chose
+            env = dict(spec.get("env") or {})
+        else:
+            env = dict(os.environ)
+            env.update(spec.get("env") or {})
+        try:
+            proc = subprocess.Popen([python, "main.py"] + list(spec["argv"]), cwd=ws, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            raise AgentError("could not start %s on the host: %s" % (python, exc.strerror or exc))
+        self.save(state="running", pid=proc.pid, pgid=proc.pid, python=python, started_at=time.time())
+        t = threading.Thread(target=self.watch_stop,
+                             args=(lambda grace: kill_group(proc.pid, grace),), daemon=True)
+        t.start()
+        try:
+            logstore.pump(proc.stdout, proc.stderr, writer.write, proc)
+            code = normalise_exit(proc.wait())
+        finally:
+            self.done.set()
+        return code
+
+    def run_docker(self, writer):
+        spec = self.spec
+        cmd = ["run", "-d"] + docker_run_args(spec, self.p.workspace)
+        cmd += [spec["image"], "python", "main.py"] + list(spec["argv"])
+        r = docker(*cmd, timeout=600)
+        if r.returncode != 0:
+            text = (r.stderr or r.stdout).strip()
+            if spec.get("gpus") and ("gpu" in text.lower() or "device driver" in text):
+                raise AgentError("Docker on the host cannot give the container a GPU (%s); install the "
+                                 "NVIDIA Container Toolkit there, or turn GPUs off for this host" % text)
+            raise AgentError("Docker on the host could not start the container: %s" % text)
+        cid = r.stdout.strip().splitlines()[-1]
+        self.save(state="running", container=cid, started_at=time.time())
+        logs = subprocess.Popen(["docker", "logs", "-f", cid], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        grace_box = []
+
+        def stop(grace):
+            grace_box.append(grace)
+            docker("stop", "-t", str(max(0, int(round(grace)))), cid)
+
+        t = threading.Thread(target=self.watch_stop, args=(stop,), daemon=True)
+        t.start()
+        waited = {}
+
+        def wait():
+            r = docker("wait", cid)
+            waited["code"] = r.stdout.strip()
+            waited["err"] = r.stderr.strip()
+            # `docker logs -f` ends with the container; bound it in case it does not
+            deadline = time.monotonic() + 5
+            while logs.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if logs.poll() is None:
+                logs.terminate()
+
+        w = threading.Thread(target=wait, daemon=True)
+        w.start()
+        try:
+            logstore.pump(logs.stdout, logs.stderr, writer.write)
+            logs.wait()
+            w.join()
+        finally:
+            self.done.set()
+        try:
+            return int(waited.get("code"))
+        except (TypeError, ValueError):
+            raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
+
+
