@@ -56,6 +56,8 @@ class AgentError(Exception):
 
 def agent_command(*args):
     """argv that runs another agent command with this Python and this package."""
+    if getattr(sys, "frozen", False):  # the packaged app: its launcher dispatches __agent
+        return [sys.executable, "__agent"] + [str(a) for a in args]
     return [sys.executable, "-m", "mldesk.agent"] + [str(a) for a in args]
 
 
@@ -318,6 +320,13 @@ class Supervisor(object):
             code = normalise_exit(proc.wait())
         finally:
             self.done.set()
+        if spec.get("kill_leftovers"):
+            # what the program left running in its group (a tensorboard, workers) ends
+            # with it; the group id cannot have been reused while a member was left
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         return code
 
     def run_docker(self, writer):

@@ -49,10 +49,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mldesk.agent import logstore, protocol
+from mldesk.agent import protocol
 from mldesk.agent.fsutil import human_bytes as human
 from mldesk.agent.fsutil import write_json as _write_json
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUnavailable, Sink
+from mldesk.runtimes.relay import Matcher, resume_point, write_checkpoint
 
 AGENT_ENTRY = "agent.py"  # the launcher in WORKDIR/agent/<hash>/ (the package beside it)
 _AGENT_DIR = Path(__file__).resolve().parent.parent.parent / "agent"
@@ -176,25 +177,7 @@ def probe(conn) -> dict[str, Any]:
     return json.loads(r.stdout.decode("utf-8", "replace"))
 
 
-class _Matcher:
-    """Drops the host's records that the local log already holds (see the module doc)."""
-
-    def __init__(self, records: list[tuple[int, float, bytes]]):
-        self.local = records
-        self.i = 0
-        self.active = bool(records)
-
-    def seen(self, stream: int, ts: float, data: bytes) -> bool:
-        if not self.active:
-            return False
-        local = self.local
-        while self.i < len(local) and local[self.i] != (stream, ts, data) and local[self.i][0] == logstore.MLDESK:
-            self.i += 1  # a message of the local supervisor, not a copy
-        if self.i < len(local) and local[self.i] == (stream, ts, data):
-            self.i += 1
-            return True
-        self.active = False
-        return False
+_Matcher = Matcher  # (the relay's; kept under its old name)
 
 
 class SshRuntime(Runtime):
@@ -675,26 +658,10 @@ class SshRuntime(Runtime):
                 local_end = os.path.getsize(ctx.log_path) if ctx.log_path else 0
             except OSError:
                 local_end = 0
-        _write_json(path, {"remote_offset": self._offset, "local_size": local_end})
+        write_checkpoint(path, self._offset, local_end)
 
     def _resume_point(self, ctx: RunContext) -> tuple[int, _Matcher | None]:
-        path = self._checkpoint_path(ctx)
-        remote, local = 0, 0
-        if path is not None:
-            try:
-                data = json.loads(path.read_text())
-                remote, local = int(data["remote_offset"]), int(data["local_size"])
-            except (OSError, ValueError, KeyError, TypeError):
-                remote, local = 0, 0
-        copied: list[tuple[int, float, bytes]] = []
-        if ctx.log_path is not None and ctx.log_path.exists():
-            with logstore.LogReader(ctx.log_path) as reader:
-                try:
-                    copied = [(r.stream, r.ts, r.data) for r in reader.iter_records(local)]
-                except logstore.LogCorrupt:
-                    remote = 0
-                    copied = [(r.stream, r.ts, r.data) for r in reader.iter_records(0)]
-        return remote, _Matcher(copied)
+        return resume_point(self._checkpoint_path(ctx), ctx.log_path)
 
     def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
         from mldesk.runtimes.ssh.transport import HostError, LinkLost
