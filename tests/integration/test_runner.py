@@ -16,11 +16,6 @@ from tests.integration.conftest import program_output, wait_final, wait_state
 from tests.integration.test_ssh_run import PRINTER, _alive, expected_printer
 
 
-@pytest.fixture(params=["process"])
-def runtime(request):
-    return request.param
-
-
 def wait_for(cond, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -25,12 +25,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
-from mldesk.agent import logstore
+from mldesk.agent import dockerapi, logstore
 from mldesk.agent.fsutil import (
     kill_group, normalise_exit, pid_alive, proc_start_time, read_json, write_json,
 )
@@ -51,7 +52,11 @@ CONTAINER_LABEL = "mldesk.execution"
 
 
 class AgentError(Exception):
-    pass
+    """A failure to report as the execution's reason (``exit_code`` when one is known)."""
+
+    def __init__(self, message, exit_code=None):
+        Exception.__init__(self, message)
+        self.exit_code = exit_code
 
 
 def agent_command(*args):
@@ -149,6 +154,41 @@ def docker_run_args(spec, workspace):
     return cmd
 
 
+def container_config(spec, workspace):
+    """The Engine API's container config for one execution: the same hardening,
+    mount, env, user and GPUs as ``docker_run_args``."""
+    if ":" in workspace:
+        raise AgentError("the work folder %s holds ':', which a Docker bind mount cannot take; "
+                         "choose another work folder" % workspace)
+    host = {
+        "Init": True, "CapDrop": list(CONTAINER_CAP_DROP), "SecurityOpt": list(CONTAINER_SECURITY_OPT),
+        "Tmpfs": dict(CONTAINER_TMPFS), "NetworkMode": spec.get("network") or "bridge",
+        "Binds": [workspace + ":" + CONTAINER_WORKDIR],
+    }
+    if spec.get("gpus"):
+        host["DeviceRequests"] = [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]
+    config = {
+        "Image": spec["image"], "Cmd": ["python", "main.py"] + list(spec["argv"]),
+        "WorkingDir": CONTAINER_WORKDIR, "Labels": {CONTAINER_LABEL: spec["exec_id"]},
+        "Env": ["%s=%s" % kv for kv in sorted((spec.get("env") or {}).items())],
+        "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Tty": False,
+        "OpenStdin": False, "HostConfig": host,
+    }
+    if os.getuid() != 0:
+        config["User"] = "%d:%d" % (os.getuid(), os.getgid())
+    return config
+
+
+def stop_container(name, grace):
+    if dockerapi.supported():
+        try:
+            dockerapi.DockerAPI().stop(name, grace)
+            return
+        except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError):
+            return
+    docker("stop", "-t", str(max(0, int(round(grace)))), name)
+
+
 # -- the execution's life ---------------------------------------------------------------------
 
 def reset_exec(p):
@@ -172,6 +212,12 @@ def reset_exec(p):
 def remove_container(name):
     if not name:
         return
+    if dockerapi.supported():
+        try:
+            dockerapi.DockerAPI().remove(name)
+            return
+        except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError):
+            pass
     try:
         docker("rm", "-f", name, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -234,7 +280,7 @@ def request_stop(p, grace):
         return {"ok": True, "agent": agent_alive(status)}
     # the supervising runner is gone: act ourselves
     if status.get("container"):
-        docker("stop", "-t", str(max(0, int(round(grace)))), status["container"])
+        stop_container(status["container"], grace)
     elif status.get("pgid"):
         kill_group(status["pgid"], grace)
     return {"ok": True, "agent": False}
@@ -272,12 +318,15 @@ class Supervisor(object):
         writer = logstore.LogWriter(self.p.log)
         try:
             if self.spec["runtime"] == "docker":
-                code = self.run_docker(writer)
+                if dockerapi.supported():
+                    code = self.run_container(writer)
+                else:
+                    code = self.run_docker(writer)
             else:
                 code = self.run_process(writer)
         except AgentError as exc:
             writer.close()
-            self.save(state="failed", error=str(exc), finished_at=time.time())
+            self.save(state="failed", error=str(exc), exit_code=exc.exit_code, finished_at=time.time())
             return
         except Exception as exc:  # noqa: BLE001 - recorded for the app to show
             writer.close()
@@ -379,3 +428,179 @@ class Supervisor(object):
             raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
 
 
+
+    # -- Docker through the Engine API: attached, byte-exact, survives a daemon restart
+    def run_container(self, writer):
+        spec = self.spec
+        local = bool(spec.get("env_exact"))
+        api = dockerapi.DockerAPI()
+        name = spec["container_name"]
+        config = container_config(spec, self.p.workspace)
+        try:
+            api.remove(name)  # an earlier attempt's, never started
+            cid = api.create(name, config)
+            sock, rest = api.attach(cid)
+        except dockerapi.DockerUnavailable as exc:
+            raise AgentError("the Docker daemon does not answer (%s); start it" % exc)
+        except dockerapi.DockerError as exc:
+            raise AgentError(self._start_error(exc.message, local))
+        try:
+            api.start(cid)
+        except (dockerapi.DockerError, dockerapi.DockerUnavailable) as exc:
+            sock.close()
+            try:
+                api.remove(cid)
+            except (dockerapi.DockerError, dockerapi.DockerUnavailable):
+                pass
+            raise AgentError(self._start_error(getattr(exc, "message", str(exc)), local))
+        self.save(state="running", container=cid, started_at=time.time())
+
+        def stop(grace):
+            try:
+                api.stop(cid, grace)
+            except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError) as exc:
+                writer.message("stopping the container failed: %s" % exc)
+
+        threading.Thread(target=self.watch_stop, args=(stop,), daemon=True).start()
+        daemon_lost = False
+        try:
+            while True:
+                pump_attach(sock, rest, writer.write)
+                sock.close()
+                try:
+                    info = api.inspect(cid)
+                except dockerapi.DockerUnavailable:
+                    daemon_lost = True
+                    info = self.wait_for_daemon(api, cid, writer)
+                if info is None:
+                    raise AgentError("the container is gone (removed, or lost with the Docker daemon)")
+                state = info.get("State") or {}
+                if not state.get("Running"):
+                    code = int(state.get("ExitCode", -1))
+                    break
+                if daemon_lost:
+                    writer.message("the Docker daemon is back and the container still runs; following it again")
+                try:
+                    sock, rest = api.attach(cid)
+                except dockerapi.DockerUnavailable:
+                    sock, rest = _closed_socket(), b""
+        finally:
+            self.done.set()
+        if daemon_lost:
+            writer.message("the container ended while the Docker daemon was away (exit code %d)" % code)
+            raise AgentError("the Docker daemon stopped while the program ran and the container ended with it "
+                             "(exit code %d)" % code, exit_code=code)
+        return code
+
+    def wait_for_daemon(self, api, cid, writer):
+        """The daemon stopped answering: wait for it (saying so), then inspect the
+        container again. A stop request or ``docker_wait`` seconds give up."""
+        wait = float(self.spec.get("docker_wait", 600))
+        writer.message("the Docker daemon stopped answering; waiting up to %d s for it to come back" % wait)
+        self.save(note="waiting for the Docker daemon")
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                if api.ping():
+                    try:
+                        return api.inspect(cid)
+                    except dockerapi.DockerUnavailable:
+                        pass
+                if self.stopping.is_set() or self.stop_requested():
+                    raise AgentError("stopped while the Docker daemon was away; the container's fate is unknown")
+                if time.monotonic() > deadline:
+                    raise AgentError("the Docker daemon did not come back within %d s; the container's fate "
+                                     "is unknown" % wait)
+                time.sleep(0.5)
+        finally:
+            self.save(note=None)
+
+    @staticmethod
+    def _start_error(text, local):
+        gpu = "gpu" in text.lower() or "device driver" in text
+        if local:
+            if gpu:
+                return ("hardwareType is gpu but Docker cannot give this container a GPU (%s); install the "
+                        "NVIDIA Container Toolkit on this host or set hardwareType: cpu" % text)
+            return "Docker could not start the container: %s" % text
+        if gpu:
+            return ("Docker on the host cannot give the container a GPU (%s); install the NVIDIA Container "
+                    "Toolkit there, or turn GPUs off for this host" % text)
+        return "Docker on the host could not start the container: %s" % text
+
+
+def _closed_socket():
+    a, b = socket.socketpair()
+    b.close()
+    return a
+
+
+def pump_attach(sock, data, sink):
+    """Copy a container's attach stream (``dockerapi.FRAME_HEAD`` frames: stdout 1,
+    stderr 2) into ``sink`` until it ends, with ``logstore.pump``'s batching: the
+    complete lines of consecutive frames of one stream in one record, a partial line
+    after ``logstore.PARTIAL_FLUSH`` seconds. The bytes are the program's, exactly."""
+    unpack_from = dockerapi.FRAME_HEAD.unpack_from
+    pending = {1: b"", 2: b""}
+    since = {1: 0.0, 2: 0.0}
+    flush_after = logstore.PARTIAL_FLUSH
+
+    def emit(stream, parts):
+        old = pending[stream]
+        chunk = old + b"".join(parts) if old or len(parts) > 1 else parts[0]
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            sink(stream, chunk[:cut])
+        if not old or cut:
+            since[stream] = time.monotonic()
+        pending[stream] = chunk[cut:]
+
+    buf = data
+    eof = False
+    while True:
+        n = len(buf)
+        pos = 0
+        run = []
+        run_stream = 0
+        while n - pos >= 8:
+            stream, size = unpack_from(buf, pos)
+            end = pos + 8 + size
+            if end > n:
+                break
+            if stream != run_stream:
+                if run:
+                    emit(run_stream, run)
+                    run = []
+                run_stream = 2 if stream == 2 else 1
+            if size:
+                run.append(buf[pos + 8:end])
+            pos = end
+        if run:
+            emit(run_stream, run)
+        if pos:
+            buf = buf[pos:]
+        if eof:
+            break
+        waiting = [s for s in pending if pending[s]]
+        timeout = None
+        if waiting:
+            timeout = max(0.0, min(since[s] for s in waiting) + flush_after - time.monotonic())
+        sock.settimeout(timeout)
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            chunk = None
+        except OSError:
+            chunk = b""
+        if chunk == b"":
+            eof = True
+        elif chunk:
+            buf = buf + chunk if buf else chunk
+        now = time.monotonic()
+        for stream in (1, 2):
+            if pending[stream] and now - since[stream] >= flush_after:
+                sink(stream, pending[stream])
+                pending[stream] = b""
+    for stream in (1, 2):
+        if pending[stream]:
+            sink(stream, pending[stream])

@@ -78,6 +78,7 @@ class RunnerRuntime(Runtime):
         saved = offset
         lost_since = None
         status = None
+        note = None
         try:
             while True:
                 if reader is None and os.path.exists(p.log):
@@ -102,6 +103,9 @@ class RunnerRuntime(Runtime):
                 if status is not None and status.get("state") in runner.FINAL_STATES:
                     break  # final, and the log read to its end after it was
                 status = read_json(p.status)
+                if status and status.get("note") != note:  # e.g. "waiting for the Docker daemon"
+                    note = status.get("note")
+                    ctx.set_note(note)
                 if status and status.get("state") in runner.FINAL_STATES:
                     continue  # one more look: the final status is written after the last record
                 if status is None and not os.path.isdir(p.state_dir):
