@@ -13,7 +13,9 @@ import pytest
 
 from mldesk.agent import logstore
 from tests.integration.conftest import program_output, wait_final, wait_state
-from tests.integration.test_ssh_run import PRINTER, _alive, expected_printer
+from tests.integration.test_ssh_run import (  # noqa: F401 - fixtures
+    PRINTER, _alive, expected_printer, isolated_home, remote_runtime,
+)
 
 
 def wait_for(cond, timeout: float, what: str) -> None:
@@ -97,3 +99,41 @@ def test_partial_line_is_live(engine, make_lab, runtime):
     engine.stop(ex.id)
     final = wait_final(engine, ex.id, timeout=30)
     assert final.state == "stopped"
+
+
+# -- the same runner on an SSH host ---------------------------------------------------------
+
+def test_ssh_log_is_byte_exact_and_partial_lines_live(mldesk_home, isolated_home, sshd_server, remote_runtime,
+                                                      tmp_path):
+    """On a host the agent runs the same runner: random bytes come back exact, a
+    partial line arrives while the program runs (both runtimes of the host)."""
+    from mldesk.engine.facade import Engine
+    from tests.integration.test_ssh_run import add_host, lab_in, stop_all
+
+    eng = Engine(mldesk_home)
+    eng.set_setting("image_aliases", {"test-python": "mldesk-test/python:latest"})
+    eng.set_setting("stop_grace", 5.0)
+    remote_dir = tmp_path / "remote-workdir"
+    remote_dir.mkdir()
+    try:
+        add_host(eng, sshd_server, "box", remote_dir, runtime=remote_runtime)
+        blob = os.urandom(200_000)
+        lab = lab_in(tmp_path, RANDOM_BYTES, name="bytes")
+        (lab / "blob.bin").write_bytes(blob)
+        ex = eng.run(lab, host="box")
+        final = wait_final(eng, ex.id, timeout=90)
+        assert final.state == "finished", final.reason
+        with eng.log_reader(ex.id) as reader:
+            records = list(reader.iter_records(0))
+        assert b"".join(r.data for r in records if r.stream == logstore.STDOUT) == blob
+        assert b"".join(r.data for r in records if r.stream == logstore.STDERR) == b"\xff\xfe err \x80\n"
+
+        lab = lab_in(tmp_path, PROGRESS, name="progress")
+        ex = eng.run(lab, host="box")
+        wait_state(eng, ex.id, "running", timeout=90)
+        wait_for(lambda: b"epoch 1: 10%" in program_output(eng, ex.id), 20, "the partial line")
+        eng.stop(ex.id)
+        assert wait_final(eng, ex.id, timeout=60).state == "stopped"
+    finally:
+        stop_all(eng)
+        eng.close()
