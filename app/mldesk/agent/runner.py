@@ -480,6 +480,7 @@ class Supervisor(object):
                     break
                 if daemon_lost:
                     writer.message("the Docker daemon is back and the container still runs; following it again")
+                    daemon_lost = False
                 try:
                     sock, rest = api.attach(cid)
                 except dockerapi.DockerUnavailable:
