@@ -111,6 +111,12 @@ def private_dockerd(request, busybox_image):
         except BaseException:  # noqa: BLE001 - the cleanup below still runs
             pass
         d.stop()
+        # dockerd bind-mounts its data root on itself: unmount before removing (never
+        # remove through a mount)
+        with open("/proc/mounts") as f:
+            mounts = [line.split()[1] for line in f if line.split()[1].startswith(str(base) + "/")]
+        for mount in sorted(mounts, reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
         subprocess.run(["rm", "-rf", "--one-file-system", str(base)], capture_output=True)
 
 
