@@ -1,6 +1,6 @@
 """A tiny Docker Engine API client (stdlib only): what a runner needs to run one container.
 
-Standard library only, Python >= 3.8 (shipped to hosts). It speaks HTTP/1.1 to the
+Standard library only, Python >= 3.8 (shipped to hosts). It speaks plain HTTP to the
 daemon's socket (``DOCKER_HOST`` ``unix://`` or ``tcp://``, else
 ``/var/run/docker.sock``): create, attach (the raw multiplexed stream, byte-exact),
 start, inspect, wait, stop, remove, ping, image inspect. Each call costs well under a
@@ -11,7 +11,6 @@ with the ``docker`` CLI on hosts.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -48,56 +47,85 @@ def supported():
     return host.startswith("unix://") or host.startswith("tcp://") and not os.environ.get("DOCKER_TLS_VERIFY")
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout):
-        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+def _dechunk(body):
+    out = []
+    pos = 0
+    while True:
+        nl = body.find(b"\r\n", pos)
+        if nl < 0:
+            break
+        size = int(body[pos:nl].split(b";", 1)[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(body[nl + 2:nl + 2 + size])
+        pos = nl + 4 + size
+    return b"".join(out)
 
 
 class DockerAPI(object):
+    """One short connection per call (HTTP/1.0: the daemon closes it after the
+    answer), no http.client: importing it (and email) costs more than the calls."""
+
     def __init__(self, host=None, timeout=60.0):
         self.host = host or docker_host()
         self.timeout = timeout
 
-    def _connection(self, timeout):
+    def _connect(self, timeout):
         host = self.host
-        if host.startswith("unix://"):
-            return _UnixConnection(host[len("unix://"):], timeout)
-        if host.startswith("tcp://"):
-            hostport = host[len("tcp://"):].rstrip("/")
-            return http.client.HTTPConnection(hostport, timeout=timeout)
+        try:
+            if host.startswith("unix://"):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(host[len("unix://"):])
+                except BaseException:
+                    sock.close()
+                    raise
+                return sock
+            if host.startswith("tcp://"):
+                h, _, port = host[len("tcp://"):].rstrip("/").rpartition(":")
+                return socket.create_connection((h, int(port)), timeout=timeout)
+        except socket.timeout:
+            raise DockerUnavailable("the Docker daemon did not answer within %g s" % timeout)
+        except OSError as exc:
+            raise DockerUnavailable(exc.strerror or str(exc))
         raise DockerUnavailable("DOCKER_HOST %s is not supported by mldesk's Docker client" % host)
 
     def request(self, method, path, query=None, body=None, timeout=None):
         """(status, body bytes) of one API call; DockerUnavailable when the daemon
-        cannot be reached."""
+        cannot be reached or breaks the connection."""
         url = path + ("?" + urlencode(query) if query else "")
-        conn = self._connection(self.timeout if timeout is None else timeout)
-        headers = {"Host": "docker"}
-        data = None
+        data = json.dumps(body).encode("utf-8") if body is not None else b""
+        head = "%s %s HTTP/1.0\r\nHost: docker\r\nContent-Length: %d\r\n" % (method, url, len(data))
         if body is not None:
-            data = json.dumps(body).encode("utf-8")
-            headers["Content-Type"] = "application/json"
+            head += "Content-Type: application/json\r\n"
+        sock = self._connect(self.timeout if timeout is None else timeout)
+        chunks = []
         try:
-            try:
-                conn.request(method, url, body=data, headers=headers)
-                res = conn.getresponse()
-                return res.status, res.read()
-            except (ConnectionError, FileNotFoundError, http.client.RemoteDisconnected,
-                    http.client.IncompleteRead) as exc:
-                raise DockerUnavailable(str(exc) or type(exc).__name__)
-            except OSError as exc:
-                if isinstance(exc, socket.timeout):
-                    raise
-                raise DockerUnavailable(exc.strerror or str(exc))
+            sock.sendall(head.encode("ascii") + b"\r\n" + data)
+            while True:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except socket.timeout:
+            raise
+        except OSError as exc:
+            raise DockerUnavailable(exc.strerror or str(exc))
         finally:
-            conn.close()
+            sock.close()
+        raw = b"".join(chunks)
+        head_b, sep, payload = raw.partition(b"\r\n\r\n")
+        if not sep:
+            raise DockerUnavailable("the Docker daemon closed the connection without answering")
+        lines = head_b.split(b"\r\n")
+        try:
+            status = int(lines[0].split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            raise DockerUnavailable("the Docker daemon answered something unexpected: %r" % lines[0][:80])
+        if any(l.lower().startswith(b"transfer-encoding:") and b"chunked" in l.lower() for l in lines[1:]):
+            payload = _dechunk(payload)
+        return status, payload
 
     def call(self, method, path, query=None, body=None, timeout=None, ok=(200, 201, 204, 304)):
         status, data = self.request(method, path, query, body, timeout)
@@ -168,14 +196,13 @@ class DockerAPI(object):
         as the log driver kept it). Returns (socket, bytes already read past the
         response head)."""
         query = urlencode({"stream": 1, "stdout": 1, "stderr": 1, "logs": int(bool(logs))})
-        conn = self._connection(self.timeout)
+        sock = self._connect(self.timeout)
         try:
-            conn.connect()
+            sock.sendall(("POST /containers/%s/attach?%s HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\n"
+                          "Upgrade: tcp\r\nContent-Length: 0\r\n\r\n" % (cid, query)).encode())
         except OSError as exc:
+            sock.close()
             raise DockerUnavailable(exc.strerror or str(exc))
-        sock = conn.sock
-        sock.sendall(("POST /containers/%s/attach?%s HTTP/1.1\r\nHost: docker\r\n"
-                      "Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n" % (cid, query)).encode())
         head = b""
         while b"\r\n\r\n" not in head:
             try:

@@ -428,8 +428,8 @@ def cmd_start(workdir, exec_id):
     return 1 if status.get("state") == "failed" and not status.get("agent_pid") else 0
 
 
-def cmd_supervise(workdir, exec_id, state=None):
-    return runner.supervise(Paths(workdir, exec_id, state))
+def cmd_supervise(workdir, exec_id, state="", wait=""):
+    return runner.supervise(Paths(workdir, exec_id, state or None), wait=(wait == "wait"))
 
 
 # -- follow --------------------------------------------------------------------------------
@@ -543,7 +543,7 @@ COMMANDS = {
     "upload": (cmd_upload, 2),
     "fetch": (cmd_fetch, 4),
     "start": (cmd_start, 2),
-    "supervise": (cmd_supervise, (2, 3)),
+    "supervise": (cmd_supervise, (2, 3, 4)),
     "follow": (cmd_follow, 4),
     "stop": (cmd_stop, 3),
     "outputs": (cmd_outputs, 2),

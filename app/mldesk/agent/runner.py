@@ -63,7 +63,8 @@ def agent_command(*args):
     """argv that runs another agent command with this Python and this package."""
     if getattr(sys, "frozen", False):  # the packaged app: its launcher dispatches __agent
         return [sys.executable, "__agent"] + [str(a) for a in args]
-    return [sys.executable, "-m", "mldesk.agent"] + [str(a) for a in args]
+    # -S: the agent is stdlib only, and site-packages' start-up hooks cost ~30 ms
+    return [sys.executable, "-S", "-m", "mldesk.agent"] + [str(a) for a in args]
 
 
 def agent_env():
@@ -115,6 +116,7 @@ class Paths(object):
 
     def supervise_args(self):
         return ["supervise", self.workdir, self.exec_id] + ([self.state] if self.state else [])
+
 
 
 def agent_alive(status):
@@ -224,10 +226,25 @@ def remove_container(name):
         pass
 
 
-def start(p, spec, wait=300.0):
-    """Start the supervising runner for ``spec`` detached (own session, stdio to
-    ``agent.log``) and return the status once the program runs (or failed to). A
-    second start of the same execution returns its status."""
+def spawn(p, ready=False):
+    """Start the supervising runner detached (own session, stdio to ``agent.log``).
+    With ``ready`` it waits for a line on its stdin (a pipe, returned open) before
+    it reads the spec, so its interpreter starts while the workspace is prepared;
+    EOF instead (the caller died or gave up) ends it quietly."""
+    os.makedirs(p.state_dir, exist_ok=True)
+    args = p.supervise_args()
+    if ready:
+        args = args + ([] if p.state else [""]) + ["wait"]
+    with open(p.agent_log, "ab") as log:
+        return subprocess.Popen(agent_command(*args), stdin=subprocess.PIPE if ready else subprocess.DEVNULL,
+                                stdout=log, stderr=log, cwd=p.exec_dir, env=agent_env(),
+                                start_new_session=True, close_fds=True)
+
+
+def start(p, spec, wait=300.0, proc=None):
+    """Write ``spec`` and start the supervising runner for it (or let ``proc``, from
+    ``spawn(p, ready=True)``, go on); return the status once the program runs (or
+    failed to). A second start of the same execution returns its status."""
     if not os.path.isdir(p.workspace):
         return {"state": "failed", "error": "the workspace %s is missing" % p.workspace}
     status = read_json(p.status)
@@ -236,10 +253,16 @@ def start(p, spec, wait=300.0):
     os.makedirs(p.state_dir, exist_ok=True)
     spec = dict(spec, container_name="mldesk-" + p.exec_id)
     write_json(p.spec, spec)
-    with open(p.agent_log, "ab") as log:
-        proc = subprocess.Popen(agent_command(*p.supervise_args()),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=p.exec_dir,
-                                env=agent_env(), start_new_session=True, close_fds=True)
+    if proc is not None and proc.poll() is None:
+        try:
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+        except OSError:
+            proc = None
+    else:
+        proc = None
+    if proc is None:
+        proc = spawn(p)
     deadline = time.monotonic() + wait
     pause = 0.002
     while time.monotonic() < deadline:
@@ -286,9 +309,14 @@ def request_stop(p, grace):
     return {"ok": True, "agent": False}
 
 
-def supervise(p):
-    """The detached runner's life: run the program, write log and status."""
+def supervise(p, wait=False):
+    """The detached runner's life: run the program, write log and status (with
+    ``wait``: once a line arrives on stdin; EOF ends it, see ``spawn``)."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
+    if wait:
+        if not sys.stdin.buffer.readline().strip():
+            return 0
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     Supervisor(p).run()
     return 0
 

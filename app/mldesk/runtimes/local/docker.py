@@ -43,6 +43,7 @@ class DockerRuntime(RunnerRuntime):
     name = "docker"
 
     def __init__(self, client=None) -> None:
+        super().__init__()
         self._client = client  # docker-py, for pulls (created when one is needed)
         self.api = dockerapi.DockerAPI()
 

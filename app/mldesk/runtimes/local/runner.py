@@ -25,7 +25,7 @@ from mldesk.runtimes.relay import resume_point, write_checkpoint
 
 CHECKPOINT = "relay.json"  # in run/: (runner log offset, local log size)
 CHECKPOINT_INTERVAL = 0.5
-POLL_MIN, POLL_MAX = 0.005, 0.05  # how often an idle log is looked at (backs off)
+POLL_MIN, POLL_MAX = 0.005, 0.02  # how often an idle log is looked at (backs off)
 READ_MAX = 4 << 20
 LOST_CONFIRM = 1.0  # a runner gone without a final status, seen this long: lost
 
@@ -39,6 +39,9 @@ class RunnerRuntime(Runtime):
 
     name = "abstract"
 
+    def __init__(self) -> None:
+        self._ready: dict[str, Any] = {}  # exec_id -> a runner spawned early, waiting for its spec
+
     def spec(self, ctx: RunContext) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -48,13 +51,21 @@ class RunnerRuntime(Runtime):
             raise ExecutionFailed("internal: the execution's folder is unknown")
         return Path(ctx.exec_dir).parent.parent
 
+    def prepare_workspace(self, ctx: RunContext, materialize) -> None:
+        """Start the runner's interpreter now, so it is ready when ``start`` comes."""
+        try:
+            self._ready[ctx.exec_id] = runner.spawn(paths_of(self._root(ctx), ctx.exec_id), ready=True)
+        except (OSError, runner.AgentError):
+            pass  # start spawns one then
+        super().prepare_workspace(ctx, materialize)
+
     def start(self, ctx: RunContext) -> dict[str, Any]:
         root = self._root(ctx)
         p = paths_of(root, ctx.exec_id)
         spec = dict(self.spec(ctx), exec_id=ctx.exec_id, name=ctx.name, argv=list(ctx.argv),
                     env=ctx.program_env(), env_exact=True, runtime=self.name, grace=ctx.grace)
         try:
-            status = runner.start(p, spec)
+            status = runner.start(p, spec, proc=self._ready.pop(ctx.exec_id, None))
         except (OSError, runner.AgentError) as exc:
             raise ExecutionFailed(f"could not start mldesk's runner: {exc}") from None
         if status.get("state") == "failed" and not status.get("started_at"):
