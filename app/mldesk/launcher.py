@@ -1,6 +1,6 @@
 """The ``mldesk`` command: the window with no arguments (or ``mldesk open``), the CLI
-otherwise; ``__supervise``, ``__metrics`` and ``__smoke`` for detached supervisors, their metrics
-scanners and build checks.
+otherwise; ``__supervise``, ``__metrics``, ``__agent`` and ``__smoke`` for detached
+supervisors, their metrics scanners, local runners and build checks.
 
 It sits above both front ends so that neither imports the other: the CLI gets the
 window as a callable. Start-up cost matters, so everything is imported on use.
@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         from mldesk.smoke import main as smoke
 
         return smoke(argv[1:])
+    if argv[:1] == ["__agent"]:  # a local runner (the frozen app has no `python -m mldesk.agent`)
+        from mldesk.agent.main import main as agent
+
+        return agent(argv[1:])
     if argv[:1] == ["__supervise"]:  # the frozen app has no `python -m`
         from mldesk.engine.supervisor import main as supervise
 

@@ -30,6 +30,20 @@ print("share", round(share * 100, 1), flush=True)
 """
 
 
+def is_alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie (the test's own child) is not alive
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _samples(engine, exec_id):
     return resources.read_samples(str(engine.layout.resources_path(exec_id)))[0]
 
@@ -124,14 +138,24 @@ def test_stop_and_dead_supervisor_free_gpus(engine, make_lab, tmp_path, fake_gpu
     assert _cvd(engine, second.id) == "0"
     third = engine.run(lab3, runtime="process")
     wait_state(engine, third.id, "queued")
-    # the supervisor of the running one dies: a new one (here: reattach) ends it, the GPU goes on
+    # the supervisor of the running one dies: the program runs on (the runner holds it)
+    # and keeps its GPU; a new supervisor (here: reattach) follows it to its end, then
+    # the GPU goes on
     pid = engine.store.get(second.id).supervisor_pid
     os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert engine.reattach_one(second.id)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not engine.store.get(second.id).final:
-        engine.reattach()
-        time.sleep(0.2)
-    assert engine.store.get(second.id).state == "failed"
+    while engine.store.get(second.id).supervisor_pid in (None, pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    assert engine.store.get(second.id).state == "running"
+    assert engine.store.get(third.id).state == "queued" and engine.gpus_of(second.id) == [0]
+    go2.touch()
+    assert wait_final(engine, second.id).state == "finished"
+    assert "CVD=0" in program_output(engine, second.id).decode()
     wait_state(engine, third.id, "running", timeout=10)
     assert engine.gpus_of(third.id) == [0]
     go3.touch()
@@ -225,8 +249,10 @@ def test_stats_and_hosts_status_cli(engine, make_lab, tmp_path, fake_gpus, mldes
 
 
 def test_docker_device_requests(docker_client, python_image, tmp_path):
-    """The container asks Docker for exactly the execution's GPUs (inspected, no GPU
-    needed); CUDA_VISIBLE_DEVICES is not passed in (the container numbers its GPUs from 0)."""
+    """The container the runner creates asks Docker for exactly the execution's GPUs
+    (inspected, no GPU needed); CUDA_VISIBLE_DEVICES is not passed in (the container
+    numbers its GPUs from 0)."""
+    from mldesk.agent import dockerapi
     from mldesk.runtimes.base import RunContext
     from mldesk.runtimes.local.docker import DockerRuntime
 
@@ -235,19 +261,34 @@ def test_docker_device_requests(docker_client, python_image, tmp_path):
                      env={"CUDA_VISIBLE_DEVICES": "0,2", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
                      options={"gpu_ids": [0, 2]})
     rt = DockerRuntime()
-    kwargs = rt.container_kwargs(ctx)
-    container = docker_client.containers.create(python_image, **kwargs)
+    config = rt.container_config(ctx)
+    api = dockerapi.DockerAPI()
+    cid = api.create(f"mldesk-{ctx.exec_id}", config)
     try:
-        info = docker_client.api.inspect_container(container.id)
+        info = docker_client.api.inspect_container(cid)
         (req,) = info["HostConfig"]["DeviceRequests"]
         assert req["DeviceIDs"] == ["0", "2"] and req["Capabilities"] == [["gpu"]] and not req.get("Count")
         env = dict(e.split("=", 1) for e in info["Config"]["Env"])
         assert "CUDA_VISIBLE_DEVICES" not in env and env["MLDESK_EXECUTION_ID"] == ctx.exec_id
+        assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     finally:
-        container.remove(force=True)
+        api.remove(cid)
+    # the same through the docker CLI (a host whose daemon the Engine API client cannot reach)
+    from mldesk.agent import runner
+
+    spec = dict(rt.spec(ctx), exec_id=ctx.exec_id, argv=[], env=ctx.program_env(),
+                container_name=f"mldesk-{ctx.exec_id}")
+    args = runner.docker_run_args(spec, str(tmp_path))
+    assert args[args.index("--gpus") + 1] == '"device=0,2"'
+    assert not any(a.startswith("CUDA_VISIBLE_DEVICES=") for a in args)
+    # no GPU queue in between (gpu_ids None): all of them
+    ctx.options.pop("gpu_ids")
+    (req,) = rt.container_config(ctx)["HostConfig"]["DeviceRequests"]
+    assert req["Count"] == -1 and "DeviceIDs" not in req
     # no GPUs asked for: no device request at all
     ctx.options["gpu_ids"] = []
-    assert "device_requests" not in rt.container_kwargs(ctx)
+    assert "DeviceRequests" not in rt.container_config(ctx)["HostConfig"]
+    assert "--gpus" not in runner.docker_run_args(dict(spec, gpu_ids=[]), str(tmp_path))
 
 
 @pytest.mark.parametrize("runtime", ["docker"])

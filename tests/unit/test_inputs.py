@@ -121,9 +121,9 @@ def test_progress_events_and_console_lines(srv, dest, monkeypatch):
     assert ev[-1].done == ev[-1].total == len(data)
     fetching = [l for l in rec.lines if l.startswith("fetching slow.bin:")]
     assert fetching, rec.lines
-    assert re.match(r"fetching slow\.bin: [\d.]+ (B|kB) / 163\.8 kB, [\d.]+ (B|kB|MB)/s(, ETA \d+ s)?$",
+    assert re.match(r"fetching slow\.bin: [\d.]+ (B|KB) / 163\.8 KB, [\d.]+ (B|KB|MB)/s(, ETA \d+ s)?$",
                     fetching[0]), fetching[0]
-    assert any(l.startswith("fetched slow.bin: 163.8 kB") for l in rec.lines)
+    assert any(l.startswith("fetched slow.bin: 163.8 KB") for l in rec.lines)
 
 
 def test_replaces_an_existing_file_atomically_and_keeps_it_on_failure(srv, dest):
@@ -211,7 +211,7 @@ def test_reset_halfway_reports_how_far_it_got(srv, dest):
     srv.reset_halfway("/reset", DATA, accept_ranges=False)
     with pytest.raises(InputError) as ei:
         fetch([("r.bin", srv.url("/reset"))], dest, retries=0)
-    assert re.search(r"(reset|closed) after 100\.0 kB of 200\.0 kB", str(ei.value)), str(ei.value)
+    assert re.search(r"(reset|closed) after 100\.0 KB of 200\.0 KB", str(ei.value)), str(ei.value)
 
 
 def test_reset_halfway_recovers_and_resumes_with_range(srv, dest):
@@ -250,7 +250,7 @@ def test_stall_is_detected_within_the_timeout(srv, dest):
         fetch([("s.bin", srv.url("/stall"))], dest, timeout=0.5, retries=0)
     elapsed = time.monotonic() - t0
     assert "no data for 0.5 s (stalled)" in str(ei.value)
-    assert "after 100.0 kB of 200.0 kB" in str(ei.value)
+    assert "after 100.0 KB of 200.0 KB" in str(ei.value)
     assert elapsed < 2.0, elapsed
     assert listing(dest) == []
 
@@ -268,7 +268,7 @@ def test_stall_is_retried(srv, dest):
 def test_short_body_is_retried_not_accepted(srv, dest):
     # headers announce 200 kB, the server sends 1 kB and closes the connection cleanly
     srv.stall("/short", DATA, after=1000, max_stall=0.05)
-    with pytest.raises(InputError, match=r"connection closed after 1.0 kB of 200\.0 kB"):
+    with pytest.raises(InputError, match=r"connection closed after 1.0 KB of 200\.0 KB"):
         fetch([("short.bin", srv.url("/short"))], dest, retries=1)
     assert srv.hits("/short") == 2
     assert listing(dest) == []

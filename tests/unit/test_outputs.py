@@ -164,7 +164,7 @@ def test_total_size_limit(ws, dest):
     lines = []
     r = collect_outputs(ws, dest, max_total_bytes=1000, on_message=lines.append)
     assert sorted(tree(dest)) == ["a.bin", "c.bin"] and r.bytes == 900
-    assert lines == ["skipped outputs/b.bin: 600 B would go over the total size limit of 1.0 kB (600 B collected)"]
+    assert lines == ["skipped outputs/b.bin: 600 B would go over the total size limit of 1.0 KB (600 B collected)"]
 
 
 def test_incremental_skips_unchanged_files(ws, dest):

@@ -46,6 +46,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, List, NamedTuple, Optional
+
+from mldesk.agent.fsutil import human_bytes, write_json
 from mldesk.agent.errors import UserError
 
 __all__ = ["InputError", "InputsCancelled", "Progress", "fetch_inputs", "validate_name"]
@@ -121,15 +123,6 @@ def validate_name(name) -> Optional[str]:
 
 
 # -- small helpers --------------------------------------------------------------------
-
-def human_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return "%d B" % n if unit == "B" else "%.1f %s" % (n, unit)
-        n /= 1000.0
-    return "%.1f TB" % n  # pragma: no cover
-
 
 def human_seconds(s: float) -> str:
     s = max(0, int(round(s)))
@@ -315,14 +308,7 @@ class _Cache:
             return None
 
     def _write_json(self, path: str, data: dict) -> None:
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-            os.replace(tmp, path)
-        except BaseException:
-            _unlink(tmp)
-            raise
+        write_json(path, data)
 
     def _put_blob(self, src: str, blob: str, replace: bool) -> bool:
         """Make ``blob`` hold the finished download ``src`` (a hard link where possible,

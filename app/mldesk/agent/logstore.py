@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import selectors
-import struct
 import threading
 import time
 from typing import IO, Callable, Iterator, List, NamedTuple, Optional, Tuple
+
+from mldesk.agent import protocol as _protocol
 
 __all__ = [
     "STDOUT",
@@ -48,10 +49,11 @@ __all__ = [
 STDOUT, STDERR, MLDESK = 1, 2, 3
 STREAMS = (STDOUT, STDERR, MLDESK)
 
-_HEADER = struct.Struct("<IBdQ")  # len, stream, ts, lines_before
-_TRAILER = struct.Struct("<I")
-HEADER_SIZE = _HEADER.size  # 21
-OVERHEAD = HEADER_SIZE + _TRAILER.size  # 25
+# the record layout is part of the wire protocol (``follow`` sends records as they are)
+_HEADER = _protocol.LOG_HEADER  # len, stream, ts, lines_before
+_TRAILER = _protocol.LOG_TRAILER
+HEADER_SIZE = _protocol.LOG_HEADER_SIZE  # 21
+OVERHEAD = _protocol.LOG_OVERHEAD  # 25
 MAX_DATA = 1 << 20  # the most data one record holds
 MAX_RECORD = MAX_DATA + OVERHEAD
 

@@ -49,99 +49,22 @@ streams of ``follow`` and ``outputs`` are ``u8 type | u32 len | payload``):
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import platform
 import shutil
-import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from mldesk.agent import logstore, resources, slurm
+from mldesk.agent import logstore, protocol, resources, runner, slurm
+from mldesk.agent.fsutil import is_disk_full, read_json
+from mldesk.agent.runner import FINAL_STATES, AgentError, Paths, agent_alive, docker, reset_exec
 
 CHUNK = 1 << 20
-FINAL_STATES = ("exited", "failed", "stopped")
-
-
-# The folder that holds the ``mldesk`` package this agent was imported from (on a host:
-# WORKDIR/agent/<hash>; locally: the installed app), so a detached agent finds it too.
-PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def agent_command(*args):
-    """argv that runs another agent command with this Python and this package."""
-    return [sys.executable, "-m", "mldesk.agent"] + [str(a) for a in args]
-
-
-def agent_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
-
-
-class AgentError(Exception):
-    pass
-
-
-# -- paths --------------------------------------------------------------------------------
-
-def _hexname(text, what):
-    if not text or not all(c in "0123456789abcdef" for c in text):
-        raise AgentError("invalid %s %r" % (what, text))
-    return text
-
-
-class Paths(object):
-    def __init__(self, workdir, exec_id=None):
-        self.workdir = os.path.abspath(os.path.expanduser(workdir))
-        self.blobs = os.path.join(self.workdir, "blobs")
-        self.input_cache = os.path.join(self.workdir, "cache", "inputs")
-        if exec_id is not None:
-            if not exec_id or not all(c.isalnum() or c in "-_" for c in exec_id):
-                raise AgentError("invalid execution id %r" % exec_id)
-            self.exec_dir = os.path.join(self.workdir, "executions", exec_id)
-            self.workspace = os.path.join(self.exec_dir, "workspace")
-            self.log = os.path.join(self.exec_dir, "log.bin")
-            self.status = os.path.join(self.exec_dir, "status.json")
-            self.spec = os.path.join(self.exec_dir, "spec.json")
-            self.stop = os.path.join(self.exec_dir, "stop.json")
-            self.agent_log = os.path.join(self.exec_dir, "agent.log")
-            self.resources = os.path.join(self.exec_dir, resources.SAMPLES_FILE)
-
-    def blob(self, sha):
-        _hexname(sha, "blob id")
-        if len(sha) != 64:
-            raise AgentError("invalid blob id %r" % sha)
-        return os.path.join(self.blobs, sha[:2], sha)
-
-
-def write_json(path, data):
-    d = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def safe_rel(rel):
@@ -173,90 +96,21 @@ def read_exact(n):
 
 
 def read_frame():
-    size = int.from_bytes(read_exact(4), "little")
-    return read_exact(size)
+    return read_exact(protocol.frame_length(read_exact(protocol.LENGTH.size)))
 
 
 def write_frame(payload):
-    _OUT.write(len(payload).to_bytes(4, "little") + payload)
+    _OUT.write(protocol.frame(payload))
     _OUT.flush()
 
 
 def write_typed(kind, payload=b""):
-    _OUT.write(kind + len(payload).to_bytes(4, "little"))
-    if payload:
-        _OUT.write(payload)
+    _OUT.write(protocol.typed(kind, payload))
 
 
 def jline(obj):
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
-
-
-# -- processes -----------------------------------------------------------------------------
-
-def proc_start_time(pid):
-    """The process's start time in clock ticks since boot (guards against pid reuse);
-    None when it does not exist; 0 where /proc is missing but the pid exists."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            data = f.read()
-        return int(data[data.rfind(b")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
-        pass
-    if os.path.isdir("/proc/self"):
-        return None
-    try:
-        os.kill(pid, 0)
-        return 0
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return 0
-
-
-def agent_alive(status):
-    pid = (status or {}).get("agent_pid")
-    if not pid:
-        return False
-    now = proc_start_time(pid)
-    return now is not None and (not now or now == status.get("agent_start"))
-
-
-def group_alive(pgid):
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def kill_group(pgid, grace, gone=None):
-    """TERM to the group, KILL after ``grace`` seconds if anything is left."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if (gone is not None and gone()) or not group_alive(pgid):
-            break
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def docker(*args, **kw):
-    return subprocess.run(["docker"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, **kw)
-
-
-def normalise_exit(code):
-    return 128 - code if code < 0 else code
 
 
 # -- probe ---------------------------------------------------------------------------------
@@ -327,31 +181,8 @@ def have_blob(p, sha, size):
         return False
 
 
-def reset_exec(p):
-    """Make sure nothing of an earlier attempt of this execution is left: its program
-    (or container) and supervising agent are killed, its folder removed."""
-    status = read_json(p.status) or {}
-    spec = read_json(p.spec) or {}
-    if status.get("pgid") and agent_alive(status):
-        kill_group(status["pgid"], 0)
-    if agent_alive(status):
-        try:
-            os.kill(status["agent_pid"], signal.SIGKILL)
-        except OSError:
-            pass
-    if status.get("slurm_job") and status.get("state") not in FINAL_STATES:
-        slurm.cancel(status["slurm_job"], slurm.job_env(spec), kill=True)
-    if spec.get("runtime") == "docker" or status.get("container"):
-        try:
-            docker("rm", "-f", status.get("container") or spec.get("container_name") or "", timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    if os.path.isdir(p.exec_dir):
-        shutil.rmtree(p.exec_dir, ignore_errors=True)
-
-
 def _disk_error(exc, what):
-    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+    if is_disk_full(exc):
         return AgentError("the host's disk is full while writing %s" % what)
     return AgentError("cannot write %s on the host: %s" % (what, exc.strerror or exc))
 
@@ -603,251 +434,13 @@ def cmd_put_input(workdir, exec_id, name, sha, size):
 def cmd_start(workdir, exec_id):
     p = Paths(workdir, exec_id)
     spec = json.loads(sys.stdin.read())
-    if not os.path.isdir(p.workspace):
-        jline({"state": "failed", "error": "the workspace %s is missing on the host" % p.workspace})
-        return 1
-    status = read_json(p.status)
-    if status and (agent_alive(status) or status.get("state") in FINAL_STATES):
-        jline(status)  # already started (a second start after a lost answer)
-        return 0
-    spec["container_name"] = "mldesk-" + exec_id
-    write_json(p.spec, spec)
-    with open(p.agent_log, "ab") as log:
-        proc = subprocess.Popen(agent_command("supervise", p.workdir, exec_id),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=p.exec_dir,
-                                env=agent_env(), start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        status = read_json(p.status)
-        if status and status.get("state") != "starting":
-            jline(status)
-            return 0
-        if proc.poll() is not None:
-            status = read_json(p.status)
-            if status and status.get("state") != "starting":
-                jline(status)
-                return 0
-            try:
-                with open(p.agent_log) as f:
-                    tail = f.read()[-2000:].strip().splitlines()
-            except OSError:
-                tail = []
-            jline({"state": "failed", "error": "mldesk's agent on the host died at start: %s"
-                   % (tail[-1] if tail else "exit code %s" % proc.returncode)})
-            return 1
-        time.sleep(0.05)
-    jline({"state": "failed", "error": "the program did not start within 300 s"})
-    return 1
+    status = runner.start(p, spec)
+    jline(status)
+    return 1 if status.get("state") == "failed" and not status.get("agent_pid") else 0
 
 
-class Supervisor(object):
-    def __init__(self, p):
-        self.p = p
-        self.spec = read_json(p.spec)
-        self.status = {"state": "starting", "agent_pid": os.getpid(),
-                       "agent_start": proc_start_time(os.getpid()), "runtime": self.spec["runtime"]}
-        self.stopping = threading.Event()
-        self.done = threading.Event()
-        self.sampler = None
-
-    def start_sampler(self, **root):
-        """Resource samples of the program (and its GPUs) every 2 s into resources.jsonl;
-        the app pulls them with the ``resources`` command."""
-        try:
-            gpus = [int(g) for g in (self.spec.get("gpu_ids") or [])]
-            cache = resources.GpuCache(os.path.join(self.p.workdir, "cache", "gpus.json")) if gpus else None
-            self.sampler = resources.Sampler(self.p.resources, gpus=gpus, gpu_cache=cache,
-                                             interval=float(self.spec.get("sample_interval") or 2.0),
-                                             **root).start()
-        except Exception:  # noqa: BLE001 - no samples is no reason to fail the program
-            self.sampler = None
-
-    def stop_sampler(self):
-        if self.sampler is not None:
-            self.sampler.stop()
-            self.sampler = None
-
-    def save(self, **kw):
-        self.status.update(kw)
-        write_json(self.p.status, self.status)
-
-    def stop_requested(self):
-        return read_json(self.p.stop)
-
-    def run(self):
-        self.save()
-        if self.stop_requested():
-            self.save(state="stopped", exit_code=None, finished_at=time.time(),
-                      error="stopped before the program started")
-            return
-        writer = logstore.LogWriter(self.p.log)
-        try:
-            if self.spec["runtime"] == "docker":
-                code = self.run_docker(writer)
-            elif self.spec["runtime"] == "slurm":
-                code = self.run_slurm(writer)
-            else:
-                code = self.run_process(writer)
-        except AgentError as exc:
-            writer.close()
-            self.save(state="failed", error=str(exc), finished_at=time.time())
-            return
-        except Exception as exc:  # noqa: BLE001 - recorded for the app to show
-            writer.close()
-            self.save(state="failed", error="mldesk's agent failed: %s: %s" % (type(exc).__name__, exc),
-                      finished_at=time.time())
-            raise
-        writer.close()
-        self.save(state="exited", exit_code=code, finished_at=time.time())
-
-    def watch_stop(self, act):
-        while not self.done.wait(0.1):
-            req = self.stop_requested()
-            if req:
-                self.stopping.set()
-                act(float(req.get("grace", 10)))
-                return
-
-    def run_process(self, writer):
-        spec = self.spec
-        ws = self.p.workspace
-        venv = os.path.join(ws, ".venv", "bin", "python")
-        python = venv if os.path.exists(venv) else (spec.get("python") or "python3")
-        env = dict(os.environ)
-        env.update(spec.get("env") or {})
-        try:
-            proc = subprocess.Popen([python, "main.py"] + list(spec["argv"]), cwd=ws, env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
-        except OSError as exc:
-            raise AgentError("could not start %s on the host: %s" % (python, exc.strerror or exc))
-        self.save(state="running", pid=proc.pid, pgid=proc.pid, python=python, started_at=time.time())
-        self.start_sampler(root_pid=proc.pid)
-        t = threading.Thread(target=self.watch_stop,
-                             args=(lambda grace: kill_group(proc.pid, grace),), daemon=True)
-        t.start()
-        try:
-            logstore.pump(proc.stdout, proc.stderr, writer.write, proc)
-            code = normalise_exit(proc.wait())
-        finally:
-            self.done.set()
-            self.stop_sampler()
-        return code
-
-    def run_slurm(self, writer):
-        job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
-                                   self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
-        try:
-            job.submit()
-            code = job.follow()
-        except slurm.SlurmError as exc:
-            raise AgentError(str(exc))
-        finally:
-            self.done.set()
-        self.status["reason"] = None
-        return code
-
-    def run_docker(self, writer):
-        spec = self.spec
-        name = spec["container_name"]
-        ws = self.p.workspace
-        if ":" in ws:
-            raise AgentError("the host's work folder %s holds ':', which docker -v cannot take; "
-                             "choose another work folder for this host" % ws)
-        cmd = ["run", "-d", "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-               "--tmpfs", "/tmp:rw,exec,nosuid,size=1g", "--network", spec.get("network") or "bridge",
-               "-v", ws + ":/workspace", "-w", "/workspace",
-               "--label", "mldesk.execution=" + spec["exec_id"], "--name", name]
-        for k, v in sorted((spec.get("env") or {}).items()):
-            if k != "CUDA_VISIBLE_DEVICES":  # the container numbers its own GPUs from 0
-                cmd += ["-e", "%s=%s" % (k, v)]
-        if os.getuid() != 0:
-            cmd += ["--user", "%d:%d" % (os.getuid(), os.getgid())]
-        if spec.get("gpu_ids"):  # exactly the execution's GPUs (a device request with device ids)
-            cmd += ["--gpus", '"device=%s"' % ",".join(str(int(g)) for g in spec["gpu_ids"])]
-        elif spec.get("gpus") and spec.get("gpu_ids") is None:
-            cmd += ["--gpus", "all"]
-        cmd += [spec["image"], "python", "main.py"] + list(spec["argv"])
-        r = docker(*cmd, timeout=600)
-        if r.returncode != 0:
-            text = (r.stderr or r.stdout).strip()
-            if (spec.get("gpus") or spec.get("gpu_ids")) and ("gpu" in text.lower() or "device driver" in text):
-                raise AgentError("Docker on the host cannot give the container a GPU (%s); install the "
-                                 "NVIDIA Container Toolkit there, or turn GPUs off for this host" % text)
-            raise AgentError("Docker on the host could not start the container: %s" % text)
-        cid = r.stdout.strip().splitlines()[-1]
-        self.save(state="running", container=cid, started_at=time.time())
-        self.start_sampler(root=_container_root(cid, spec["exec_id"]))
-        logs = subprocess.Popen(["docker", "logs", "-f", cid], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        grace_box = []
-
-        def stop(grace):
-            grace_box.append(grace)
-            docker("stop", "-t", str(max(0, int(round(grace)))), cid)
-
-        t = threading.Thread(target=self.watch_stop, args=(stop,), daemon=True)
-        t.start()
-        waited = {}
-
-        def wait():
-            r = docker("wait", cid)
-            waited["code"] = r.stdout.strip()
-            waited["err"] = r.stderr.strip()
-            # `docker logs -f` ends with the container; bound it in case it does not
-            deadline = time.monotonic() + 5
-            while logs.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if logs.poll() is None:
-                logs.terminate()
-
-        w = threading.Thread(target=wait, daemon=True)
-        w.start()
-        try:
-            logstore.pump(logs.stdout, logs.stderr, writer.write)
-            logs.wait()
-            w.join()
-        finally:
-            self.done.set()
-            self.stop_sampler()
-        try:
-            return int(waited.get("code"))
-        except (TypeError, ValueError):
-            raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
-
-
-def _container_root(cid, exec_id):
-    """The container's init pid on this host (checked by the execution id in its
-    environment), looked up once and again only when that process is gone."""
-    found = {}
-
-    def root():
-        pid = found.get("pid")
-        if pid and os.path.exists("/proc/%d" % pid):
-            return pid
-        r = docker("inspect", "--format", "{{.State.Pid}}", cid, timeout=30)
-        try:
-            pid = int(r.stdout.strip())
-        except ValueError:
-            return None
-        try:
-            with open("/proc/%d/environ" % pid, "rb") as f:
-                mine = ("MLDESK_EXECUTION_ID=%s" % exec_id).encode() in f.read().split(b"\0")
-        except OSError:
-            mine = False
-        if pid and mine:
-            found["pid"] = pid
-            return pid
-        return None
-
-    return root
-
-
-def cmd_supervise(workdir, exec_id):
-    p = Paths(workdir, exec_id)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
-    Supervisor(p).run()
-    return 0
+def cmd_supervise(workdir, exec_id, state="", wait=""):
+    return runner.supervise(Paths(workdir, exec_id, state or None), wait=(wait == "wait"))
 
 
 # -- follow --------------------------------------------------------------------------------
@@ -859,7 +452,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
     reader = None
     fd = None
     last = time.monotonic()
-    write_typed(b"H")
+    write_typed(protocol.HEARTBEAT)
     _OUT.flush()
     lost_since = None
     pause = 0.02
@@ -874,7 +467,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                 records, nxt = reader.read_from(offset, 2 << 20)
                 if records:
                     raw = os.pread(fd, nxt - offset, offset)
-                    write_typed(b"L", raw)
+                    write_typed(protocol.LOG, raw)
                     _OUT.flush()
                     offset = nxt
                     last = time.monotonic()
@@ -886,7 +479,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
             if status and status.get("state") in ("queued", "running") and \
                     (status.get("state"), status.get("reason")) != shown:
                 shown = (status.get("state"), status.get("reason"))
-                write_typed(b"S", json.dumps(status).encode())
+                write_typed(protocol.STATUS, json.dumps(status).encode())
                 _OUT.flush()
                 last = time.monotonic()
             if status and status.get("state") in FINAL_STATES:
@@ -895,11 +488,11 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                     continue
                 if reader is not None and reader.read_from(offset, 1)[0]:
                     continue
-                write_typed(b"E", json.dumps(status).encode())
+                write_typed(protocol.END, json.dumps(status).encode())
                 _OUT.flush()
                 return 0
             if status is None and not os.path.isdir(p.exec_dir):
-                write_typed(b"E", json.dumps({"state": "lost", "error": "the execution's folder %s is "
+                write_typed(protocol.END, json.dumps({"state": "lost", "error": "the execution's folder %s is "
                                               "gone from the host" % p.exec_dir}).encode())
                 _OUT.flush()
                 return 0
@@ -908,14 +501,14 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                 if lost_since is None:
                     lost_since = time.monotonic()
                 elif time.monotonic() - lost_since > 1.0:
-                    write_typed(b"E", json.dumps(dict(status, state="lost")).encode())
+                    write_typed(protocol.END, json.dumps(dict(status, state="lost")).encode())
                     _OUT.flush()
                     return 0
             else:
                 lost_since = None
             now = time.monotonic()
             if now - last >= heartbeat:
-                write_typed(b"H")
+                write_typed(protocol.HEARTBEAT)
                 _OUT.flush()
                 last = now
             time.sleep(pause)
@@ -931,149 +524,25 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
 
 def cmd_stop(workdir, exec_id, grace):
     p = Paths(workdir, exec_id)
-    grace = float(grace)
-    if not os.path.isdir(p.exec_dir):
-        jline({"ok": False, "error": "no such execution on the host"})
-        return 0
-    if not os.path.exists(p.stop):
-        write_json(p.stop, {"grace": grace, "at": time.time()})
-    status = read_json(p.status) or {}
-    if status.get("state") in FINAL_STATES or agent_alive(status):
-        jline({"ok": True, "agent": agent_alive(status)})
-        return 0
-    # the supervising agent is gone: act ourselves
-    if status.get("slurm_job"):
-        slurm.cancel(status["slurm_job"], slurm.job_env(read_json(p.spec) or {}))
-    elif status.get("container"):
-        docker("stop", "-t", str(max(0, int(round(grace)))), status["container"])
-    elif status.get("pgid"):
-        kill_group(status["pgid"], grace)
-    jline({"ok": True, "agent": False})
+    r = runner.request_stop(p, float(grace))
+    if not r.get("ok"):
+        r["error"] = "no such execution on the host"
+    jline(r)
     return 0
 
 
 # -- outputs -----------------------------------------------------------------------------------
 
-_O_FILE = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
-_O_DIR = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_DIRECTORY", 0)
-LINK_REASON = "symbolic link (links are not followed)"
-
-
-def _kind(mode):
-    if stat.S_ISFIFO(mode):
-        return "named pipe"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
-
-
 def cmd_outputs(workdir, exec_id):
-    """Send the files of outputs/ that differ from what the caller has. Every folder
-    and file is opened relative to its parent's descriptor with O_NOFOLLOW, so no link
-    is ever followed and nothing outside outputs/ is read."""
+    """Send the files of outputs/ that differ from what the caller has (the one
+    symlink-safe walk of ``outputs``: nothing outside outputs/ is read)."""
+    from mldesk.agent import outputs
+
     p = Paths(workdir, exec_id)
     req = json.loads(_IN.readline().decode("utf-8"))
-    have = req.get("have") or {}
-    max_files = req.get("max_files")
-    max_file_bytes = req.get("max_file_bytes")
-    max_total = req.get("max_total_bytes")
-    root = os.path.join(p.workspace, "outputs")
-    totals = {"files": 0, "bytes": 0, "sent": 0, "sent_bytes": 0}
-
-    def skip(rel, reason):
-        write_typed(b"S", json.dumps({"path": rel, "reason": reason}).encode())
-
-    def over(size):
-        if max_file_bytes is not None and size > max_file_bytes:
-            return "%d bytes is over the per-file limit of %d bytes" % (size, max_file_bytes)
-        if max_files is not None and totals["files"] >= max_files:
-            return "over the limit of %d files" % max_files
-        if max_total is not None and totals["bytes"] + size > max_total:
-            return "would go over the total size limit of %d bytes" % max_total
-        return None
-
-    def send_file(rel, fd, st):
-        size = st.st_size
-        write_typed(b"F", json.dumps({"path": rel, "size": size, "mtime_ns": st.st_mtime_ns,
-                                      "mode": stat.S_IMODE(st.st_mode)}).encode())
-        done = 0
-        error = None
-        while done < size:
-            try:
-                buf = os.read(fd, min(CHUNK, size - done))
-            except OSError as exc:
-                error = "cannot read: %s" % (exc.strerror or exc)
-                break
-            if not buf:
-                break  # truncated meanwhile: what was there
-            write_typed(b"D", buf)
-            done += len(buf)
-        write_typed(b"f", json.dumps({"ok": error is None, "size": done, "error": error}).encode())
-        totals["sent"] += 1
-        totals["sent_bytes"] += done
-
-    try:
-        top = os.open(root, _O_DIR)
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            skip("", LINK_REASON if exc.errno in (errno.ELOOP, errno.ENOTDIR) else str(exc.strerror))
-        write_typed(b"Z", json.dumps(totals).encode())
-        _OUT.flush()
-        return 0
-    stack = [(top, "")]
-    while stack:
-        dfd, rel_dir = stack.pop()
-        try:
-            names = sorted(os.listdir(dfd))
-            subdirs = []
-            for name in names:
-                rel = rel_dir + "/" + name if rel_dir else name
-                try:
-                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                except OSError:
-                    skip(rel, "vanished while collecting")
-                    continue
-                if stat.S_ISLNK(st.st_mode):
-                    skip(rel, LINK_REASON)
-                elif stat.S_ISDIR(st.st_mode):
-                    try:
-                        sub = os.open(name, _O_DIR, dir_fd=dfd)
-                    except OSError as exc:
-                        skip(rel, LINK_REASON if exc.errno in (errno.ELOOP, errno.ENOTDIR) else
-                             "cannot read: %s" % exc.strerror)
-                        continue
-                    write_typed(b"d", json.dumps({"path": rel}).encode())
-                    subdirs.append((sub, rel))
-                elif stat.S_ISREG(st.st_mode):
-                    reason = over(st.st_size)
-                    if reason:
-                        skip(rel, reason)
-                        continue
-                    try:
-                        fd = os.open(name, _O_FILE, dir_fd=dfd)
-                    except OSError as exc:
-                        skip(rel, LINK_REASON if exc.errno == errno.ELOOP else "cannot read: %s" % exc.strerror)
-                        continue
-                    try:
-                        fst = os.fstat(fd)
-                        if not stat.S_ISREG(fst.st_mode):
-                            skip(rel, "not a regular file (%s)" % _kind(fst.st_mode))
-                            continue
-                        totals["files"] += 1
-                        totals["bytes"] += fst.st_size
-                        if have.get(rel) == [fst.st_size, fst.st_mtime_ns]:
-                            continue
-                        send_file(rel, fd, fst)
-                    finally:
-                        os.close(fd)
-                else:
-                    skip(rel, "not a regular file (%s)" % _kind(st.st_mode))
-            stack.extend(reversed(subdirs))
-        finally:
-            os.close(dfd)
-    write_typed(b"Z", json.dumps(totals).encode())
+    outputs.send_outputs(os.path.join(p.workspace, "outputs"), write_typed, have=req.get("have") or {},
+                         max_files=req.get("max_files"), max_file_bytes=req.get("max_file_bytes"),
+                         max_total_bytes=req.get("max_total_bytes"))
     _OUT.flush()
     return 0
 
@@ -1125,7 +594,7 @@ COMMANDS = {
     "upload": (cmd_upload, 2),
     "fetch": (cmd_fetch, 4),
     "start": (cmd_start, 2),
-    "supervise": (cmd_supervise, 2),
+    "supervise": (cmd_supervise, (2, 3, 4)),
     "follow": (cmd_follow, 4),
     "stop": (cmd_stop, 3),
     "outputs": (cmd_outputs, 2),
@@ -1140,8 +609,9 @@ def main(argv):
         sys.stderr.write("usage: agent.py %s ...\n" % "|".join(sorted(COMMANDS)))
         return 2
     fn, nargs = COMMANDS[argv[0]]
-    if len(argv) - 1 != nargs:
-        sys.stderr.write("agent.py %s takes %d argument(s)\n" % (argv[0], nargs))
+    nargs = nargs if isinstance(nargs, tuple) else (nargs,)
+    if len(argv) - 1 not in nargs:
+        sys.stderr.write("agent.py %s takes %s argument(s)\n" % (argv[0], " or ".join(map(str, nargs))))
         return 2
     try:
         return fn(*argv[1:]) or 0

@@ -19,6 +19,7 @@ collected is lost).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -26,7 +27,10 @@ import sys
 import tempfile
 from typing import Callable, List, NamedTuple, Optional
 
-__all__ = ["CollectResult", "CollectError", "collect_outputs"]
+from mldesk.agent import protocol
+from mldesk.agent.fsutil import human_bytes
+
+__all__ = ["CollectResult", "CollectError", "collect_outputs", "send_outputs"]
 
 CHUNK = 1 << 20
 MAX_DEPTH = 128
@@ -57,15 +61,6 @@ class CollectError(OSError):
 
     def __str__(self) -> str:
         return self.message
-
-
-def human_bytes(n: float) -> str:
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return "%d B" % n if unit == "B" else "%.1f %s" % (n, unit)
-        n /= 1000.0
-    return "%.1f TB" % n  # pragma: no cover
 
 
 def _kind(mode: int) -> str:
@@ -112,22 +107,22 @@ class _SourceError(Exception):
         self.error = error
 
 
-class _Collector:
-    def __init__(self, src: str, dest: str, max_files, max_file_bytes, max_total_bytes,
-                 on_message, incremental: bool):
+class _Visitor:
+    """What the walk calls: ``folder(rel)`` on entering a folder ("" is the root),
+    ``file(rel, fd, rel_dir, name)`` for each regular file (an open descriptor),
+    ``skip(rel, reason)`` for everything not taken. Keeps the totals and the limits."""
+
+    def __init__(self, src: str, max_files, max_file_bytes, max_total_bytes, on_message):
         self.src = src
-        self.dest = dest
         self.label = os.path.basename(os.path.normpath(src)) or "outputs"
         self.max_files = max_files
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
         self.on_message = on_message
-        self.incremental = incremental
         self.files = 0
         self.bytes = 0
         self.copied = 0
         self.skipped = []  # type: list  # [(relpath, reason)]
-        self._ready = {}  # type: dict
 
     def display(self, rel: str) -> str:
         text = self.label + "/" + rel if rel else self.label
@@ -141,6 +136,37 @@ class _Collector:
     def skip(self, rel: str, reason: str) -> None:
         self.skipped.append((rel, reason))
         self.message("skipped %s: %s" % (self.display(rel), reason))
+
+    def folder(self, rel: str) -> None:
+        pass
+
+    # -- limits
+    def over_limit(self, size: int) -> Optional[str]:
+        if self.max_file_bytes is not None and size > self.max_file_bytes:
+            return "%s is over the per-file limit of %s" % (human_bytes(size), human_bytes(self.max_file_bytes))
+        if self.max_files is not None and self.files >= self.max_files:
+            return "over the limit of %d files" % self.max_files
+        if self.max_total_bytes is not None and self.bytes + size > self.max_total_bytes:
+            return "%s would go over the total size limit of %s (%s collected)" % (
+                human_bytes(size), human_bytes(self.max_total_bytes), human_bytes(self.bytes))
+        return None
+
+    def file(self, rel: str, fd: int, rel_dir: str, name: str) -> None:
+        raise NotImplementedError
+
+
+class _Collector(_Visitor):
+    """Copies into a local folder (``collect_outputs``)."""
+
+    def __init__(self, src: str, dest: str, max_files, max_file_bytes, max_total_bytes,
+                 on_message, incremental: bool):
+        super().__init__(src, max_files, max_file_bytes, max_total_bytes, on_message)
+        self.dest = dest
+        self.incremental = incremental
+        self._ready = {}  # type: dict
+
+    def folder(self, rel: str) -> None:
+        self.dest_dir_ready(rel)
 
     # -- destination side (our own folder: plain paths)
     def dest_dir_ready(self, rel: str) -> str:
@@ -191,19 +217,9 @@ class _Collector:
         return CollectError(exc.errno or errno.EIO, "cannot write %s while collecting %s: %s"
                             % (path, self.display(rel), exc.strerror or exc))
 
-    # -- limits
-    def over_limit(self, size: int) -> Optional[str]:
-        if self.max_file_bytes is not None and size > self.max_file_bytes:
-            return "%s is over the per-file limit of %s" % (human_bytes(size), human_bytes(self.max_file_bytes))
-        if self.max_files is not None and self.files >= self.max_files:
-            return "over the limit of %d files" % self.max_files
-        if self.max_total_bytes is not None and self.bytes + size > self.max_total_bytes:
-            return "%s would go over the total size limit of %s (%s collected)" % (
-                human_bytes(size), human_bytes(self.max_total_bytes), human_bytes(self.bytes))
-        return None
-
     # -- one file, given an open descriptor of the source
-    def file(self, rel: str, fd: int, dest_parent: str, name: str) -> None:
+    def file(self, rel: str, fd: int, rel_dir: str, name: str) -> None:
+        dest_parent = self.dest_dir_ready(rel_dir)
         fst = os.fstat(fd)
         if not stat.S_ISREG(fst.st_mode):
             self.skip(rel, "not a regular file (%s)" % _kind(fst.st_mode))
@@ -282,7 +298,7 @@ _O_DIR = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_DIRECTORY",
     | getattr(os, "O_CLOEXEC", 0)
 
 
-def _walk_fd(c: _Collector) -> None:
+def _walk_fd(c: _Visitor) -> None:
     try:
         root = os.open(c.src, _O_DIR)
     except OSError as exc:
@@ -298,7 +314,7 @@ def _walk_fd(c: _Collector) -> None:
     # iterative depth-first walk; each level keeps its folder's descriptor open
     stack = []  # type: List[list]
     try:
-        c.dest_dir_ready("")
+        c.folder("")
         stack.append([root, "", _list(root), 0])
         while stack:
             frame = stack[-1]
@@ -328,7 +344,7 @@ def _walk_fd(c: _Collector) -> None:
                         c.skip(rel, _read_error(exc))
                     continue
                 try:
-                    c.dest_dir_ready(rel)
+                    c.folder(rel)
                     entries_sub = _list(sub)
                 except BaseException:
                     os.close(sub)
@@ -341,7 +357,7 @@ def _walk_fd(c: _Collector) -> None:
                     c.skip(rel, _read_error(exc))
                     continue
                 try:
-                    c.file(rel, fd, c.dest_dir_ready(rel_dir), name)
+                    c.file(rel, fd, rel_dir, name)
                 except CollectError:
                     raise
                 except OSError as exc:  # reading the source
@@ -381,7 +397,7 @@ def _list(dfd) -> List[tuple]:
     return out
 
 
-def _walk_paths(c: _Collector) -> None:
+def _walk_paths(c: _Visitor) -> None:
     """Fallback where folders cannot be opened relative to a descriptor (Windows):
     lstat before opening and compare identities after."""
     try:
@@ -394,7 +410,7 @@ def _walk_paths(c: _Collector) -> None:
     if not stat.S_ISDIR(st.st_mode):
         c.skip("", "not a folder")
         return
-    c.dest_dir_ready("")
+    c.folder("")
     stack = [("", 0)]
     while stack:
         rel_dir, depth = stack.pop()
@@ -416,7 +432,7 @@ def _walk_paths(c: _Collector) -> None:
                 if depth >= MAX_DEPTH:
                     c.skip(rel, "nested more than %d folders deep" % MAX_DEPTH)
                 else:
-                    c.dest_dir_ready(rel)
+                    c.folder(rel)
                     subdirs.append((rel, depth + 1))
             elif stat.S_ISREG(est.st_mode):
                 try:
@@ -429,7 +445,7 @@ def _walk_paths(c: _Collector) -> None:
                     if est.st_ino and (fst.st_ino, fst.st_dev) != (est.st_ino, est.st_dev):
                         c.skip(rel, "changed while collecting")
                         continue
-                    c.file(rel, fd, c.dest_dir_ready(rel_dir), name)
+                    c.file(rel, fd, rel_dir, name)
                 except CollectError:
                     raise
                 except OSError as exc:
@@ -439,6 +455,74 @@ def _walk_paths(c: _Collector) -> None:
             else:
                 c.skip(rel, "not a regular file (%s)" % _kind(est.st_mode))
         stack.extend(reversed(subdirs))
+
+
+class _Sender(_Visitor):
+    """Sends the files that differ from what the receiver has as typed frames
+    (``protocol.FILE``/``DATA``/``FILE_END``, ``FOLDER``, ``SKIP``; the agent's
+    ``outputs`` command, read by the SSH runtime)."""
+
+    def __init__(self, src: str, write, have: dict, max_files, max_file_bytes, max_total_bytes):
+        super().__init__(src, max_files, max_file_bytes, max_total_bytes, None)
+        self.write = write
+        self.have = have
+        self.sent_bytes = 0
+
+    def skip(self, rel: str, reason: str) -> None:
+        self.skipped.append((rel, reason))
+        self.write(protocol.SKIP, json.dumps({"path": rel, "reason": reason}).encode())
+
+    def folder(self, rel: str) -> None:
+        if rel:
+            self.write(protocol.FOLDER, json.dumps({"path": rel}).encode())
+
+    def file(self, rel: str, fd: int, rel_dir: str, name: str) -> None:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):
+            self.skip(rel, "not a regular file (%s)" % _kind(fst.st_mode))
+            return
+        size = fst.st_size
+        reason = self.over_limit(size)
+        if reason is not None:
+            self.skip(rel, reason)
+            return
+        self.files += 1
+        self.bytes += size
+        if self.have.get(rel) == [size, fst.st_mtime_ns]:
+            return
+        self.write(protocol.FILE, json.dumps({"path": rel, "size": size, "mtime_ns": fst.st_mtime_ns,
+                                              "mode": stat.S_IMODE(fst.st_mode)}).encode())
+        done = 0
+        error = None
+        while done < size:
+            try:
+                buf = os.read(fd, min(CHUNK, size - done))
+            except OSError as exc:
+                error = "cannot read: %s" % (exc.strerror or exc)
+                break
+            if not buf:
+                break  # truncated meanwhile: what was there
+            self.write(protocol.DATA, buf)
+            done += len(buf)
+        self.write(protocol.FILE_END, json.dumps({"ok": error is None, "size": done, "error": error}).encode())
+        self.copied += 1
+        self.sent_bytes += done
+
+
+def send_outputs(src_dir, write, *, have=None, max_files=None, max_file_bytes=None,
+                 max_total_bytes=None) -> dict:
+    """Walk ``src_dir`` exactly like :func:`collect_outputs` and hand the files that
+    differ from ``have`` ({relpath: [size, mtime_ns]}) to ``write(kind, payload)`` as
+    typed frames; the last frame is ``TOTALS``, whose dict is also returned."""
+    c = _Sender(os.path.abspath(os.fspath(src_dir)), write, have or {}, max_files, max_file_bytes,
+                max_total_bytes)
+    if _FD_WALK:
+        _walk_fd(c)
+    else:
+        _walk_paths(c)
+    totals = {"files": c.files, "bytes": c.bytes, "sent": c.copied, "sent_bytes": c.sent_bytes}
+    write(protocol.TOTALS, json.dumps(totals).encode())
+    return totals
 
 
 def collect_outputs(src_dir, dest_dir, *, max_files: Optional[int] = None,
@@ -465,8 +549,6 @@ def collect_outputs(src_dir, dest_dir, *, max_files: Optional[int] = None,
 
 if __name__ == "__main__":  # pragma: no cover - used on remote hosts
     # python3 outputs.py SRC DEST [MAX_FILES MAX_FILE_BYTES MAX_TOTAL_BYTES]  ('-' = no limit)
-    import json
-
     def _num(i):
         v = sys.argv[i] if len(sys.argv) > i else "-"
         return None if v == "-" else int(v)

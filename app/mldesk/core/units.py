@@ -1,16 +1,11 @@
 """Human-readable sizes and durations, shared by the CLI, the runtimes and the UI.
-(``inputs.py`` and ``outputs.py`` keep their own: they are shipped alone to SSH hosts.)"""
+(``human_bytes`` is the agent floor's one copy, ``mldesk.agent.fsutil``.)"""
 
 from __future__ import annotations
 
+from mldesk.agent.fsutil import human_bytes
 
-def human_bytes(n: float) -> str:
-    """``512 B``, ``12.3 KB``, ``4.1 GB`` (powers of 1000, like file managers)."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{int(n)} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
+__all__ = ["human_bytes", "human_duration"]
 
 
 def human_duration(seconds: float) -> str:

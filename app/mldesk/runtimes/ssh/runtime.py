@@ -43,20 +43,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mldesk.agent import logstore
+from mldesk.agent import protocol
+from mldesk.agent.fsutil import human_bytes as human
+from mldesk.agent.fsutil import write_json as _write_json
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUnavailable, Sink
+from mldesk.runtimes.relay import Matcher, resume_point, write_checkpoint
 from mldesk.runtimes.ssh.client import (  # noqa: F401 - the agent client, re-exported
     AGENT_ENTRY, agent_argv, agent_sources, agent_version, ensure_agent, probe, slurm_info,
 )
 
-_HEADER = struct.Struct("<IBdQ")
 CHECKPOINT = "remote_log.json"
 CHECKPOINT_INTERVAL = 0.5
 PROGRESS_INTERVAL = 2.0
@@ -65,11 +66,6 @@ SEND_CHUNK = 1 << 20
 STOP_REACH_TIMEOUT = 30.0  # after grace: how long to keep trying to deliver a stop
 FINAL_RECONNECT_TIMEOUT = 60.0  # how long the final output collection keeps trying
 
-def human(n: float) -> str:
-    from mldesk.core.units import human_bytes
-
-    return human_bytes(n)
-
 
 def _layout():
     from mldesk.core.paths import Layout
@@ -77,25 +73,7 @@ def _layout():
     return Layout()
 
 
-class _Matcher:
-    """Drops the host's records that the local log already holds (see the module doc)."""
-
-    def __init__(self, records: list[tuple[int, float, bytes]]):
-        self.local = records
-        self.i = 0
-        self.active = bool(records)
-
-    def seen(self, stream: int, ts: float, data: bytes) -> bool:
-        if not self.active:
-            return False
-        local = self.local
-        while self.i < len(local) and local[self.i] != (stream, ts, data) and local[self.i][0] == logstore.MLDESK:
-            self.i += 1  # a message of the local supervisor, not a copy
-        if self.i < len(local) and local[self.i] == (stream, ts, data):
-            self.i += 1
-            return True
-        self.active = False
-        return False
+_Matcher = Matcher  # (the relay's; kept under its old name)
 
 
 class SshRuntime(Runtime):
@@ -586,26 +564,10 @@ class SshRuntime(Runtime):
                 local_end = os.path.getsize(ctx.log_path) if ctx.log_path else 0
             except OSError:
                 local_end = 0
-        _write_json(path, {"remote_offset": self._offset, "local_size": local_end})
+        write_checkpoint(path, self._offset, local_end)
 
     def _resume_point(self, ctx: RunContext) -> tuple[int, _Matcher | None]:
-        path = self._checkpoint_path(ctx)
-        remote, local = 0, 0
-        if path is not None:
-            try:
-                data = json.loads(path.read_text())
-                remote, local = int(data["remote_offset"]), int(data["local_size"])
-            except (OSError, ValueError, KeyError, TypeError):
-                remote, local = 0, 0
-        copied: list[tuple[int, float, bytes]] = []
-        if ctx.log_path is not None and ctx.log_path.exists():
-            with logstore.LogReader(ctx.log_path) as reader:
-                try:
-                    copied = [(r.stream, r.ts, r.data) for r in reader.iter_records(local)]
-                except logstore.LogCorrupt:
-                    remote = 0
-                    copied = [(r.stream, r.ts, r.data) for r in reader.iter_records(0)]
-        return remote, _Matcher(copied)
+        return resume_point(self._checkpoint_path(ctx), ctx.log_path)
 
     def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
         from mldesk.runtimes.ssh.transport import HostError, LinkLost
@@ -679,14 +641,10 @@ class SshRuntime(Runtime):
                         raise LinkLost(f"the connection to {profile.name} broke")
                     raise p._ended("the log stream ended early")
                 kind, payload = frame
-                if kind == b"L":
+                if kind == protocol.LOG:
                     local_end = None
-                    pos = 0
                     n = len(payload)
-                    while pos < n:
-                        length, stream, ts, _lines = _HEADER.unpack_from(payload, pos)
-                        data = payload[pos + 21: pos + 21 + length]
-                        pos += 25 + length
+                    for stream, ts, data in protocol.log_records(payload):
                         if matcher is not None and matcher.seen(stream, ts, data):
                             continue
                         ret = sink(stream, data, ts)
@@ -694,9 +652,9 @@ class SshRuntime(Runtime):
                             local_end = ret
                     self._offset += n
                     self._write_checkpoint(ctx, local_end)
-                elif kind == b"S":
+                elif kind == protocol.STATUS:
                     self._on_status(ctx, json.loads(payload))
-                elif kind == b"E":
+                elif kind == protocol.END:
                     return json.loads(payload)
                 # H: a heartbeat, nothing to do
         finally:
@@ -844,20 +802,20 @@ class SshRuntime(Runtime):
                 if frame is None:
                     raise p._ended("the output transfer ended early")
                 kind, payload = frame
-                if kind == b"D":
+                if kind == protocol.DATA:
                     writer.data(payload)
                     continue
                 obj = json.loads(payload)
-                if kind == b"F":
+                if kind == protocol.FILE:
                     writer.begin(obj)
-                elif kind == b"f":
+                elif kind == protocol.FILE_END:
                     writer.end(obj, ctx.message if report else None)
-                elif kind == b"d":
+                elif kind == protocol.FOLDER:
                     writer.folder(obj["path"])
-                elif kind == b"S":
+                elif kind == protocol.SKIP:
                     if report:
                         ctx.message(f"skipped outputs/{obj['path']}: {obj['reason']}")
-                elif kind == b"Z":
+                elif kind == protocol.TOTALS:
                     return obj
         finally:
             writer.abort()
@@ -1057,14 +1015,6 @@ class _OutputWriter:
             except OSError:
                 pass
             self.tmp = None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
 
 
 __all__ = ["SshRuntime", "agent_argv", "agent_sources", "agent_version", "ensure_agent", "probe"]

@@ -33,6 +33,8 @@ from typing import Any
 
 import paramiko
 
+from mldesk.agent import protocol
+
 from mldesk.core.hosts import (  # noqa: F401 - the errors are re-exported for the SSH runtime
     PREFERRED_CIPHERS, AskHostKey, AskSecret, HostAuthError, HostError, HostKeyChanged,
     HostKeyError, HostKeyUnknown, HostProfile, HostProfileError, HostUnreachable,
@@ -479,7 +481,7 @@ class RemoteProcess:
         return LinkLost(text)
 
     def send_frame(self, payload: bytes) -> None:
-        self.send(len(payload).to_bytes(4, "little") + payload)
+        self.send(protocol.frame(payload))
 
     def close_stdin(self) -> None:
         try:
@@ -514,10 +516,10 @@ class RemoteProcess:
 
     def read_frame(self) -> bytes:
         """A ``u32 len | payload`` frame; raises when the output ends instead."""
-        head = self.read_exact(4)
+        head = self.read_exact(protocol.LENGTH.size)
         if head is None:
             raise self._ended("the command ended without answering")
-        size = int.from_bytes(head, "little")
+        size = protocol.frame_length(head)
         data = self.read_exact(size) if size else b""
         if data is None:
             raise self._ended("the output ended in the middle of a message")
@@ -525,14 +527,14 @@ class RemoteProcess:
 
     def read_typed(self) -> tuple[bytes, bytes] | None:
         """A ``u8 type | u32 len | payload`` frame, or None at the end of the output."""
-        head = self.read_exact(5)
+        head = self.read_exact(protocol.TYPED_HEAD_SIZE)
         if head is None:
             return None
-        size = int.from_bytes(head[1:], "little")
+        kind, size = protocol.typed_head(head)
         data = self.read_exact(size) if size else b""
         if data is None:
             raise self._ended("the output ended in the middle of a message")
-        return head[:1], data
+        return kind, data
 
     def lines(self):
         """stdout, a line at a time (bytes, without the newline)."""

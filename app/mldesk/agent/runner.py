@@ -1,0 +1,738 @@
+"""The runners: run ``python main.py ARGV`` for one execution (process, Docker or a Slurm job), pump its output into the framed log, keep ``status.json``.
+
+Standard library only, Python >= 3.8. The same code runs every program mldesk starts:
+on an SSH host the agent's ``supervise`` command runs it there; on this machine the
+local runtimes run it too (``python -m mldesk.agent supervise``, detached), with the
+execution's folder under ``MLDESK_HOME/executions/<id>/``. So process-group kill,
+stop, pumping and container hardening exist once.
+
+One execution's files (``Paths``)::
+
+    workspace/      the snapshot + inputs/ + outputs/ (the program's working folder)
+    spec.json       what to run (argv, env, runtime, image, ...)
+    log.bin         the program's output, logstore format (written by the runner only)
+    status.json     state, pids / container / Slurm job, exit code (written atomically)
+    resources.jsonl the program's CPU, memory and GPU samples (on a host; locally the
+                    supervisor samples, see ``engine.supervisor``)
+    stop.json       a stop request (the runner acts on it)
+    agent.log       the runner's own stdout/stderr
+
+On a host these lie in ``WORKDIR/executions/<id>/``; locally the workspace is there
+too but the other files are in its ``run/`` subfolder (the app's own ``log.bin``
+lives beside them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from mldesk.agent import dockerapi, logstore, resources, slurm
+from mldesk.agent.fsutil import (
+    kill_group, normalise_exit, pid_alive, proc_start_time, read_json, write_json,
+)
+
+FINAL_STATES = ("exited", "failed", "stopped")
+
+# The folder that holds the ``mldesk`` package this agent was imported from (on a host:
+# WORKDIR/agent/<hash>; locally: the installed app), so a detached runner finds it too.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Container hardening, defined once (SPEC 10): tini as PID 1, no capabilities, no
+# privilege gain, a private /tmp. The network is the execution's (spec "network").
+CONTAINER_WORKDIR = "/workspace"
+CONTAINER_TMPFS = {"/tmp": "rw,exec,nosuid,size=1g"}
+CONTAINER_CAP_DROP = ["ALL"]
+CONTAINER_SECURITY_OPT = ["no-new-privileges"]
+CONTAINER_LABEL = "mldesk.execution"
+
+
+class AgentError(Exception):
+    """A failure to report as the execution's reason (``exit_code`` when one is known)."""
+
+    def __init__(self, message, exit_code=None):
+        Exception.__init__(self, message)
+        self.exit_code = exit_code
+
+
+def agent_command(*args):
+    """argv that runs another agent command with this Python and this package."""
+    if getattr(sys, "frozen", False):  # the packaged app: its launcher dispatches __agent
+        return [sys.executable, "__agent"] + [str(a) for a in args]
+    # -S: the agent is stdlib only, and site-packages' start-up hooks cost ~30 ms
+    return [sys.executable, "-S", "-m", "mldesk.agent"] + [str(a) for a in args]
+
+
+def agent_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PACKAGE_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+# -- paths --------------------------------------------------------------------------------
+
+def _hexname(text, what):
+    if not text or not all(c in "0123456789abcdef" for c in text):
+        raise AgentError("invalid %s %r" % (what, text))
+    return text
+
+
+LOCAL_STATE = "run"  # locally: the runner's files in executions/<id>/run/
+
+
+class Paths(object):
+    """An execution's files under ``workdir`` (see the module doc). ``state`` names a
+    subfolder of the execution's folder for the runner's files (locally ``run``)."""
+
+    def __init__(self, workdir, exec_id=None, state=None):
+        self.workdir = os.path.abspath(os.path.expanduser(workdir))
+        self.blobs = os.path.join(self.workdir, "blobs")
+        self.input_cache = os.path.join(self.workdir, "cache", "inputs")
+        if exec_id is not None:
+            if not exec_id or not all(c.isalnum() or c in "-_" for c in exec_id):
+                raise AgentError("invalid execution id %r" % exec_id)
+            if state not in (None, LOCAL_STATE):
+                raise AgentError("invalid state folder %r" % state)
+            self.exec_id = exec_id
+            self.state = state
+            self.exec_dir = os.path.join(self.workdir, "executions", exec_id)
+            self.state_dir = os.path.join(self.exec_dir, state) if state else self.exec_dir
+            self.workspace = os.path.join(self.exec_dir, "workspace")
+            self.log = os.path.join(self.state_dir, "log.bin")
+            self.status = os.path.join(self.state_dir, "status.json")
+            self.spec = os.path.join(self.state_dir, "spec.json")
+            self.stop = os.path.join(self.state_dir, "stop.json")
+            self.agent_log = os.path.join(self.state_dir, "agent.log")
+            self.resources = os.path.join(self.state_dir, resources.SAMPLES_FILE)
+
+    def blob(self, sha):
+        _hexname(sha, "blob id")
+        if len(sha) != 64:
+            raise AgentError("invalid blob id %r" % sha)
+        return os.path.join(self.blobs, sha[:2], sha)
+
+    def supervise_args(self):
+        return ["supervise", self.workdir, self.exec_id] + ([self.state] if self.state else [])
+
+
+
+def agent_alive(status):
+    status = status or {}
+    return pid_alive(status.get("agent_pid"), status.get("agent_start"))
+
+
+# -- docker (the CLI) ----------------------------------------------------------------------
+
+def docker(*args, **kw):
+    return subprocess.run(["docker"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, **kw)
+
+
+def docker_run_args(spec, workspace):
+    """``docker run`` options for one execution (hardening above, bind mount, env,
+    user, GPUs), without the image and command."""
+    if ":" in workspace:
+        raise AgentError("the work folder %s holds ':', which docker -v cannot take; "
+                         "choose another work folder" % workspace)
+    cmd = ["--init"]
+    for cap in CONTAINER_CAP_DROP:
+        cmd += ["--cap-drop", cap]
+    for opt in CONTAINER_SECURITY_OPT:
+        cmd += ["--security-opt", opt]
+    for path, opts in sorted(CONTAINER_TMPFS.items()):
+        cmd += ["--tmpfs", "%s:%s" % (path, opts)]
+    cmd += ["--network", spec.get("network") or "bridge",
+            "-v", workspace + ":" + CONTAINER_WORKDIR, "-w", CONTAINER_WORKDIR,
+            "--label", "%s=%s" % (CONTAINER_LABEL, spec["exec_id"]), "--name", spec["container_name"]]
+    for k, v in sorted(container_env(spec).items()):
+        cmd += ["-e", "%s=%s" % (k, v)]
+    if os.getuid() != 0:
+        cmd += ["--user", "%d:%d" % (os.getuid(), os.getgid())]
+    gpu_ids = spec.get("gpu_ids")
+    if gpu_ids:  # exactly the execution's GPUs (a device request with device ids)
+        cmd += ["--gpus", '"device=%s"' % ",".join(str(int(g)) for g in gpu_ids)]
+    elif spec.get("gpus") and gpu_ids is None:  # no GPU queue in between: all of them
+        cmd += ["--gpus", "all"]
+    return cmd
+
+
+def container_env(spec):
+    """The container's environment: the execution's, without CUDA_VISIBLE_DEVICES (the
+    container sees only its GPUs, numbered from 0: NVIDIA's runtime sets
+    NVIDIA_VISIBLE_DEVICES; the host's CUDA numbering would hide them)."""
+    return dict((k, v) for k, v in (spec.get("env") or {}).items() if k != "CUDA_VISIBLE_DEVICES")
+
+
+def wants_gpus(spec):
+    """Does the container ask Docker for GPUs (``gpu_ids``, or all with ``gpus``)?"""
+    return bool(spec.get("gpu_ids") or (spec.get("gpus") and spec.get("gpu_ids") is None))
+
+
+def container_config(spec, workspace):
+    """The Engine API's container config for one execution: the same hardening,
+    mount, env, user and GPUs (device requests) as ``docker_run_args``."""
+    if ":" in workspace:
+        raise AgentError("the work folder %s holds ':', which a Docker bind mount cannot take; "
+                         "choose another work folder" % workspace)
+    host = {
+        "Init": True, "CapDrop": list(CONTAINER_CAP_DROP), "SecurityOpt": list(CONTAINER_SECURITY_OPT),
+        "Tmpfs": dict(CONTAINER_TMPFS), "NetworkMode": spec.get("network") or "bridge",
+        "Binds": [workspace + ":" + CONTAINER_WORKDIR],
+    }
+    gpu_ids = spec.get("gpu_ids")
+    if gpu_ids:  # exactly the execution's GPUs
+        host["DeviceRequests"] = [{"Driver": "", "Count": 0, "DeviceIDs": [str(int(g)) for g in gpu_ids],
+                                   "Capabilities": [["gpu"]]}]
+    elif spec.get("gpus") and gpu_ids is None:  # no GPU queue in between: all of them
+        host["DeviceRequests"] = [{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}]
+    config = {
+        "Image": spec["image"], "Cmd": ["python", "main.py"] + list(spec["argv"]),
+        "WorkingDir": CONTAINER_WORKDIR, "Labels": {CONTAINER_LABEL: spec["exec_id"]},
+        "Env": ["%s=%s" % kv for kv in sorted(container_env(spec).items())],
+        "AttachStdin": False, "AttachStdout": True, "AttachStderr": True, "Tty": False,
+        "OpenStdin": False, "HostConfig": host,
+    }
+    if os.getuid() != 0:
+        config["User"] = "%d:%d" % (os.getuid(), os.getgid())
+    return config
+
+
+def stop_container(name, grace):
+    if dockerapi.supported():
+        try:
+            dockerapi.DockerAPI().stop(name, grace)
+            return
+        except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError):
+            return
+    docker("stop", "-t", str(max(0, int(round(grace)))), name)
+
+
+# -- the execution's life ---------------------------------------------------------------------
+
+def reset_exec(p):
+    """Make sure nothing of an earlier attempt of this execution is left: its program
+    (or container) and supervising runner are killed, its folder removed."""
+    status = read_json(p.status) or {}
+    spec = read_json(p.spec) or {}
+    if status.get("pgid") and agent_alive(status):
+        kill_group(status["pgid"], 0)
+    if agent_alive(status):
+        try:
+            os.kill(status["agent_pid"], signal.SIGKILL)
+        except OSError:
+            pass
+    if status.get("slurm_job") and status.get("state") not in FINAL_STATES:
+        slurm.cancel(status["slurm_job"], slurm.job_env(spec), kill=True)
+    if spec.get("runtime") == "docker" or status.get("container"):
+        remove_container(status.get("container") or spec.get("container_name") or "")
+    if os.path.isdir(p.exec_dir):
+        shutil.rmtree(p.exec_dir, ignore_errors=True)
+
+
+def remove_container(name):
+    if not name:
+        return
+    if dockerapi.supported():
+        try:
+            dockerapi.DockerAPI().remove(name)
+            return
+        except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError):
+            pass
+    try:
+        docker("rm", "-f", name, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
+def spawn(p, ready=False):
+    """Start the supervising runner detached (own session, stdio to ``agent.log``).
+    With ``ready`` it waits for a line on its stdin (a pipe, returned open) before
+    it reads the spec, so its interpreter starts while the workspace is prepared;
+    EOF instead (the caller died or gave up) ends it quietly."""
+    os.makedirs(p.state_dir, exist_ok=True)
+    args = p.supervise_args()
+    if ready:
+        args = args + ([] if p.state else [""]) + ["wait"]
+    with open(p.agent_log, "ab") as log:
+        return subprocess.Popen(agent_command(*args), stdin=subprocess.PIPE if ready else subprocess.DEVNULL,
+                                stdout=log, stderr=log, cwd=p.exec_dir, env=agent_env(),
+                                start_new_session=True, close_fds=True)
+
+
+def start(p, spec, wait=300.0, proc=None):
+    """Write ``spec`` and start the supervising runner for it (or let ``proc``, from
+    ``spawn(p, ready=True)``, go on); return the status once the program runs (or
+    failed to). A second start of the same execution returns its status."""
+    if not os.path.isdir(p.workspace):
+        return {"state": "failed", "error": "the workspace %s is missing" % p.workspace}
+    status = read_json(p.status)
+    if status and (agent_alive(status) or status.get("state") in FINAL_STATES):
+        return status  # already started (a second start after a lost answer)
+    os.makedirs(p.state_dir, exist_ok=True)
+    spec = dict(spec, container_name="mldesk-" + p.exec_id)
+    write_json(p.spec, spec)
+    if proc is not None and proc.poll() is None:
+        try:
+            proc.stdin.write(b"go\n")
+            proc.stdin.close()
+        except OSError:
+            proc = None
+    else:
+        proc = None
+    if proc is None:
+        proc = spawn(p)
+    deadline = time.monotonic() + wait
+    pause = 0.002
+    while time.monotonic() < deadline:
+        status = read_json(p.status)
+        if status and status.get("state") != "starting":
+            _reap_later(proc)
+            return status
+        if proc.poll() is not None:
+            status = read_json(p.status)
+            if status and status.get("state") != "starting":
+                return status
+            try:
+                with open(p.agent_log) as f:
+                    tail = f.read()[-2000:].strip().splitlines()
+            except OSError:
+                tail = []
+            return {"state": "failed", "error": "mldesk's runner died at start: %s"
+                    % (tail[-1] if tail else "exit code %s" % proc.returncode)}
+        time.sleep(pause)
+        pause = min(0.05, pause * 1.5)
+    return {"state": "failed", "error": "the program did not start within %d s" % wait}
+
+
+def _reap_later(proc):
+    """The runner is our child until it ends: reap it then (no zombie)."""
+    threading.Thread(target=proc.wait, daemon=True).start()
+
+
+def request_stop(p, grace):
+    """Ask the runner to stop the program (TERM, KILL after ``grace``); when the
+    runner is gone, act here. Returns {ok, agent} or {ok: False, error}."""
+    if not os.path.isdir(p.exec_dir):
+        return {"ok": False, "error": "no such execution"}
+    if not os.path.exists(p.stop):
+        write_json(p.stop, {"grace": grace, "at": time.time()})
+    status = read_json(p.status) or {}
+    if status.get("state") in FINAL_STATES or agent_alive(status):
+        return {"ok": True, "agent": agent_alive(status)}
+    # the supervising runner is gone: act ourselves
+    if status.get("slurm_job"):
+        slurm.cancel(status["slurm_job"], slurm.job_env(read_json(p.spec) or {}))
+    elif status.get("container"):
+        stop_container(status["container"], grace)
+    elif status.get("pgid"):
+        kill_group(status["pgid"], grace)
+    return {"ok": True, "agent": False}
+
+
+def supervise(p, wait=False):
+    """The detached runner's life: run the program, write log and status (with
+    ``wait``: once a line arrives on stdin; EOF ends it, see ``spawn``)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
+    if wait:
+        if not sys.stdin.buffer.readline().strip():
+            return 0
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    Supervisor(p).run()
+    return 0
+
+
+class Supervisor(object):
+    def __init__(self, p):
+        self.p = p
+        self.spec = read_json(p.spec)
+        self.status = {"state": "starting", "agent_pid": os.getpid(),
+                       "agent_start": proc_start_time(os.getpid()), "runtime": self.spec["runtime"]}
+        self.stopping = threading.Event()
+        self.done = threading.Event()
+        self.sampler = None
+
+    def start_sampler(self, **root):
+        """Resource samples of the program (and its GPUs) every 2 s into resources.jsonl;
+        the app pulls them with the ``resources`` command. Not locally (``sample``
+        false): there the supervisor samples (``Runtime.sample_root``)."""
+        if not self.spec.get("sample", True):
+            return
+        try:
+            gpus = [int(g) for g in (self.spec.get("gpu_ids") or [])]
+            cache = resources.GpuCache(os.path.join(self.p.workdir, "cache", "gpus.json")) if gpus else None
+            self.sampler = resources.Sampler(self.p.resources, gpus=gpus, gpu_cache=cache,
+                                             interval=float(self.spec.get("sample_interval") or 2.0),
+                                             **root).start()
+        except Exception:  # noqa: BLE001 - no samples is no reason to fail the program
+            self.sampler = None
+
+    def stop_sampler(self):
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
+
+    def save(self, **kw):
+        self.status.update(kw)
+        write_json(self.p.status, self.status)
+
+    def stop_requested(self):
+        return read_json(self.p.stop)
+
+    def run(self):
+        self.save()
+        if self.stop_requested():
+            self.save(state="stopped", exit_code=None, finished_at=time.time(),
+                      error="stopped before the program started")
+            return
+        writer = logstore.LogWriter(self.p.log)
+        try:
+            if self.spec["runtime"] == "docker":
+                if dockerapi.supported():
+                    code = self.run_container(writer)
+                else:
+                    code = self.run_docker(writer)
+            elif self.spec["runtime"] == "slurm":
+                code = self.run_slurm(writer)
+            else:
+                code = self.run_process(writer)
+        except AgentError as exc:
+            writer.close()
+            self.save(state="failed", error=str(exc), exit_code=exc.exit_code, finished_at=time.time())
+            return
+        except Exception as exc:  # noqa: BLE001 - recorded for the app to show
+            writer.close()
+            self.save(state="failed", error="mldesk's agent failed: %s: %s" % (type(exc).__name__, exc),
+                      finished_at=time.time())
+            raise
+        writer.close()
+        self.save(state="exited", exit_code=code, finished_at=time.time())
+
+    def watch_stop(self, act):
+        while not self.done.wait(0.1):
+            req = self.stop_requested()
+            if req:
+                self.stopping.set()
+                act(float(req.get("grace", 10)))
+                return
+
+    def run_process(self, writer):
+        spec = self.spec
+        ws = self.p.workspace
+        venv = os.path.join(ws, ".venv", "bin", "python")
+        python = venv if os.path.exists(venv) else (spec.get("python") or "python3")
+        if spec.get("env_exact"):  # locally: exactly the environment the app chose
+            env = dict(spec.get("env") or {})
+        else:
+            env = dict(os.environ)
+            env.update(spec.get("env") or {})
+        try:
+            proc = subprocess.Popen([python, "main.py"] + list(spec["argv"]), cwd=ws, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        except OSError as exc:
+            raise AgentError("could not start %s on the host: %s" % (python, exc.strerror or exc))
+        self.save(state="running", pid=proc.pid, pgid=proc.pid, python=python, started_at=time.time())
+        self.start_sampler(root_pid=proc.pid)
+        t = threading.Thread(target=self.watch_stop,
+                             args=(lambda grace: kill_group(proc.pid, grace),), daemon=True)
+        t.start()
+        try:
+            logstore.pump(proc.stdout, proc.stderr, writer.write, proc)
+            code = normalise_exit(proc.wait())
+        finally:
+            self.done.set()
+            self.stop_sampler()
+        if spec.get("kill_leftovers"):
+            # what the program left running in its group (a tensorboard, workers) ends
+            # with it; the group id cannot have been reused while a member was left
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return code
+
+    def run_slurm(self, writer):
+        job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
+                             self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
+        try:
+            job.submit()
+            code = job.follow()
+        except slurm.SlurmError as exc:
+            raise AgentError(str(exc))
+        finally:
+            self.done.set()
+        self.status["reason"] = None
+        return code
+
+    def run_docker(self, writer):
+        spec = self.spec
+        cmd = ["run", "-d"] + docker_run_args(spec, self.p.workspace)
+        cmd += [spec["image"], "python", "main.py"] + list(spec["argv"])
+        r = docker(*cmd, timeout=600)
+        if r.returncode != 0:
+            text = (r.stderr or r.stdout).strip()
+            if wants_gpus(spec) and ("gpu" in text.lower() or "device driver" in text):
+                raise AgentError("Docker on the host cannot give the container a GPU (%s); install the "
+                                 "NVIDIA Container Toolkit there, or turn GPUs off for this host" % text)
+            raise AgentError("Docker on the host could not start the container: %s" % text)
+        cid = r.stdout.strip().splitlines()[-1]
+        self.save(state="running", container=cid, started_at=time.time())
+        self.start_sampler(root=container_root(cid, spec["exec_id"]))
+        logs = subprocess.Popen(["docker", "logs", "-f", cid], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        grace_box = []
+
+        def stop(grace):
+            grace_box.append(grace)
+            docker("stop", "-t", str(max(0, int(round(grace)))), cid)
+
+        t = threading.Thread(target=self.watch_stop, args=(stop,), daemon=True)
+        t.start()
+        waited = {}
+
+        def wait():
+            r = docker("wait", cid)
+            waited["code"] = r.stdout.strip()
+            waited["err"] = r.stderr.strip()
+            # `docker logs -f` ends with the container; bound it in case it does not
+            deadline = time.monotonic() + 5
+            while logs.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if logs.poll() is None:
+                logs.terminate()
+
+        w = threading.Thread(target=wait, daemon=True)
+        w.start()
+        try:
+            logstore.pump(logs.stdout, logs.stderr, writer.write)
+            logs.wait()
+            w.join()
+        finally:
+            self.done.set()
+            self.stop_sampler()
+        try:
+            return int(waited.get("code"))
+        except (TypeError, ValueError):
+            raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
+
+
+
+    # -- Docker through the Engine API: attached, byte-exact, survives a daemon restart
+    def run_container(self, writer):
+        spec = self.spec
+        local = bool(spec.get("env_exact"))
+        api = dockerapi.DockerAPI()
+        name = spec["container_name"]
+        config = container_config(spec, self.p.workspace)
+        try:
+            api.remove(name)  # an earlier attempt's, never started
+            cid = api.create(name, config)
+            sock, rest = api.attach(cid)
+        except dockerapi.DockerUnavailable as exc:
+            raise AgentError("the Docker daemon does not answer (%s); start it" % exc)
+        except dockerapi.DockerError as exc:
+            raise AgentError(self._start_error(exc.message, local, wants_gpus(spec)))
+        try:
+            api.start(cid)
+        except (dockerapi.DockerError, dockerapi.DockerUnavailable) as exc:
+            sock.close()
+            try:
+                api.remove(cid)
+            except (dockerapi.DockerError, dockerapi.DockerUnavailable):
+                pass
+            raise AgentError(self._start_error(getattr(exc, "message", str(exc)), local, wants_gpus(spec)))
+        self.save(state="running", container=cid, started_at=time.time())
+        self.start_sampler(root=container_root(cid, spec["exec_id"], api))
+
+        def stop(grace):
+            try:
+                api.stop(cid, grace)
+            except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError) as exc:
+                writer.message("stopping the container failed: %s" % exc)
+
+        threading.Thread(target=self.watch_stop, args=(stop,), daemon=True).start()
+        daemon_lost = False
+        try:
+            while True:
+                pump_attach(sock, rest, writer.write)
+                sock.close()
+                try:
+                    info = api.inspect(cid)
+                except dockerapi.DockerUnavailable:
+                    daemon_lost = True
+                    info = self.wait_for_daemon(api, cid, writer)
+                if info is None:
+                    raise AgentError("the container is gone (removed, or lost with the Docker daemon)")
+                state = info.get("State") or {}
+                if not state.get("Running"):
+                    code = int(state.get("ExitCode", -1))
+                    break
+                if daemon_lost:
+                    writer.message("the Docker daemon is back and the container still runs; following it again")
+                    daemon_lost = False
+                try:
+                    sock, rest = api.attach(cid)
+                except dockerapi.DockerUnavailable:
+                    sock, rest = _closed_socket(), b""
+        finally:
+            self.done.set()
+            self.stop_sampler()
+        if daemon_lost:
+            writer.message("the container ended while the Docker daemon was away (exit code %d)" % code)
+            raise AgentError("the Docker daemon stopped while the program ran and the container ended with it "
+                             "(exit code %d)" % code, exit_code=code)
+        return code
+
+    def wait_for_daemon(self, api, cid, writer):
+        """The daemon stopped answering: wait for it (saying so), then inspect the
+        container again. A stop request or ``docker_wait`` seconds give up."""
+        wait = float(self.spec.get("docker_wait", 600))
+        writer.message("the Docker daemon stopped answering; waiting up to %d s for it to come back" % wait)
+        self.save(note="waiting for the Docker daemon")
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                if api.ping():
+                    try:
+                        return api.inspect(cid)
+                    except dockerapi.DockerUnavailable:
+                        pass
+                if self.stopping.is_set() or self.stop_requested():
+                    raise AgentError("stopped while the Docker daemon was away; the container's fate is unknown")
+                if time.monotonic() > deadline:
+                    raise AgentError("the Docker daemon did not come back within %d s; the container's fate "
+                                     "is unknown" % wait)
+                time.sleep(0.5)
+        finally:
+            self.save(note=None)
+
+    @staticmethod
+    def _start_error(text, local, gpus=True):
+        gpu = gpus and ("gpu" in text.lower() or "device driver" in text)
+        if local:
+            if gpu:
+                return ("hardwareType is gpu but Docker cannot give this container a GPU (%s); install the "
+                        "NVIDIA Container Toolkit on this host or set hardwareType: cpu" % text)
+            return "Docker could not start the container: %s" % text
+        if gpu:
+            return ("Docker on the host cannot give the container a GPU (%s); install the NVIDIA Container "
+                    "Toolkit there, or turn GPUs off for this host" % text)
+        return "Docker on the host could not start the container: %s" % text
+
+
+def container_root(cid, exec_id, api=None):
+    """The container's init pid on this machine (checked by the execution id in its
+    environment), looked up once and again only when that process is gone: a
+    callable for ``resources.Sampler``. ``api``: the Engine API client, else the CLI."""
+    found = {}
+
+    def root():
+        pid = found.get("pid")
+        if pid and os.path.exists("/proc/%d" % pid):
+            return pid
+        try:
+            if api is not None:
+                pid = int(((api.inspect(cid) or {}).get("State") or {}).get("Pid") or 0)
+            else:
+                pid = int(docker("inspect", "--format", "{{.State.Pid}}", cid, timeout=30).stdout.strip())
+        except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError, ValueError,
+                subprocess.TimeoutExpired):
+            return None
+        if pid and pid_environ_has(pid, "MLDESK_EXECUTION_ID", exec_id):
+            found["pid"] = pid
+            return pid
+        return None
+
+    return root
+
+
+def pid_environ_has(pid, key, value):
+    """Was process ``pid`` started with ``key=value`` in its environment (pid reuse)?"""
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return ("%s=%s" % (key, value)).encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _closed_socket():
+    a, b = socket.socketpair()
+    b.close()
+    return a
+
+
+def pump_attach(sock, data, sink):
+    """Copy a container's attach stream (``dockerapi.FRAME_HEAD`` frames: stdout 1,
+    stderr 2) into ``sink`` until it ends, with ``logstore.pump``'s batching: the
+    complete lines of consecutive frames of one stream in one record, a partial line
+    after ``logstore.PARTIAL_FLUSH`` seconds. The bytes are the program's, exactly."""
+    unpack_from = dockerapi.FRAME_HEAD.unpack_from
+    pending = {1: b"", 2: b""}
+    since = {1: 0.0, 2: 0.0}
+    flush_after = logstore.PARTIAL_FLUSH
+
+    def emit(stream, parts):
+        old = pending[stream]
+        chunk = old + b"".join(parts) if old or len(parts) > 1 else parts[0]
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            sink(stream, chunk[:cut])
+        if not old or cut:
+            since[stream] = time.monotonic()
+        pending[stream] = chunk[cut:]
+
+    buf = data
+    eof = False
+    while True:
+        n = len(buf)
+        pos = 0
+        run = []
+        run_stream = 0
+        while n - pos >= 8:
+            stream, size = unpack_from(buf, pos)
+            end = pos + 8 + size
+            if end > n:
+                break
+            if stream != run_stream:
+                if run:
+                    emit(run_stream, run)
+                    run = []
+                run_stream = 2 if stream == 2 else 1
+            if size:
+                run.append(buf[pos + 8:end])
+            pos = end
+        if run:
+            emit(run_stream, run)
+        if pos:
+            buf = buf[pos:]
+        if eof:
+            break
+        waiting = [s for s in pending if pending[s]]
+        timeout = None
+        if waiting:
+            timeout = max(0.0, min(since[s] for s in waiting) + flush_after - time.monotonic())
+        sock.settimeout(timeout)
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            chunk = None
+        except OSError:
+            chunk = b""
+        if chunk == b"":
+            eof = True
+        elif chunk:
+            buf = buf + chunk if buf else chunk
+        now = time.monotonic()
+        for stream in (1, 2):
+            if pending[stream] and now - since[stream] >= flush_after:
+                sink(stream, pending[stream])
+                pending[stream] = b""
+    for stream in (1, 2):
+        if pending[stream]:
+            sink(stream, pending[stream])

@@ -1,0 +1,202 @@
+"""This machine as a host reached without SSH: local executions run through the agent's runner.
+
+``start`` writes the runner's spec and starts ``python -m mldesk.agent supervise HOME ID
+run`` detached (its own session): the runner (``mldesk.agent.runner``, the same code
+SSH hosts run) starts the program, pumps its output into ``executions/<id>/run/log.bin``
+and keeps ``run/status.json``. ``stream`` copies that log's records into the
+execution's log from a byte offset (``mldesk.runtimes.relay``: checkpoint + matcher),
+so a supervisor that was killed is replaced by one that continues where the copy
+stopped, with no line lost or doubled, while the program never noticed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mldesk.agent import logstore, runner
+from mldesk.agent.fsutil import kill_group, read_json
+from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, Sink
+from mldesk.runtimes.relay import resume_point, write_checkpoint
+
+CHECKPOINT = "relay.json"  # in run/: (runner log offset, local log size)
+CHECKPOINT_INTERVAL = 0.5
+POLL_MIN, POLL_MAX = 0.005, 0.02  # how often an idle log is looked at (backs off)
+READ_MAX = 4 << 20
+LOST_CONFIRM = 1.0  # a runner gone without a final status, seen this long: lost
+
+
+def paths_of(root: str | os.PathLike, exec_id: str) -> runner.Paths:
+    return runner.Paths(str(root), exec_id, runner.LOCAL_STATE)
+
+
+class RunnerRuntime(Runtime):
+    """A local runtime whose program the agent's runner runs (subclasses say how)."""
+
+    name = "abstract"
+
+    def __init__(self) -> None:
+        self._ready: dict[str, Any] = {}  # exec_id -> a runner spawned early, waiting for its spec
+
+    def spec(self, ctx: RunContext) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _root(ctx: RunContext) -> Path:
+        if ctx.exec_dir is None:
+            raise ExecutionFailed("internal: the execution's folder is unknown")
+        return Path(ctx.exec_dir).parent.parent
+
+    def prepare_workspace(self, ctx: RunContext, materialize) -> None:
+        """Start the runner's interpreter now, so it is ready when ``start`` comes."""
+        try:
+            self._ready[ctx.exec_id] = runner.spawn(paths_of(self._root(ctx), ctx.exec_id), ready=True)
+        except (OSError, runner.AgentError):
+            pass  # start spawns one then
+        super().prepare_workspace(ctx, materialize)
+
+    def start(self, ctx: RunContext) -> dict[str, Any]:
+        root = self._root(ctx)
+        p = paths_of(root, ctx.exec_id)
+        spec = dict(self.spec(ctx), exec_id=ctx.exec_id, name=ctx.name, argv=list(ctx.argv),
+                    env=ctx.program_env(), env_exact=True, runtime=self.name, grace=ctx.grace,
+                    sample=False)  # the supervisor samples (sample_root), not the runner
+        try:
+            status = runner.start(p, spec, proc=self._ready.pop(ctx.exec_id, None))
+        except (OSError, runner.AgentError) as exc:
+            raise ExecutionFailed(f"could not start mldesk's runner: {exc}") from None
+        if status.get("state") == "failed" and not status.get("started_at"):
+            raise ExecutionFailed(status.get("error") or "the program could not be started")
+        handle: dict[str, Any] = {"exec_id": ctx.exec_id, "root": str(root), "runner": self.name}
+        for key in ("pid", "pgid", "python", "container"):
+            if status.get(key):
+                handle[key] = status[key]
+        return handle
+
+    # -- the log ----------------------------------------------------------------------------
+    def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
+        if "root" not in handle:
+            return self._stream_legacy(ctx, handle)
+        p = paths_of(handle["root"], handle["exec_id"])
+        checkpoint = Path(p.state_dir) / CHECKPOINT
+        offset, matcher = resume_point(checkpoint, ctx.log_path) if resume else (0, None)
+        reader = None
+        pause = POLL_MIN
+        saved_at = 0.0
+        saved = offset
+        lost_since = None
+        status = None
+        note = None
+        try:
+            while True:
+                if reader is None and os.path.exists(p.log):
+                    reader = logstore.LogReader(p.log)
+                if reader is not None:
+                    records, nxt = reader.read_from(offset, READ_MAX)
+                    if records:
+                        local_end = None
+                        for r in records:
+                            if matcher is not None and matcher.seen(r.stream, r.ts, r.data):
+                                continue
+                            ret = sink(r.stream, r.data, r.ts)
+                            if isinstance(ret, int):
+                                local_end = ret
+                        offset = nxt
+                        now = time.monotonic()
+                        if now - saved_at >= CHECKPOINT_INTERVAL:
+                            self._checkpoint(checkpoint, ctx, offset, local_end)
+                            saved_at, saved = now, offset
+                        pause = POLL_MIN
+                        continue
+                if status is not None and status.get("state") in runner.FINAL_STATES:
+                    break  # final, and the log read to its end after it was
+                status = read_json(p.status)
+                if status and status.get("note") != note:  # e.g. "waiting for the Docker daemon"
+                    note = status.get("note")
+                    ctx.set_note(note)
+                if status and status.get("state") in runner.FINAL_STATES:
+                    continue  # one more look: the final status is written after the last record
+                if status is None and not os.path.isdir(p.state_dir):
+                    raise ExecutionFailed(f"the runner's folder {p.state_dir} is gone")
+                if status is not None and not runner.agent_alive(status):
+                    if lost_since is None:
+                        lost_since = time.monotonic()
+                    elif time.monotonic() - lost_since > LOST_CONFIRM:
+                        self._lost(ctx, status)
+                else:
+                    lost_since = None
+                time.sleep(pause)
+                pause = min(POLL_MAX, pause * 1.5)
+        finally:
+            if reader is not None:
+                reader.close()
+            if offset != saved:
+                self._checkpoint(checkpoint, ctx, offset, None)
+        return self._outcome(status)
+
+    @staticmethod
+    def _checkpoint(path: Path, ctx: RunContext, offset: int, local_end: int | None) -> None:
+        if local_end is None:
+            try:
+                local_end = os.path.getsize(ctx.log_path) if ctx.log_path else 0
+            except OSError:
+                local_end = 0
+        try:
+            write_checkpoint(path, offset, local_end)
+        except OSError:
+            pass  # a missing checkpoint only means a resumed copy starts over (matched)
+
+    def _outcome(self, status: dict[str, Any]) -> int:
+        state = status.get("state")
+        if state == "exited":
+            code = status.get("exit_code")
+            return int(code) if code is not None else 1
+        if state == "stopped":
+            raise ExecutionFailed(status.get("error") or "stopped before the program started")
+        raise ExecutionFailed(status.get("error") or f"the program failed ({state})")
+
+    def _lost(self, ctx: RunContext, status: dict[str, Any]) -> None:
+        if status.get("pgid"):
+            kill_group(status["pgid"], ctx.grace)
+        if status.get("container"):
+            runner.remove_container(status["container"])
+        raise ExecutionFailed("mldesk's runner for this execution died while the program ran, so its "
+                              "output could no longer be recorded; the program was stopped")
+
+    def _stream_legacy(self, ctx: RunContext, handle: dict[str, Any]) -> int:
+        """An execution started by an mldesk without local runners: its program's pipes
+        died with the supervisor that held them."""
+        raise ExecutionFailed("mldesk's supervisor for this execution was killed while the program ran; "
+                              "its exit code is unknown")
+
+    # -- stop / cleanup ---------------------------------------------------------------------
+    def stop(self, handle: dict[str, Any], grace: float) -> None:
+        if "root" not in handle:
+            return
+        p = paths_of(handle["root"], handle["exec_id"])
+        # the runner acts on the request; when it is gone, request_stop acts itself
+        # (waiting out the grace period): never in the caller's thread
+        threading.Thread(target=runner.request_stop, args=(p, grace), name=f"stop-{handle['exec_id']}",
+                         daemon=True).start()
+
+    def cleanup(self, handle: dict[str, Any]) -> None:
+        if "root" not in handle:
+            return
+        p = paths_of(handle["root"], handle["exec_id"])
+        status = read_json(p.status) or {}
+        if status.get("state") not in runner.FINAL_STATES and runner.agent_alive(status):
+            runner.request_stop(p, 0)  # the supervisor gives up on a live program: end it
+            deadline = time.monotonic() + 10
+            while runner.agent_alive(read_json(p.status)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        container = status.get("container") or handle.get("container")
+        if container:
+            runner.remove_container(container)
+        shutil.rmtree(p.state_dir, ignore_errors=True)
+
+
+__all__ = ["RunnerRuntime", "paths_of"]

@@ -1,0 +1,139 @@
+"""Local executions run through the agent's runner (this machine as a host without SSH):
+the supervisor can die and be replaced mid-run with no line lost or doubled, the
+runner's log is byte-exact on both runtimes, partial lines arrive while the program
+runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from mldesk.agent import logstore
+from tests.integration.conftest import program_output, wait_final, wait_state
+from tests.integration.test_ssh_run import (  # noqa: F401 - fixtures
+    PRINTER, _alive, expected_printer, isolated_home, remote_runtime,
+)
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def messages(engine, exec_id: str) -> str:
+    with engine.log_reader(exec_id) as reader:
+        return b"".join(r.data for r in reader.iter_records(0) if r.stream == logstore.MLDESK).decode()
+
+
+def test_supervisor_killed_mid_run_resumes_exactly(engine, make_lab, runtime):
+    """SIGKILL the supervisor twice while the program prints (partial lines too); the
+    program keeps running, the reattached supervisors continue from a byte offset of
+    the runner's log: the output is exact, the execution finishes normally."""
+    n = 400
+    lab = make_lab(PRINTER, f"parameters:\n  - pass-as: '{n} 0.01'\n")
+    ex = engine.run(lab, runtime=runtime)
+    wait_state(engine, ex.id, "running", timeout=60)
+    for round_ in range(2):
+        wait_for(lambda: program_output(engine, ex.id).count(b"\n") > 80 * (round_ + 1), 30, "some output")
+        pid = engine.store.get(ex.id).supervisor_pid
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), 10, "the supervisor to die")
+        time.sleep(0.3)  # the program goes on printing meanwhile
+        assert engine.reattach_one(ex.id)
+    final = wait_final(engine, ex.id, timeout=60)
+    assert final.state == "finished", final.reason
+    assert final.exit_code == 0
+    assert program_output(engine, ex.id) == expected_printer(n)
+    assert messages(engine, ex.id).count("mldesk reattached") == 2
+
+
+RANDOM_BYTES = """
+import os, sys
+data = open("blob.bin", "rb").read()
+out = sys.stdout.buffer
+for i in range(0, len(data), 4096):
+    out.write(data[i:i + 4096])
+out.flush()
+sys.stderr.buffer.write(b"\\xff\\xfe err \\x80\\n")
+"""
+
+
+def test_log_is_byte_exact(engine, make_lab, runtime, tmp_path):
+    """200 KB of random bytes (invalid UTF-8) come back as the same bytes."""
+    blob = os.urandom(200_000)
+    lab = make_lab(RANDOM_BYTES)
+    (lab / "blob.bin").write_bytes(blob)
+    ex = engine.run(lab, runtime=runtime)
+    final = wait_final(engine, ex.id, timeout=60)
+    assert final.state == "finished", final.reason
+    with engine.log_reader(ex.id) as reader:
+        records = list(reader.iter_records(0))
+    out = b"".join(r.data for r in records if r.stream == logstore.STDOUT)
+    err = b"".join(r.data for r in records if r.stream == logstore.STDERR)
+    assert out == blob
+    assert err == b"\xff\xfe err \x80\n"
+
+
+PROGRESS = """
+import sys, time
+sys.stdout.write("epoch 1: 10%")
+sys.stdout.flush()
+time.sleep(30)
+"""
+
+
+def test_partial_line_is_live(engine, make_lab, runtime):
+    """A progress bar without a newline reaches the log while the program runs."""
+    lab = make_lab(PROGRESS)
+    ex = engine.run(lab, runtime=runtime)
+    wait_state(engine, ex.id, "running", timeout=60)
+    wait_for(lambda: b"epoch 1: 10%" in program_output(engine, ex.id), 15, "the partial line")
+    assert engine.store.get(ex.id).state == "running"
+    engine.stop(ex.id)
+    final = wait_final(engine, ex.id, timeout=30)
+    assert final.state == "stopped"
+
+
+# -- the same runner on an SSH host ---------------------------------------------------------
+
+def test_ssh_log_is_byte_exact_and_partial_lines_live(mldesk_home, isolated_home, sshd_server, remote_runtime,
+                                                      tmp_path):
+    """On a host the agent runs the same runner: random bytes come back exact, a
+    partial line arrives while the program runs (both runtimes of the host)."""
+    from mldesk.engine.facade import Engine
+    from tests.integration.test_ssh_run import add_host, lab_in, stop_all
+
+    eng = Engine(mldesk_home)
+    eng.set_setting("image_aliases", {"test-python": "mldesk-test/python:latest"})
+    eng.set_setting("stop_grace", 5.0)
+    remote_dir = tmp_path / "remote-workdir"
+    remote_dir.mkdir()
+    try:
+        add_host(eng, sshd_server, "box", remote_dir, runtime=remote_runtime)
+        blob = os.urandom(200_000)
+        lab = lab_in(tmp_path, RANDOM_BYTES, name="bytes")
+        (lab / "blob.bin").write_bytes(blob)
+        ex = eng.run(lab, host="box")
+        final = wait_final(eng, ex.id, timeout=90)
+        assert final.state == "finished", final.reason
+        with eng.log_reader(ex.id) as reader:
+            records = list(reader.iter_records(0))
+        assert b"".join(r.data for r in records if r.stream == logstore.STDOUT) == blob
+        assert b"".join(r.data for r in records if r.stream == logstore.STDERR) == b"\xff\xfe err \x80\n"
+
+        lab = lab_in(tmp_path, PROGRESS, name="progress")
+        ex = eng.run(lab, host="box")
+        wait_state(eng, ex.id, "running", timeout=90)
+        wait_for(lambda: b"epoch 1: 10%" in program_output(eng, ex.id), 20, "the partial line")
+        eng.stop(ex.id)
+        assert wait_final(eng, ex.id, timeout=60).state == "stopped"
+    finally:
+        stop_all(eng)
+        eng.close()
