@@ -239,15 +239,17 @@ def cmd_outputs(args) -> int:
     engine = _engine()
     ex = engine.get(args.id)
     if args.to:
-        files, size = engine.export_outputs(ex.id, args.to)
+        files, size = engine.export_outputs(ex.id, args.to, overwrite=args.overwrite)
         print(f"copied {files} file(s), {human_bytes(size)} to {Path(args.to).resolve()}")
         return 0
     root = engine.outputs_dir(ex.id)
     if not root.is_dir():
         print(f"{ex.id} has no outputs" + ("" if ex.final else " yet (it is still " + ex.state + ")"))
         return 0
+    from mldesk.engine import safe_name
+
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        print(f"{human_bytes(path.stat().st_size):>10}  {path.relative_to(root)}")
+        print(f"{human_bytes(path.stat().st_size):>10}  {safe_name(str(path.relative_to(root)))}")
     print(f"folder: {root}")
     return 0
 
@@ -256,12 +258,14 @@ def cmd_code(args) -> int:
     engine = _engine()
     ex = engine.get(args.id)
     if args.to:
-        dest = engine.export_code(ex.id, args.to)
+        dest = engine.export_code(ex.id, args.to, overwrite=args.overwrite)
         print(f"wrote the code of {ex.id} to {dest.resolve()}")
         return 0
+    from mldesk.engine import safe_name
+
     for rel, entry in sorted(engine.code_manifest(ex.id).items()):
         size = "link" if entry[0] == "link" else human_bytes(entry[1])
-        print(f"{size:>10}  {rel}")
+        print(f"{size:>10}  {safe_name(rel)}")
     return 0
 
 
@@ -366,12 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("outputs", help="list an execution's outputs or copy them")
     s.add_argument("id")
-    s.add_argument("--to", metavar="DIR")
+    s.add_argument("--to", metavar="DIR", help="copy them into DIR (new names only: stops on a name taken)")
+    s.add_argument("--overwrite", action="store_true", help="with --to: replace files of the same name "
+                   "(folders are never removed)")
     s.set_defaults(func=cmd_outputs)
 
     s = sub.add_parser("code", help="list an execution's code snapshot or write it out")
     s.add_argument("id")
-    s.add_argument("--to", metavar="DIR")
+    s.add_argument("--to", metavar="DIR", help="write it into DIR (new names only: stops on a name taken)")
+    s.add_argument("--overwrite", action="store_true", help="with --to: replace files of the same name "
+                   "(folders are never removed)")
     s.set_defaults(func=cmd_code)
 
     from mldesk.cli import hosts as hosts_cli

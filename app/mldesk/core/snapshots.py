@@ -42,6 +42,18 @@ class SnapshotError(UserError):
     pass
 
 
+def _blob_writer(blob: Path):
+    def write(fd: int) -> int:
+        from mldesk.agent.outputs import copy_sparse
+
+        src = os.open(blob, os.O_RDONLY)
+        try:
+            return copy_sparse(src, fd, os.fstat(src).st_size)
+        finally:
+            os.close(src)
+    return write
+
+
 def _excluded(rel: str, name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
 
@@ -203,6 +215,27 @@ class SnapshotStore:
         shutil.copyfile(blob, tmp)
         os.chmod(tmp, entry[2] | stat.S_IWUSR)
         os.replace(tmp, target)
+
+    def export_entries(self, snap_id: str) -> list:
+        """The snapshot as ``mldesk.core.export.Entry`` items (folders first)."""
+        from mldesk.core.export import Entry
+
+        manifest = self.manifest(snap_id)
+        dirs: set[str] = set()
+        for rel in manifest:
+            parts = rel.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                dirs.add("/".join(parts[:i]))
+        out = [Entry(d, "dir") for d in sorted(dirs)]
+        for rel, entry in sorted(manifest.items()):
+            if entry[0] == "link":
+                out.append(Entry(rel, "link", link_target=entry[1]))
+                continue
+            blob = self.blob_path(entry[0])
+            if not blob.exists():
+                raise SnapshotError(f"blob {entry[0]} of {rel} is missing from the store")
+            out.append(Entry(rel, "file", mode=entry[2] & 0o777, write=_blob_writer(blob)))
+        return out
 
     def read_file(self, snap_id: str, rel: str) -> bytes:
         entry = self.manifest(snap_id).get(rel)

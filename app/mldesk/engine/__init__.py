@@ -40,6 +40,7 @@ EXPORTS: dict[str, str] = {
     # formatting
     "human_bytes": "mldesk.core.units",
     "human_duration": "mldesk.core.units",
+    "safe_name": "mldesk.core.export",
     # labs
     "TEMPLATES": "mldesk.templates",
     "create_lab": "mldesk.templates",

@@ -349,20 +349,38 @@ class Engine:
         return self.snapshots.gc(self.store.snapshots_in_use)
 
     # -- code and outputs ----------------------------------------------------------
-    def export_code(self, ref: str, dest: Path | str) -> Path:
+    def _export_forbidden(self, ex: Execution) -> list[tuple[Path, str]]:
+        return [(self.layout.execution_dir(ex.id), f"execution {ex.id}'s own folder"),
+                (self.layout.root, "mldesk's data folder")]
+
+    def export_code(self, ref: str, dest: Path | str, *, overwrite: bool = False) -> Path:
+        """Write an execution's code into ``dest`` (see ``mldesk.core.export``: new
+        names only, a conflict stops it before anything is written)."""
+        from mldesk.core import export
+
         ex = self.get(ref)
-        dest = Path(dest)
-        self.snapshots.materialize(ex.snapshot, dest)
+        try:
+            dest = export.check_destination(Path(dest), self._export_forbidden(ex))
+            entries = self.snapshots.export_entries(ex.snapshot)
+            export.export_tree(entries, dest, overwrite=overwrite)
+        except export.ExportError as exc:
+            raise EngineError(str(exc)) from None
         return dest
 
-    def export_outputs(self, ref: str, dest: Path | str) -> tuple[int, int]:
-        from mldesk.agent import outputs
+    def export_outputs(self, ref: str, dest: Path | str, *, overwrite: bool = False) -> tuple[int, int]:
+        """Copy an execution's collected outputs into ``dest`` (same rules as
+        :meth:`export_code`). Returns (files, bytes)."""
+        from mldesk.core import export
 
         ex = self.get(ref)
         src = self.layout.outputs(ex.id)
-        if not src.is_dir():
-            return 0, 0
-        result = outputs.collect_outputs(src, Path(dest), incremental=False)
+        try:
+            dest = export.check_destination(Path(dest), self._export_forbidden(ex))
+            if not src.is_dir():
+                return 0, 0
+            result = export.export_tree(export.tree_entries(src), dest, overwrite=overwrite)
+        except export.ExportError as exc:
+            raise EngineError(str(exc)) from None
         return result.files, result.bytes
 
     # -- reattach -------------------------------------------------------------
