@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -76,6 +77,9 @@ def test_failing_input_fails_execution_cleanly(engine, make_lab, runtime, http, 
     assert expected in final.reason.lower(), final.reason
     assert final.exit_code is None and final.started_at is None, "the code never ran"
     assert b"must not run" not in program_output(engine, ex.id)
+    deadline = time.monotonic() + 30  # the outcome is recorded first, then the workspace goes
+    while engine.layout.workspace(ex.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not engine.layout.workspace(ex.id).exists()
 
 

@@ -48,3 +48,37 @@ class Layout:
 
     def writer_lock(self, exec_id: str) -> Path:
         return self.executions / exec_id / "writer.lock"
+
+
+def mount_of(path: Path | str) -> tuple[str, str]:
+    """(device, mount point) of the file system holding ``path`` (or its nearest
+    existing parent); best effort, for messages."""
+    p = os.path.abspath(os.fspath(path))
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    try:
+        dev = os.stat(p).st_dev
+        while True:
+            parent = os.path.dirname(p)
+            if parent == p or os.stat(parent).st_dev != dev:
+                break
+            p = parent
+    except OSError:
+        return "?", p
+    device = p
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[1].replace("\\040", " ") == p:
+                    device = fields[0]
+    except OSError:
+        pass
+    return device, p
+
+
+def no_space_message(path: Path | str) -> str:
+    """"no space left on DEVICE for PATH" (with the mount point when it says more)."""
+    device, mount = mount_of(path)
+    where = device if device == mount else f"{device} (mounted at {mount})"
+    return f"no space left on {where} for {path}"

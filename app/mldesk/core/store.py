@@ -176,6 +176,7 @@ class Store:
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0):
         self.path = Path(path)
+        self.timeout = timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(
@@ -203,7 +204,25 @@ class Store:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:  # e.g. a full disk: never leave the transaction open
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+
+    @contextmanager
+    def brief(self, timeout: float = 1.0) -> Iterator[None]:
+        """Writes inside wait at most ``timeout`` seconds for a busy store (for
+        status updates that must not hold anything up)."""
+        with self._lock:
+            self.conn.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+            try:
+                yield
+            finally:
+                self.conn.execute("PRAGMA busy_timeout = %d" % int(self.timeout * 1000))
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")

@@ -411,6 +411,8 @@ class Engine:
         ex = self.store.get(exec_id)
         if ex is None or ex.final or supervisor.is_supervised(self.layout, exec_id):
             return False
+        if supervisor.apply_outcome(self.layout, self.store, exec_id):
+            return False  # its supervisor ended it while the store was unavailable
         self._spawn(exec_id)
         return True
 
