@@ -350,7 +350,7 @@ class _Cache:
         _unlink(tmp)
         try:
             _copy_new(src, tmp)
-            os.chmod(tmp, 0o444)
+            os.chmod(tmp, 0o400)
             st = os.stat(tmp)
             if replace:
                 os.replace(tmp, blob)

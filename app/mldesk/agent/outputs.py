@@ -269,7 +269,8 @@ class _Collector:
                 copied = copy_sparse(fd, out, size)
             finally:
                 os.close(out)
-            os.chmod(tmp, (stat.S_IMODE(fst.st_mode) & 0o777) | 0o600)
+            # owner-only, and never set-uid / set-gid / sticky (SPEC 10a)
+            os.chmod(tmp, (stat.S_IMODE(fst.st_mode) & 0o700) | 0o600)
             os.utime(tmp, ns=(fst.st_atime_ns, fst.st_mtime_ns))
             if dst is not None and stat.S_ISDIR(dst.st_mode):
                 _remove(target, dst)
@@ -475,6 +476,25 @@ def _walk_paths(c: _Collector) -> None:
             else:
                 c.skip(rel, "not a regular file (%s)" % _kind(est.st_mode))
         stack.extend(reversed(subdirs))
+
+
+def strip_special_bits(root, owner_only: bool = True) -> int:
+    """Remove set-uid / set-gid bits (and with ``owner_only`` group and other bits)
+    from every file and folder under ``root`` (links are not followed). Returns how
+    many were changed."""
+    drop = stat.S_ISUID | stat.S_ISGID | (0o077 if owner_only else 0)
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root), followlinks=False):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISLNK(st.st_mode) and st.st_mode & drop:
+                    os.chmod(path, stat.S_IMODE(st.st_mode) & ~drop)
+                    changed += 1
+            except OSError:
+                pass
+    return changed
 
 
 def collect_outputs(src_dir, dest_dir, *, max_files: Optional[int] = None,

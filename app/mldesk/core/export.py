@@ -172,7 +172,7 @@ def export_tree(entries: list[Entry], dest: Path, *, overwrite: bool = False) ->
                     result.bytes += e.write(fd) if e.write else 0
                 finally:
                     os.close(fd)
-                os.chmod(tmp, (e.mode & 0o777) | stat.S_IRUSR | stat.S_IWUSR)
+                os.chmod(tmp, _user_mode(e.mode))
                 _install(Path(tmp), target, overwrite, e.rel, dest)
             except BaseException:
                 try:
@@ -184,6 +184,24 @@ def export_tree(entries: list[Entry], dest: Path, *, overwrite: bool = False) ->
         if existed:
             result.replaced.append(e.rel)
     return result
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _user_mode(mode: int) -> int:
+    """A new file in the user's folder: what ``cp`` would give it (the user's umask;
+    executable if it was); never set-uid/set-gid."""
+    base = 0o777 if mode & 0o100 else 0o666
+    return (base & ~_umask()) | stat.S_IRUSR | stat.S_IWUSR
 
 
 def _install(tmp: Path, target: Path, overwrite: bool, rel: str, dest: Path) -> None:

@@ -9,6 +9,7 @@ stored on the row it touched, so a watcher can ask "what changed since seq N".
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import string
@@ -177,7 +178,9 @@ class Store:
     def __init__(self, path: Path | str, *, timeout: float = 30.0):
         self.path = Path(path)
         self.timeout = timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():  # owner-only from the start (-wal/-shm inherit it)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(
             str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False

@@ -216,7 +216,7 @@ class Engine:
                 argv=config.argv(), inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
                 options=options,
             )
-            self.layout.execution_dir(exec_id).mkdir(parents=True, exist_ok=True)
+            self.layout.execution_dir(exec_id).mkdir(mode=0o700, parents=True, exist_ok=True)
             self.store.insert_execution(ex)
         self.store.touch_recent_lab(str(lab))
         self._spawn(exec_id)

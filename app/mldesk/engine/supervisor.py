@@ -40,7 +40,7 @@ class StopRequested(Exception):
 def try_lock(path: Path) -> int | None:
     """Take the writer lock; None when another live process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -67,7 +67,7 @@ def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
     fork); everyone else starts a fresh interpreter."""
     fork = fork and hasattr(os, "fork") and threading.active_count() == 1
     exec_dir = layout.execution_dir(exec_id)
-    exec_dir.mkdir(parents=True, exist_ok=True)
+    exec_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if fork:
         _spawn_forked(layout, exec_id, exec_dir / "supervisor.log")
         return
@@ -79,7 +79,8 @@ def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
     if not getattr(sys, "frozen", False):
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with open(exec_dir / "supervisor.log", "ab") as log:
+    fd = os.open(exec_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(fd, "ab") as log:
         subprocess.Popen(
             cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True, cwd="/",
@@ -102,7 +103,7 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> None:
         # SQLite connection included: it is never touched here)
         os.chdir("/")
         null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -119,6 +120,7 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> None:
 
 def supervise(layout: Layout, exec_id: str) -> int:
     """Run the supervisor for ``exec_id`` unless another one holds its lock."""
+    os.umask(0o077)  # everything it writes under MLDESK_HOME is owner-only
     lock = try_lock(layout.writer_lock(exec_id))
     if lock is None:
         return 0  # another supervisor owns it
@@ -354,7 +356,9 @@ class Supervisor:
             except Exception:  # noqa: BLE001 - the execution's result stands
                 traceback.print_exc()
             self.handle = {}
-        if not (self.ctx.options.get("keep_workspace") or self.keep_workspace) and self.ctx.workspace.exists():
+        if self._workspace_kept():
+            self._strip_workspace()
+        elif self.ctx.workspace.exists():
             shutil.rmtree(self.ctx.workspace, ignore_errors=True)
 
     def _wait_for_slot(self, ex: Execution) -> None:
@@ -379,7 +383,7 @@ class Supervisor:
         self.set_state("preparing")
         where = f"image {ex.image}" if ex.runtime == "docker" else "the host's Python"
         msg(f"preparing execution {ex.id} on {ex.host} with the {ex.runtime} runtime ({where})")
-        self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest))
+        self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest, owner_only=True))
         self.runtime.prepare(self.ctx)
         self.check_stop()
         if ex.inputs:
@@ -437,7 +441,17 @@ class Supervisor:
         else:
             self.message("finished (exit code 0)")
         self.done.set()
+        if self._workspace_kept():
+            self._strip_workspace()  # before anyone is told it is over
         self._record_final(state, code, reason)  # first the outcome, then the cleanup
+
+    def _workspace_kept(self) -> bool:
+        return bool(self.ctx.options.get("keep_workspace") or self.keep_workspace) and self.ctx.workspace.exists()
+
+    def _strip_workspace(self) -> None:
+        from mldesk.agent.outputs import strip_special_bits
+
+        strip_special_bits(self.ctx.workspace)  # a kept workspace: owner-only, never set-uid
 
 
 class StoreUnavailable(Exception):
