@@ -40,7 +40,7 @@ def test_three_stages_with_inputs(engine, make_lab, runtime, http, tmp_path):
         ("small.txt", http.serve("/small", small)),
         ("local.csv", local_file.as_uri()),
     ]))
-    ex = engine.run(lab, runtime=runtime)
+    ex = engine.run(lab, runtime=runtime, allow_local_inputs=True)  # local.csv is outside the lab
     final = wait_final(engine, ex.id)
     assert final.state == "finished", final.reason
     out = program_output(engine, ex.id).decode()

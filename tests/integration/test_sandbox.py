@@ -49,3 +49,66 @@ def test_store_is_owner_only_and_nothing_setuid_comes_back(engine, make_lab, run
     assert top == [], top
     if runtime == "process":  # files the supervisor wrote (the container writes as itself)
         assert _loose(mldesk_home) == []
+
+
+READS_SECRET = """
+print(open("inputs/weights.bin").read())
+"""
+
+
+def test_local_file_outside_the_lab_needs_consent(engine, make_lab, runtime, tmp_path, mldesk_home):
+    from mldesk.engine.facade import LocalInputsNeedConsent
+    from tests.integration.conftest import cli
+
+    secret = tmp_path / "home" / ".ssh" / "id_rsa"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("PRIVATE KEY")
+    lab = make_lab(READS_SECRET, f"inputs:\n  - name: weights.bin\n    url: {secret.as_uri()}\n")
+    with pytest.raises(LocalInputsNeedConsent) as err:
+        engine.run(lab, runtime=runtime)
+    assert err.value.paths == [str(secret)]
+    r = cli("run", str(lab), "--runtime", runtime, home=mldesk_home)
+    assert r.returncode == 1
+    text = r.stderr.decode()
+    assert str(secret) in text and "--allow-local-inputs" in text and len(text.strip().splitlines()) == 1
+    assert engine.list() == [], "nothing was started"
+    ex = engine.run(lab, runtime=runtime, allow_local_inputs=True)
+    final = wait_final(engine, ex.id)
+    assert final.state == "finished", final.reason
+    from mldesk.agent import logstore
+
+    with engine.log_reader(ex.id) as reader:
+        messages = b"".join(r.data for r in reader.iter_records() if r.stream == logstore.MLDESK).decode()
+    assert f"read local file {secret}" in messages, messages
+    # consent is remembered for this lab and path
+    again = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert again.state == "finished"
+    # another lab asking for the same file is asked again
+    other = make_lab(READS_SECRET, f"inputs:\n  - name: weights.bin\n    url: {secret.as_uri()}\n")
+    with pytest.raises(LocalInputsNeedConsent):
+        engine.run(other, runtime=runtime)
+
+
+def test_files_inside_the_lab_need_no_consent(engine, make_lab, runtime):
+    lab = make_lab(READS_SECRET, "")
+    (lab / "data.txt").write_text("mine")
+    with open(lab / "ml.yaml", "a") as f:
+        f.write(f"inputs:\n  - name: weights.bin\n    url: {(lab / 'data.txt').as_uri()}\n")
+    final = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert final.state == "finished", final.reason
+
+
+NET = """
+import os
+print("interfaces:", sorted(os.listdir("/sys/class/net")))
+"""
+
+
+def test_lab_turns_the_container_network_off(engine, make_lab, runtime):
+    if runtime != "docker":
+        pytest.skip("the network setting is the container's")
+    engine.set_setting("local_network", "bridge")
+    ex = engine.run(make_lab(NET, "network: none\n"), runtime=runtime)
+    final = wait_final(engine, ex.id)
+    assert final.state == "finished", final.reason
+    assert "interfaces: ['lo']" in program_output(engine, ex.id).decode()

@@ -541,6 +541,7 @@ class _Fetch:
             path = urllib.request.url2pathname(parts.path)  # unquotes, handles /C:/...
         else:
             path = urllib.parse.unquote(parts.path)
+        self.local_path = path
         try:
             src = open(path, "rb")
         except FileNotFoundError:
@@ -788,8 +789,12 @@ class _Fetch:
         state = final_state or "done"
         if state == "done":
             avg = self.done / elapsed if elapsed > 0 else 0.0
-            self.job.message("fetched %s: %s in %s (%s/s)" % (
-                self.name, human_bytes(self.done), human_seconds(elapsed), human_bytes(avg)))
+            local = getattr(self, "local_path", None)
+            if local is not None:  # always named: the user sees which local files a lab read
+                self.job.message("read local file %s as %s: %s" % (local, self.name, human_bytes(self.done)))
+            else:
+                self.job.message("fetched %s: %s in %s (%s/s)" % (
+                    self.name, human_bytes(self.done), human_seconds(elapsed), human_bytes(avg)))
         self.report(state, force=True)
         return Path(job.dest_given) / self.name
 

@@ -114,13 +114,14 @@ def _follow_or_detach(engine, ex, args) -> int:
 # -- commands ----------------------------------------------------------------------
 def cmd_run(args) -> int:
     engine = _engine()
-    ex = engine.run(args.lab or ".", host=args.host, runtime=args.runtime, name=args.name)
+    ex = engine.run(args.lab or ".", host=args.host, runtime=args.runtime, name=args.name,
+                    allow_local_inputs=args.allow_local_inputs)
     return _follow_or_detach(engine, ex, args)
 
 
 def cmd_restart(args) -> int:
     engine = _engine()
-    ex, backup = engine.restart(args.id, name=args.name)
+    ex, backup = engine.restart(args.id, name=args.name, allow_local_inputs=args.allow_local_inputs)
     if backup:
         print(f"[mldesk] the lab's previous files are kept as snapshot {backup} "
               f"(bring them back with `mldesk code` of a later run, or see `mldesk show {ex.id}`)",
@@ -326,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--name", help="a name for the execution (at most 100 characters)")
         s.add_argument("--detach", "-d", action="store_true", help="start it and return at once")
         s.add_argument("--json", action="store_true", help="print the execution record as JSON")
+        s.add_argument("--allow-local-inputs", action="store_true",
+                       help="let the lab read the local files outside it that its ml.yaml lists as "
+                            "file:// inputs (remembered for this lab and these files)")
 
     s = sub.add_parser("run", help="start an execution of a lab")
     run_options(s, lab=True)

@@ -102,6 +102,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE executions ADD COLUMN note TEXT;
     """,
+    # 4: the user's consent for a lab to read a local file outside it (file:// inputs)
+    """
+    CREATE TABLE input_consents (
+        lab TEXT NOT NULL, path TEXT NOT NULL, granted_at REAL NOT NULL, PRIMARY KEY (lab, path)
+    );
+    """,
 ]
 
 
@@ -409,6 +415,21 @@ class Store:
         with self._lock:
             return [dict(r) for r in self.conn.execute(
                 "SELECT * FROM lab_backups WHERE lab = ? ORDER BY created_at DESC", (lab,))]
+
+    # -- consents for local-file inputs outside a lab ---------------------------
+    def add_input_consents(self, lab: str, paths: list[str]) -> None:
+        with self.write() as conn:
+            now = time.time()
+            conn.executemany("INSERT OR REPLACE INTO input_consents VALUES (?, ?, ?)",
+                             [(lab, p, now) for p in paths])
+
+    def input_consents(self, lab: str) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self.conn.execute("SELECT path FROM input_consents WHERE lab = ?", (lab,))}
+
+    def remove_input_consents(self, lab: str) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM input_consents WHERE lab = ?", (lab,))
 
     # -- hosts ------------------------------------------------------------
     def put_host(self, name: str, config: dict) -> None:

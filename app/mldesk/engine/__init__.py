@@ -18,6 +18,7 @@ EXPORTS: dict[str, str] = {
     # the facade and its events
     "Engine": "mldesk.engine.facade",
     "EngineError": "mldesk.engine.facade",
+    "LocalInputsNeedConsent": "mldesk.engine.facade",
     "Event": "mldesk.engine.facade",
     "EventKind": "mldesk.engine.facade",
     "DEFAULT_SETTINGS": "mldesk.engine.facade",

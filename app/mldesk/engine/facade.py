@@ -17,6 +17,7 @@ Listeners are called from the watcher thread; a GUI marshals them to its own thr
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -62,6 +63,23 @@ NAME_MAX = 100
 
 class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
+
+
+class LocalInputsNeedConsent(EngineError):
+    """ml.yaml lists ``file://`` inputs outside the lab that the user has not allowed
+    yet (``paths``); nothing was started. The window asks; the CLI names them."""
+
+    def __init__(self, lab: Path, paths: list[str]):
+        self.lab = lab
+        self.paths = paths
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        super().__init__(
+            f"ml.yaml asks to read {len(paths)} local file(s) outside the lab: {shown}; nothing was started. "
+            "If you trust this lab with them, run again with --allow-local-inputs "
+            "(asked once per lab and file)")
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 class EventKind(str, Enum):
@@ -157,9 +175,39 @@ class Engine:
         return hosts
 
     # -- run -----------------------------------------------------------------
+    # -- consent for local files outside the lab ------------------------------
+    def local_inputs_outside(self, lab: str | Path, config=None) -> list[str]:
+        """The ``file://`` inputs of ``lab`` that resolve outside it (real paths)."""
+        from urllib.parse import unquote, urlsplit
+
+        lab = Path(lab).expanduser().resolve()
+        config = config or labconfig.load_lab_config(lab)
+        out = []
+        for spec in config.inputs:
+            parts = urlsplit(spec.url)
+            if parts.scheme.lower() != "file":
+                continue
+            real = Path(os.path.realpath(unquote(parts.path)))
+            if real != lab and lab not in real.parents:
+                out.append(str(real))
+        return out
+
+    def local_inputs_needing_consent(self, lab: str | Path, config=None) -> list[str]:
+        """Those of :meth:`local_inputs_outside` the user has not allowed for this lab."""
+        lab = Path(lab).expanduser().resolve()
+        allowed = self.store.input_consents(str(lab))
+        return [p for p in self.local_inputs_outside(lab, config) if p not in allowed]
+
+    def allow_local_inputs(self, lab: str | Path, paths: list[str]) -> None:
+        """Record the user's consent for ``lab`` to read ``paths`` (the window's
+        "Allow" and ``mldesk run --allow-local-inputs``)."""
+        self.store.add_input_consents(str(Path(lab).expanduser().resolve()), list(paths))
+
     def run(self, lab: str | Path, *, host: str = "local", runtime: str | None = None,
-            name: str | None = None) -> Execution:
-        """Snapshot ``lab`` and start an execution of it; returns at once."""
+            name: str | None = None, allow_local_inputs: bool = False) -> Execution:
+        """Snapshot ``lab`` and start an execution of it; returns at once.
+        Raises :class:`LocalInputsNeedConsent` when ml.yaml lists local files outside
+        the lab the user has not allowed (unless ``allow_local_inputs``)."""
         from mldesk import runtimes
 
         lab = Path(lab).expanduser().resolve()
@@ -168,6 +216,11 @@ class Engine:
         if not (lab / "main.py").is_file():
             raise EngineError(f"{lab} has no main.py: a lab needs one (mldesk init {lab} creates a lab)")
         config = labconfig.load_lab_config(lab)  # ConfigError lists every problem
+        outside = self.local_inputs_needing_consent(lab, config)
+        if outside:
+            if not allow_local_inputs:
+                raise LocalInputsNeedConsent(lab, outside)
+            self.allow_local_inputs(lab, outside)
         if runtime is not None and runtime not in runtimes.NAMES:
             raise EngineError(f"unknown runtime '{runtime}' (choose docker or process)")
         profile: dict[str, Any] | None = None
@@ -188,6 +241,12 @@ class Engine:
             grace = profile.get("stop_grace") or self.setting("stop_grace")
             network = profile.get("network") or "bridge"
             max_parallel = profile.get("max_parallel") or 0
+        if config.network:  # the lab's own choice (ml.yaml network:) wins
+            network = config.network
+        image = self.resolve_image(config.docker_image_id) if runtime == "docker" else None
+        if image is not None and labconfig.image_problem(image):
+            raise EngineError(f"image {labconfig.image_problem(image)}: fix dockerImageId in ml.yaml "
+                              "or the image alias table (mldesk settings image_aliases)")
         name = self._check_name(name) if name is not None else None
         options = {
             "grace": float(grace),
@@ -210,7 +269,7 @@ class Engine:
             exec_id = new_execution_id(now)
             ex = Execution(
                 id=exec_id, name=name or f"#{exec_id}", lab=str(lab), host=host, runtime=runtime,
-                image=self.resolve_image(config.docker_image_id) if runtime == "docker" else None,
+                image=image,
                 hardware=config.hardware_type, state="preparing", exit_code=None, reason=None,
                 created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
                 argv=config.argv(), inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
@@ -253,14 +312,16 @@ class Engine:
             self.reattach_one(ex.id)
         return updated
 
-    def restart(self, ref: str, *, name: str | None = None) -> tuple[Execution, str | None]:
+    def restart(self, ref: str, *, name: str | None = None,
+                allow_local_inputs: bool = False) -> tuple[Execution, str | None]:
         """Make the lab equal to the execution's snapshot, then run it.
         Returns (new execution, id of the backup snapshot of the lab's previous
         files, or None when the lab already equalled the snapshot)."""
         ex = self.get(ref)
         lab = Path(ex.lab)
         backup = self.restore_code(ex.id, lab)
-        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name), backup
+        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name,
+                        allow_local_inputs=allow_local_inputs), backup
 
     def snapshot_exclude(self, ex: Execution) -> tuple[str, ...]:
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mldesk.core import labconfig
 from mldesk.engine import queries as uiquery
-from mldesk.engine.facade import Engine
+from mldesk.engine.facade import Engine, LocalInputsNeedConsent
 from mldesk.core.store import ACTIVE_STATES, Execution
 from mldesk.ui import fmt
 from mldesk.ui.codeview import CodeArea
@@ -863,10 +863,27 @@ class MainWindow(QtWidgets.QMainWindow):
                 f"Not started: ml.yaml has {len(errors)} error{'s' if len(errors) != 1 else ''}",
                 f"Line {first.line}: {first.message}. {first.hint[:1].upper() + first.hint[1:] if first.hint else ''}"
                 " The problems are underlined in ml.yaml.", "error")
+        elif isinstance(exc, LocalInputsNeedConsent):
+            self._ask_local_inputs(exc)
         elif isinstance(exc, USER_ERRORS) or isinstance(exc, OSError):
             self.show_banner("The execution was not started", describe(exc), "error")
         else:
             report_unexpected(exc, self, "starting the execution")
+
+    def _ask_local_inputs(self, exc: LocalInputsNeedConsent) -> None:
+        """file:// inputs outside the lab: name them and ask once per lab and file."""
+        listing = "\n".join(exc.paths[:20]) + (f"\n\u2026 and {len(exc.paths) - 20} more" if len(exc.paths) > 20 else "")
+        answer = QtWidgets.QMessageBox.question(
+            self, "Let this lab read files outside it?",
+            "ml.yaml lists these local files outside the lab as inputs:\n\n" + listing +
+            "\n\nThe lab's program will be able to read them, and send them wherever its network "
+            "reaches. Allow this lab to read them?",
+            QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.Cancel, QtWidgets.QMessageBox.Cancel)
+        if answer == QtWidgets.QMessageBox.Yes:
+            self.engine.allow_local_inputs(exc.lab, exc.paths)
+            self.run()
+        else:
+            self.show_banner("The execution was not started", "The local files were not allowed.", "info")
 
     def stop_selected(self) -> None:
         targets = [e for e in self.selected() if e.active]
