@@ -19,6 +19,7 @@ EXPORTS: dict[str, str] = {
     # the facade and its events
     "Engine": "mldesk.engine.facade",
     "EngineError": "mldesk.engine.facade",
+    "LocalInputsNeedConsent": "mldesk.engine.facade",
     "Event": "mldesk.engine.events",
     "EventKind": "mldesk.engine.events",
     "DEFAULT_SETTINGS": "mldesk.engine.facade",
@@ -51,6 +52,7 @@ EXPORTS: dict[str, str] = {
     "table_columns": "mldesk.core.compare",
     "best_rows": "mldesk.core.compare",
     "table_csv": "mldesk.core.compare",
+    "safe_name": "mldesk.core.export",
     # labs
     "TEMPLATES": "mldesk.templates",
     "create_lab": "mldesk.templates",
