@@ -47,6 +47,7 @@ EXPORTS: dict[str, str] = {
     # experiments: overrides and sweeps, metrics, the compare table
     "ParamError": "mldesk.core.params",
     "parse_set": "mldesk.core.params",
+    "parse_sweep": "mldesk.core.params",
     "summarize": "mldesk.core.metrics",
     "default_goal": "mldesk.core.metrics",
     "table_columns": "mldesk.core.compare",
