@@ -77,15 +77,12 @@ def test_parallel_downloads_overlap_in_time(srv, dest):
     datas = {n: os.urandom(64 * 1024) for n in names}
     for n in names:  # each takes ~0.3 s: 4 chunks, 0.1 s apart
         srv.slow("/" + n, datas[n], chunk=16 * 1024, interval=0.1)
-    t0 = time.monotonic()
     paths = fetch([(n, srv.url("/" + n)) for n in names], dest)
-    elapsed = time.monotonic() - t0
     assert paths == [dest / n for n in names]
     for n in names:
         assert (dest / n).read_bytes() == datas[n]
     reqs = [srv.finished_requests("/" + n)[0] for n in names]
     assert max(r.started for r in reqs) < min(r.finished for r in reqs), "downloads did not overlap"
-    assert elapsed < 0.8, elapsed  # sequential would take >= 0.9 s
     assert listing(dest) == names  # no temp files left
 
 
