@@ -299,3 +299,44 @@ def test_resume_while_the_job_is_still_queued(slurme, slurm_host, shared_dir, tm
     assert final.state == "finished", (final.reason, messages(slurme, ex.id))
     assert final.public()["slurm_job"] == job
     assert program_output(slurme, ex.id) == b"ran once\n"
+
+
+def test_link_cut_mid_job_loses_nothing(mldesk_home, isolated_home, slurm_host, netns_host, shared_dir, tmp_path):
+    """The login node is the netns SSH host (its Slurm commands reach slurmctld over
+    the same link, through slurm.sh's relay). Cut the link while the job prints: the job
+    runs on, mldesk reconnects by itself and the log is complete and exact."""
+    from mldesk.core.hosts import HostProfile
+    from tests.integration.test_ssh_run import PRINTER, expected_printer, trust_host
+
+    eng = Engine(mldesk_home)
+    try:
+        profile = HostProfile.from_url(
+            "far-cluster", f"ssh://{netns_host.user}@{netns_host.host}:{netns_host.port}",
+            key=str(netns_host.key_path), workdir=str(shared_dir), runtime="slurm",
+            slurm_partition=slurm_host.partition, keepalive=1.0, connect_timeout=2.0)
+        eng.store.put_host("far-cluster", profile.to_dict())
+        trust_host(eng, netns_host)
+        n = 700
+        ex = eng.run(lab_in(tmp_path, PRINTER, f"parameters:\n  - pass-as: '{n} 0.02'\n"), host="far-cluster")
+        wait_state(eng, ex.id, "running", timeout=60)
+        wait_for(lambda: program_output(eng, ex.id).count(b"\n") > 50, 60, "output before the cut")
+        netns_host.cut()
+        cut_at = time.time()
+        try:
+            wait_for(lambda: (eng.store.get(ex.id).note or "").startswith("reconnecting"), 30,
+                     "mldesk to notice the cut")
+            time.sleep(3)  # the job keeps printing into the shared work folder meanwhile
+        finally:
+            netns_host.restore()
+        restored_at = time.time()
+        final = wait_final(eng, ex.id, timeout=120)
+        assert final.state == "finished", (final.reason, messages(eng, ex.id))
+        assert program_output(eng, ex.id) == expected_printer(n)
+        with eng.log_reader(ex.id) as reader:
+            stamps = [r.ts for r in reader.iter_records() if r.stream == 1]
+        assert any(cut_at + 1 < ts < restored_at - 1 for ts in stamps), "the job printed during the cut"
+        msgs = messages(eng, ex.id)
+        assert "lost the connection to far-cluster" in msgs and "reconnected to far-cluster" in msgs
+    finally:
+        stop_all(eng)
+        eng.close()
