@@ -340,3 +340,17 @@ def test_link_cut_mid_job_loses_nothing(mldesk_home, isolated_home, slurm_host, 
     finally:
         stop_all(eng)
         eng.close()
+
+
+def test_restart_runs_the_snapshot_again_as_a_new_job(slurme, slurm_host, shared_dir, tmp_path):
+    add_slurm_host(slurme, slurm_host, shared_dir)
+    lab = lab_in(tmp_path, "print('version 1')\n")
+    first = wait_final(slurme, slurme.run(lab, host="cluster").id, timeout=90)
+    assert first.state == "finished", first.reason
+    (lab / "main.py").write_text("print('version 2')\n")
+    again, backup = slurme.restart(first.id)
+    assert backup is not None and again.runtime == "slurm"
+    second = wait_final(slurme, again.id, timeout=90)
+    assert second.state == "finished", (second.reason, messages(slurme, again.id))
+    assert program_output(slurme, again.id) == b"version 1\n"
+    assert second.public()["slurm_job"] != first.public()["slurm_job"]

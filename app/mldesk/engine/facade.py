@@ -257,7 +257,12 @@ class Engine:
             argvs = [params_mod.apply_overrides(base_argv, t) if t else list(base_argv) for t in trials]
         except params_mod.ParamError as exc:
             raise EngineError(f"{exc}; nothing was started") from None
-        if runtime is not None and runtime not in runtimes.NAMES:
+        if runtime == "slurm" and host != "local":
+            cfg = self.store.get_host(host)
+            if cfg is not None and cfg.get("runtime") != "slurm":
+                raise EngineError(f"the slurm runtime needs a Slurm host; {host} is not one "
+                                  f"(mldesk hosts add NAME ... --runtime slurm)")
+        elif runtime is not None and runtime not in runtimes.NAMES:
             raise EngineError(f"unknown runtime '{runtime}' (choose docker or process)")
         profile: dict[str, Any] | None = None
         if host == "local":
