@@ -215,6 +215,8 @@ def test_cli_hosts_add_and_test_a_slurm_host(slurme, slurm_host, shared_dir, tmp
     assert "Shared    yes" in text and "warning" not in text, text
     report = json.loads(cli("hosts", "test", "cluster", "--json", home=home, check=True).stdout)
     assert [p["name"] for p in report["slurm"]["partitions"]] == [slurm_host.partition]
+    status = cli("hosts", "status", "cluster", home=home, check=True).stdout.decode()
+    assert f"Slurm partition {slurm_host.partition}: 1 node(s)" in status and "gpu:2" in status, status
     # and the run uses the profile's settings
     ex = slurme.run(lab_in(tmp_path, """
         import os

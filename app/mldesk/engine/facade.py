@@ -433,8 +433,10 @@ class Engine:
             if name == "local":
                 devices = resources.query_gpus()
             else:
-                info = self.profiles.test(name)  # caches the GPUs it found (host_gpu_indices)
+                info = self.profiles.test(name, slurm_shared_check=False)  # caches the GPUs it found
                 devices = info.info.get("gpu_devices") or []
+                if info.info.get("slurm"):  # a Slurm login node: the cluster's partitions (GRES)
+                    out["slurm"] = info.info["slurm"]
         except Exception as exc:  # noqa: BLE001 - unreachable is an answer, not an error
             out.update(reachable=False, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return out
