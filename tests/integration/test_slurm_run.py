@@ -356,3 +356,22 @@ def test_restart_runs_the_snapshot_again_as_a_new_job(slurme, slurm_host, shared
     assert second.state == "finished", (second.reason, messages(slurme, again.id))
     assert program_output(slurme, again.id) == b"version 1\n"
     assert second.public()["slurm_job"] != first.public()["slurm_job"]
+
+
+def test_stop_while_queued_cancels_the_job(slurme, slurm_host, shared_dir, tmp_path):
+    blocker = slurm_host.ssh(
+        f"sbatch --parsable -J mldesk-test-blocker -p {slurm_host.partition} --gres=gpu:{slurm_host.gpus} "
+        f"-o /dev/null --chdir=/tmp --wrap 'sleep 600'").stdout.strip().split(";")[0]
+    try:
+        add_slurm_host(slurme, slurm_host, shared_dir)
+        ex = slurme.run(lab_in(tmp_path, "print('never')\n", "gpus: 1\n"), host="cluster")
+        queued = wait_for(lambda: (lambda e: e if e.state == "queued" and e.reason else None)(
+            slurme.store.get(ex.id)), 60, "state queued with a reason")
+        job = queued.public()["slurm_job"]
+        slurme.stop(ex.id)
+        final = wait_final(slurme, ex.id, timeout=60)
+        assert final.state == "stopped", (final.reason, messages(slurme, ex.id))
+        assert program_output(slurme, ex.id) == b""
+        wait_for(lambda: not squeue_has(slurm_host, job), 30, "the job to leave the queue")
+    finally:
+        slurm_host.ssh(f"scancel {blocker}", check=False)
