@@ -257,7 +257,12 @@ class Engine:
             argvs = [params_mod.apply_overrides(base_argv, t) if t else list(base_argv) for t in trials]
         except params_mod.ParamError as exc:
             raise EngineError(f"{exc}; nothing was started") from None
-        if runtime is not None and runtime not in runtimes.NAMES:
+        if runtime == "slurm" and host != "local":
+            cfg = self.store.get_host(host)
+            if cfg is not None and cfg.get("runtime") != "slurm":
+                raise EngineError(f"the slurm runtime needs a Slurm host; {host} is not one "
+                                  f"(mldesk hosts add NAME ... --runtime slurm)")
+        elif runtime is not None and runtime not in runtimes.NAMES:
             raise EngineError(f"unknown runtime '{runtime}' (choose docker or process)")
         profile: dict[str, Any] | None = None
         if host == "local":
@@ -428,8 +433,10 @@ class Engine:
             if name == "local":
                 devices = resources.query_gpus()
             else:
-                info = self.profiles.test(name)  # caches the GPUs it found (host_gpu_indices)
+                info = self.profiles.test(name, slurm_shared_check=False)  # caches the GPUs it found
                 devices = info.info.get("gpu_devices") or []
+                if info.info.get("slurm"):  # a Slurm login node: the cluster's partitions (GRES)
+                    out["slurm"] = info.info["slurm"]
         except Exception as exc:  # noqa: BLE001 - unreachable is an answer, not an error
             out.update(reachable=False, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return out
