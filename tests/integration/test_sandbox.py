@@ -104,11 +104,15 @@ print("interfaces:", sorted(os.listdir("/sys/class/net")))
 """
 
 
-def test_lab_turns_the_container_network_off(engine, make_lab, runtime):
-    if runtime != "docker":
-        pytest.skip("the network setting is the container's")
+def test_lab_turns_the_container_network_off(mldesk_home, make_lab, python_image):
+    """ml.yaml's network: (the container's network) wins over the host's setting."""
+    engine = Engine(mldesk_home)
     engine.set_setting("local_network", "bridge")
-    ex = engine.run(make_lab(NET, "network: none\n"), runtime=runtime)
-    final = wait_final(engine, ex.id)
-    assert final.state == "finished", final.reason
-    assert "interfaces: ['lo']" in program_output(engine, ex.id).decode()
+    engine.set_setting("image_aliases", {"test-python": python_image})
+    try:
+        ex = engine.run(make_lab(NET, "network: none\n"), runtime="docker")
+        final = wait_final(engine, ex.id)
+        assert final.state == "finished", final.reason
+        assert "interfaces: ['lo']" in program_output(engine, ex.id).decode()
+    finally:
+        engine.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import signal
 import time
 from pathlib import Path
@@ -181,8 +182,9 @@ def test_sbatch_missing_is_a_clear_error(slurme, slurm_host, shared_dir, tmp_pat
 
 def test_work_folder_not_shared_is_a_clear_error(slurme, slurm_host, tmp_path):
     """The login node sees this folder, the compute node does not (slurm.sh)."""
-    login_only = Path(os.environ["MLDESK_TEST_SLURM_LOGIN_ONLY"]) / tmp_path.name
-    login_only.mkdir(parents=True)
+    root = Path(os.environ["MLDESK_TEST_SLURM_LOGIN_ONLY"])
+    root.mkdir(parents=True, exist_ok=True)
+    login_only = Path(tempfile.mkdtemp(prefix=tmp_path.name + "-", dir=root))  # unique: runs may repeat
     try:
         add_slurm_host(slurme, slurm_host, login_only)
         ex = slurme.run(lab_in(tmp_path, "print('never')\n"), host="cluster")
@@ -234,8 +236,9 @@ def test_cli_hosts_test_warns_when_the_work_folder_is_not_shared(slurme, slurm_h
     from tests.integration.test_ssh_run import trust_host
 
     s = slurm_host.server
-    login_only = Path(os.environ["MLDESK_TEST_SLURM_LOGIN_ONLY"]) / tmp_path.name
-    login_only.mkdir(parents=True)
+    root = Path(os.environ["MLDESK_TEST_SLURM_LOGIN_ONLY"])
+    root.mkdir(parents=True, exist_ok=True)
+    login_only = Path(tempfile.mkdtemp(prefix=tmp_path.name + "-", dir=root))  # unique: runs may repeat
     try:
         cli("hosts", "add", "cluster", f"ssh://{s.user}@{s.host}:{s.port}", "--key", str(s.key_path),
             "--runtime", "slurm", "--workdir", str(login_only), "--no-check", home=slurme.layout.root, check=True)
