@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -173,3 +174,29 @@ def test_diff_against_another_execution_and_the_lab(engine, make_lab, runtime, m
         f"parameters ({a.id} -> {b.id}):\n  lr: 0.1 -> 0.2\n"
     code = json.loads(cli("diff", a.id, b.id, "--code", "--json", home=mldesk_home, check=True).stdout)
     assert [f["path"] for f in code["files"]] == ["ml.yaml", "main.py"] and "params" not in code
+
+
+@pytest.mark.parametrize("runtime", ["process"])
+def test_metrics_are_stored_live_while_it_runs(engine, make_lab, runtime, tmp_path):
+    """Nobody asks for the metrics: the supervisor's scanner stores them as the program
+    prints (what the window's live charts read), before the program ends."""
+    go = tmp_path / "go"
+    lab = make_lab(f"""
+        import os, time
+        for i in range(5):
+            print(f"step {{i}} loss={{i / 10}}", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.05)
+        print("loss=9", flush=True)
+        """)
+    ex = engine.run(lab, runtime=runtime)
+    path = engine.layout.execution_dir(ex.id) / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 5):
+        time.sleep(0.05)
+    assert engine.store.get(ex.id).state == "running"
+    assert [json.loads(line)[:3] for line in path.read_bytes().splitlines()] == \
+        [["loss", i, i / 10] for i in range(5)]
+    go.touch()
+    wait_final(engine, ex.id)
+    assert engine.metrics(ex.id)["loss"][-1][:2] == (6, 9.0)

@@ -148,7 +148,10 @@ def docker_run_args(spec, workspace):
     for path, opts in sorted(CONTAINER_TMPFS.items()):
         cmd += ["--tmpfs", "%s:%s" % (path, opts)]
     cmd += ["--network", spec.get("network") or "bridge",
-            "-v", workspace + ":" + CONTAINER_WORKDIR, "-w", CONTAINER_WORKDIR,
+            "-v", workspace + ":" + CONTAINER_WORKDIR,
+            # inputs are read-only to the program (SPEC 10a)
+            "-v", os.path.join(workspace, "inputs") + ":" + CONTAINER_WORKDIR + "/inputs:ro",
+            "-w", CONTAINER_WORKDIR,
             "--label", "%s=%s" % (CONTAINER_LABEL, spec["exec_id"]), "--name", spec["container_name"]]
     for k, v in sorted(container_env(spec).items()):
         cmd += ["-e", "%s=%s" % (k, v)]
@@ -183,7 +186,9 @@ def container_config(spec, workspace):
     host = {
         "Init": True, "CapDrop": list(CONTAINER_CAP_DROP), "SecurityOpt": list(CONTAINER_SECURITY_OPT),
         "Tmpfs": dict(CONTAINER_TMPFS), "NetworkMode": spec.get("network") or "bridge",
-        "Binds": [workspace + ":" + CONTAINER_WORKDIR],
+        # inputs are read-only to the program (SPEC 10a)
+        "Binds": [workspace + ":" + CONTAINER_WORKDIR,
+                  os.path.join(workspace, "inputs") + ":" + CONTAINER_WORKDIR + "/inputs:ro"],
     }
     gpu_ids = spec.get("gpu_ids")
     if gpu_ids:  # exactly the execution's GPUs
@@ -473,7 +478,7 @@ class Supervisor(object):
     def run_docker(self, writer):
         spec = self.spec
         cmd = ["run", "-d"] + docker_run_args(spec, self.p.workspace)
-        cmd += [spec["image"], "python", "main.py"] + list(spec["argv"])
+        cmd += ["--", spec["image"], "python", "main.py"] + list(spec["argv"])  # never a flag
         r = docker(*cmd, timeout=600)
         if r.returncode != 0:
             text = (r.stderr or r.stdout).strip()

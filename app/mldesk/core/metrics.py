@@ -629,7 +629,9 @@ def follow(exec_dir, config: Optional[MetricsConfig] = None, control=None) -> in
 
     exec_dir = Path(exec_dir)
     try:
-        os.nice(10)
+        now = os.nice(0)
+        if now < 10:
+            os.nice(10 - now)
     except (AttributeError, OSError):
         pass
     try:
