@@ -50,7 +50,12 @@ def test_supervisor_killed_mid_run_resumes_exactly(engine, make_lab, runtime):
     final = wait_final(engine, ex.id, timeout=60)
     assert final.state == "finished", final.reason
     assert final.exit_code == 0
-    assert program_output(engine, ex.id) == expected_printer(n)
+    got, want = program_output(engine, ex.id), expected_printer(n)
+    if got != want:
+        import difflib
+
+        diff = list(difflib.unified_diff(want.decode().splitlines(), got.decode().splitlines(), lineterm="", n=1))
+        raise AssertionError("output differs:\n" + "\n".join(diff[:40]))
     assert messages(engine, ex.id).count("mldesk reattached") == 2
 
 
