@@ -35,7 +35,12 @@ def first_line(cmd, **kw) -> float:
 
 
 def main() -> int:
+    # an installed app runs from cached bytecode: let this checkout have it too
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "app")], stdout=subprocess.DEVNULL)
     other = os.environ.get("P1_OTHER_APP")
+    if other:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", other], stdout=subprocess.DEVNULL)
     with tmpdir("mldesk-p1-") as tmp:
         tmp = Path(tmp)
         lab = tmp / "lab"

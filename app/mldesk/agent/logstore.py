@@ -730,30 +730,97 @@ def write_program_output(
 # Used by the local process runtime and by the remote agent on SSH hosts alike.
 PUMP_READ = 1 << 16
 PARTIAL_FLUSH = 0.05  # seconds a line without "\n" waits before it is stored anyway
+LINE_FLUSH = 0.01  # seconds complete lines wait for more (one record for many writes)
+BATCH = 1 << 16  # pending bytes that are stored at once, without waiting
 DRAIN = 0.5  # after the program exited, pipes quiet this long are done with
+
+
+class Batcher(object):
+    """Turns a program's writes (of two streams, in arrival order) into few records:
+    complete lines are stored within LINE_FLUSH seconds (or at once when BATCH bytes
+    are pending), a partial line (a progress bar redrawn with "\\r") after
+    PARTIAL_FLUSH seconds; when the other stream writes, the complete lines pending
+    are stored first, so the order of the two streams' lines is kept."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.pending = {STDOUT: b"", STDERR: b""}
+        self.parts = {STDOUT: [], STDERR: []}
+        self.size = {STDOUT: 0, STDERR: 0}
+        self.since = {STDOUT: 0.0, STDERR: 0.0}
+        self.has_nl = {STDOUT: False, STDERR: False}
+
+    def add(self, stream, data, now):
+        if not data:
+            return
+        other = STDERR if stream == STDOUT else STDOUT
+        if self.has_nl[other]:
+            self._flush(other, complete_only=True)
+        if not self.size[stream]:
+            self.since[stream] = now
+        self.parts[stream].append(data)
+        self.size[stream] += len(data)
+        if not self.has_nl[stream] and b"\n" in data:
+            self.has_nl[stream] = True
+        if self.size[stream] >= BATCH:
+            if self.has_nl[stream]:
+                self._flush(stream, complete_only=True)
+            elif self.size[stream] >= MAX_DATA:  # one very long line: store it in pieces
+                self._flush(stream, complete_only=False)
+
+    def _flush(self, stream, complete_only):
+        parts = self.parts[stream]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        cut = data.rfind(b"\n") + 1 if complete_only else len(data)
+        if cut:
+            self.sink(stream, data[:cut])
+        rest = data[cut:]
+        self.parts[stream] = [rest] if rest else []
+        self.size[stream] = len(rest)
+        self.has_nl[stream] = False
+        if rest and cut:
+            self.since[stream] = time.monotonic()
+
+    def timeout(self, now):
+        """Seconds until something pending is due (None: nothing pending)."""
+        due = None
+        for stream in (STDOUT, STDERR):
+            if self.size[stream]:
+                at = self.since[stream] + (LINE_FLUSH if self.has_nl[stream] else PARTIAL_FLUSH)
+                due = at if due is None else min(due, at)
+        return None if due is None else max(0.0, due - now)
+
+    def tick(self, now):
+        for stream in (STDOUT, STDERR):
+            if self.size[stream]:
+                if self.has_nl[stream] and now - self.since[stream] >= LINE_FLUSH:
+                    self._flush(stream, complete_only=True)
+                if self.size[stream] and not self.has_nl[stream] and now - self.since[stream] >= PARTIAL_FLUSH:
+                    self._flush(stream, complete_only=False)
+
+    def close(self):
+        for stream in (STDOUT, STDERR):
+            if self.size[stream]:
+                self._flush(stream, complete_only=False)
 
 
 def pump(out, err, sink: Callable[..., object], proc=None) -> None:
     """Copy a program's stdout and stderr pipes into ``sink`` in arrival order until
     both are closed, or, when ``proc`` has exited, until they stay quiet for DRAIN
     seconds (a background child of the program may hold them open forever).
-
-    Complete lines are stored as soon as they arrive, many per record; a partial line
-    (a progress bar redrawn with "\\r") is stored after PARTIAL_FLUSH seconds.
-    """
+    Writes are batched into records by :class:`Batcher`."""
     sel = selectors.DefaultSelector()
-    pending = {STDOUT: b"", STDERR: b""}
-    since = {STDOUT: 0.0, STDERR: 0.0}
+    batch = Batcher(sink)
     for f, stream in ((out, STDOUT), (err, STDERR)):
         os.set_blocking(f.fileno(), False)
+        _grow_pipe(f.fileno())
         sel.register(f, selectors.EVENT_READ, stream)
     open_count = 2
     exited_at = None
     while open_count:
-        waiting = [s for s in pending if pending[s]]
-        timeout = None if proc is None else 0.25
-        if waiting:
-            timeout = max(0.0, min(since[s] for s in waiting) + PARTIAL_FLUSH - time.monotonic())
+        timeout = batch.timeout(time.monotonic())
+        if proc is not None:
+            timeout = 0.25 if timeout is None else min(timeout, 0.25)
         ready = sel.select(timeout)
         if proc is not None:
             if exited_at is None and proc.poll() is not None:
@@ -761,8 +828,9 @@ def pump(out, err, sink: Callable[..., object], proc=None) -> None:
             # quiet for DRAIN after the exit, or still written to by a child 4x that long
             if exited_at is not None and time.monotonic() - exited_at > (DRAIN if not ready else 4 * DRAIN):
                 break
+        now = time.monotonic()
+        got = 0
         for key, _ in ready:
-            stream = key.data
             try:
                 chunk = os.read(key.fileobj.fileno(), PUMP_READ)
             except BlockingIOError:
@@ -770,23 +838,28 @@ def pump(out, err, sink: Callable[..., object], proc=None) -> None:
             if not chunk:
                 sel.unregister(key.fileobj)
                 open_count -= 1
-                if pending[stream]:
-                    sink(stream, pending[stream])
-                    pending[stream] = b""
                 continue
-            data = pending[stream] + chunk
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                sink(stream, data[:cut])
-            if not pending[stream] or cut:
-                since[stream] = time.monotonic()
-            pending[stream] = data[cut:]
-        now = time.monotonic()
-        for stream in pending:
-            if pending[stream] and now - since[stream] >= PARTIAL_FLUSH:
-                sink(stream, pending[stream])
-                pending[stream] = b""
-    for stream, data in pending.items():
-        if data:
-            sink(stream, data)
+            got += len(chunk)
+            batch.add(key.data, chunk, now)
+        batch.tick(time.monotonic())
+        if 0 < got < PUMP_READ // 2 and open_count == 2:
+            # output is trickling in (a program that flushes every line): let it
+            # collect in the pipe for a moment instead of waking for every write,
+            # which would cost both processes a context switch per line
+            time.sleep(STREAM_PAUSE)
+    batch.close()
     sel.close()
+
+
+STREAM_PAUSE = 0.005
+
+
+def _grow_pipe(fd):
+    """A larger pipe (Linux: up to 1 MiB unprivileged) holds the output that arrives
+    while the pump pauses, so the program never waits for it."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError, ValueError):
+        pass

@@ -189,6 +189,9 @@ def container_config(spec, workspace):
         # inputs are read-only to the program (SPEC 10a)
         "Binds": [workspace + ":" + CONTAINER_WORKDIR,
                   os.path.join(workspace, "inputs") + ":" + CONTAINER_WORKDIR + "/inputs:ro"],
+        # the runner's own log is the byte-exact record (attached from the start); a
+        # daemon-side copy (json-file: not byte-exact) would only halve the throughput
+        "LogConfig": {"Type": "none", "Config": {}},
     }
     gpu_ids = spec.get("gpu_ids")
     if gpu_ids:  # exactly the execution's GPUs
@@ -581,6 +584,9 @@ class Supervisor(object):
                 if daemon_lost:
                     writer.message("the Docker daemon is back and the container still runs; following it again")
                     daemon_lost = False
+                else:
+                    writer.message("the container's output stream broke off; attached again (output written "
+                                   "in between may be missing)")
                 try:
                     sock, rest = api.attach(cid)
                 except dockerapi.DockerUnavailable:
@@ -674,29 +680,22 @@ def _closed_socket():
 
 def pump_attach(sock, data, sink):
     """Copy a container's attach stream (``dockerapi.FRAME_HEAD`` frames: stdout 1,
-    stderr 2) into ``sink`` until it ends, with ``logstore.pump``'s batching: the
-    complete lines of consecutive frames of one stream in one record, a partial line
-    after ``logstore.PARTIAL_FLUSH`` seconds. The bytes are the program's, exactly."""
+    stderr 2) into ``sink`` until it ends, batched like a process's pipes
+    (``logstore.Batcher``). The bytes are the program's, exactly."""
     unpack_from = dockerapi.FRAME_HEAD.unpack_from
-    pending = {1: b"", 2: b""}
-    since = {1: 0.0, 2: 0.0}
-    flush_after = logstore.PARTIAL_FLUSH
-
-    def emit(stream, parts):
-        old = pending[stream]
-        chunk = old + b"".join(parts) if old or len(parts) > 1 else parts[0]
-        cut = chunk.rfind(b"\n") + 1
-        if cut:
-            sink(stream, chunk[:cut])
-        if not old or cut:
-            since[stream] = time.monotonic()
-        pending[stream] = chunk[cut:]
-
+    batch = logstore.Batcher(sink)
+    add = batch.add
     buf = data
     eof = False
+    chunk = None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    except OSError:
+        pass
     while True:
         n = len(buf)
         pos = 0
+        now = time.monotonic()
         run = []
         run_stream = 0
         while n - pos >= 8:
@@ -706,26 +705,24 @@ def pump_attach(sock, data, sink):
                 break
             if stream != run_stream:
                 if run:
-                    emit(run_stream, run)
+                    add(2 if run_stream == 2 else 1, b"".join(run), now)
                     run = []
-                run_stream = 2 if stream == 2 else 1
-            if size:
-                run.append(buf[pos + 8:end])
+                run_stream = stream
+            run.append(buf[pos + 8:end])
             pos = end
         if run:
-            emit(run_stream, run)
+            add(2 if run_stream == 2 else 1, b"".join(run), now)
         if pos:
             buf = buf[pos:]
         if eof:
             break
-        waiting = [s for s in pending if pending[s]]
-        timeout = None
-        if waiting:
-            timeout = max(0.0, min(since[s] for s in waiting) + flush_after - time.monotonic())
-        sock.settimeout(timeout)
+        if 0 < len(chunk or b"") < (1 << 15):
+            time.sleep(logstore.STREAM_PAUSE)  # trickling: let it collect (see logstore.pump)
+        wait = batch.timeout(time.monotonic())
+        sock.settimeout(None if wait is None else max(wait, 0.001))  # (0 would make it non-blocking)
         try:
             chunk = sock.recv(1 << 20)
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError, InterruptedError):
             chunk = None
         except OSError:
             chunk = b""
@@ -733,11 +730,5 @@ def pump_attach(sock, data, sink):
             eof = True
         elif chunk:
             buf = buf + chunk if buf else chunk
-        now = time.monotonic()
-        for stream in (1, 2):
-            if pending[stream] and now - since[stream] >= flush_after:
-                sink(stream, pending[stream])
-                pending[stream] = b""
-    for stream in (1, 2):
-        if pending[stream]:
-            sink(stream, pending[stream])
+        batch.tick(time.monotonic())
+    batch.close()

@@ -127,6 +127,42 @@ class DockerRuntime(RunnerRuntime):
         ctx.message(f"pulled {image}")
 
     # -- running (the runner) -----------------------------------------------------
+    def _stream_legacy(self, ctx: RunContext, handle: dict[str, Any]) -> int:
+        """A container started by an mldesk without local runners (an upgrade while it
+        ran): wait for it to end and take its exit code; its output meanwhile stays in
+        Docker's own log (``docker logs``)."""
+        cid = handle.get("container")
+        if not cid:
+            return super()._stream_legacy(ctx, handle)
+        ctx.message("this execution was started by an earlier mldesk; waiting for its container to end "
+                    f"(its output from now on is in `docker logs {cid[:12]}`)")
+        while True:
+            try:
+                info = self.api.inspect(cid)
+            except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError) as exc:
+                raise ExecutionFailed(f"lost the container of this execution: {exc}") from None
+            if info is None:
+                raise ExecutionFailed("the container of this execution is gone (removed, or the Docker "
+                                      "daemon lost it)")
+            state = info.get("State") or {}
+            if not state.get("Running"):
+                return int(state.get("ExitCode", 1))
+            time.sleep(0.5)
+
+    def stop(self, handle: dict[str, Any], grace: float) -> None:
+        if "root" not in handle and handle.get("container"):
+            import threading
+
+            threading.Thread(target=runner.stop_container, args=(handle["container"], grace), daemon=True).start()
+            return
+        super().stop(handle, grace)
+
+    def cleanup(self, handle: dict[str, Any]) -> None:
+        if "root" not in handle and handle.get("container"):
+            runner.remove_container(handle["container"])
+            return
+        super().cleanup(handle)
+
     def spec(self, ctx: RunContext) -> dict[str, Any]:
         return {"image": ctx.image, "network": ctx.network, "gpus": ctx.hardware == "gpu",
                 # the GPU queue's choice: exactly these (a device request with device ids);
