@@ -172,7 +172,9 @@ def test_daemon_stopped_mid_run_keeps_checkpoint_and_says_so(private_dockerd, tm
         assert "waiting up to" in _messages(engine, ex.id)
         checkpoint = engine.layout.outputs(ex.id) / "checkpoint.txt"
         assert checkpoint.read_text() == "saved at term\n"
-        assert dockerapi.DockerAPI(private_dockerd.host).inspect(f"mldesk-{ex.id}") is None, "container removed"
+        # the outcome is recorded first, then the container is removed
+        _wait(lambda: dockerapi.DockerAPI(private_dockerd.host).inspect(f"mldesk-{ex.id}") is None, 30,
+              "the container to be removed")
     finally:
         engine.close()
 
@@ -197,6 +199,8 @@ def test_daemon_restarted_with_live_restore_picks_the_container_up(private_docke
         out = program_output(engine, ex.id)
         assert out.startswith(b"ready\ntick 1\n") and out.endswith(b"tick 60\nthe end\n")
         assert "following it again" in _messages(engine, ex.id)
-        assert dockerapi.DockerAPI(private_dockerd.host).inspect(f"mldesk-{ex.id}") is None, "container removed"
+        # the outcome is recorded first, then the container is removed
+        _wait(lambda: dockerapi.DockerAPI(private_dockerd.host).inspect(f"mldesk-{ex.id}") is None, 30,
+              "the container to be removed")
     finally:
         engine.close()

@@ -154,7 +154,10 @@ def test_stop_and_dead_supervisor_free_gpus(engine, make_lab, tmp_path, fake_gpu
     deadline = time.monotonic() + 10
     while is_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert engine.reattach_one(second.id)
+    deadline = time.monotonic() + 10  # its lock is free for a new supervisor a moment later
+    while not engine.reattach_one(second.id):
+        assert time.monotonic() < deadline, "no new supervisor could take over"
+        time.sleep(0.05)
     deadline = time.monotonic() + 30
     while engine.store.get(second.id).supervisor_pid in (None, pid) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -46,7 +46,7 @@ def test_supervisor_killed_mid_run_resumes_exactly(engine, make_lab, runtime):
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not _alive(pid), 10, "the supervisor to die")
         time.sleep(0.3)  # the program goes on printing meanwhile
-        assert engine.reattach_one(ex.id)
+        wait_for(lambda: engine.reattach_one(ex.id), 10, "its lock to be free for a new supervisor")
     final = wait_final(engine, ex.id, timeout=60)
     assert final.state == "finished", final.reason
     assert final.exit_code == 0
@@ -144,11 +144,10 @@ def test_ssh_log_is_byte_exact_and_partial_lines_live(mldesk_home, isolated_home
         eng.close()
 
 
+@pytest.mark.parametrize("runtime", ["docker"])  # the earlier version's handle is a container's
 def test_docker_execution_of_an_earlier_mldesk_is_waited_for(engine, make_lab, runtime):
     """A running execution whose handle is the previous version's ({container} only,
     no runner): a new supervisor waits for the container and records its exit code."""
-    if runtime != "docker":
-        pytest.skip("the earlier version's handle is a container's")
     lab = make_lab("import time\nprint('start', flush=True)\ntime.sleep(2)\nraise SystemExit(3)\n")
     ex = engine.run(lab, runtime=runtime)
     wait_state(engine, ex.id, "running", timeout=60)
@@ -157,7 +156,7 @@ def test_docker_execution_of_an_earlier_mldesk_is_waited_for(engine, make_lab, r
     wait_for(lambda: not _alive(pid), 10, "the supervisor to die")
     handle = engine.store.get(ex.id).handle
     engine.store.update(ex.id, handle={"container": handle["container"]})
-    assert engine.reattach_one(ex.id)
+    wait_for(lambda: engine.reattach_one(ex.id), 10, "its lock to be free for a new supervisor")
     final = wait_final(engine, ex.id, timeout=60)
     assert final.state == "failed" and final.exit_code == 3, final.reason
     assert "earlier mldesk" in messages(engine, ex.id)

@@ -35,7 +35,7 @@ import time
 
 from mldesk.agent import dockerapi, logstore, resources, slurm
 from mldesk.agent.fsutil import (
-    kill_group, normalise_exit, pid_alive, proc_start_time, read_json, write_json,
+    is_disk_full, kill_group, normalise_exit, pid_alive, proc_start_time, read_json, write_json,
 )
 
 FINAL_STATES = ("exited", "failed", "stopped")
@@ -414,7 +414,15 @@ class Supervisor(object):
             self.save(state="failed", error=str(exc), exit_code=exc.exit_code, finished_at=time.time())
             return
         except Exception as exc:  # noqa: BLE001 - recorded for the app to show
-            writer.close()
+            try:
+                writer.close()
+            except OSError:
+                pass
+            if is_disk_full(exc):  # the program was stopped: its output could no longer be recorded
+                self.save(state="failed", error="no space left on the device for %s (the program was stopped: "
+                          "its output could no longer be recorded)" % (getattr(exc, "filename", None) or self.p.log),
+                          no_space=getattr(exc, "filename", None) or self.p.log, finished_at=time.time())
+                return
             self.save(state="failed", error="mldesk's agent failed: %s: %s" % (type(exc).__name__, exc),
                       finished_at=time.time())
             raise
@@ -453,6 +461,9 @@ class Supervisor(object):
         try:
             logstore.pump(proc.stdout, proc.stderr, writer.write, proc)
             code = normalise_exit(proc.wait())
+        except BaseException:  # its output can no longer be recorded (a full disk): it ends
+            kill_group(proc.pid, 0)
+            raise
         finally:
             self.done.set()
             self.stop_sampler()

@@ -665,6 +665,13 @@ class Engine:
         return ex
 
     def _purge(self, exec_id: str) -> None:
+        from mldesk.engine import supervisor
+
+        # a supervisor records the outcome first and cleans up after it (the runner's
+        # files, the container, the workspace): let it finish before the folder goes
+        deadline = time.monotonic() + 30
+        while supervisor.is_supervised(self.layout, exec_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
         shutil.rmtree(self.layout.execution_dir(exec_id), ignore_errors=True)
         self.store.delete_execution(exec_id)
         self.gc()

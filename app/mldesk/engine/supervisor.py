@@ -304,6 +304,8 @@ class Supervisor:
         except (ExecutionFailed, RuntimeUnavailable) as exc:
             if self.stop_event.is_set():
                 state, reason = "stopped", "stopped by the user"
+            elif self.log_error is not None:  # the log could not be written: that ended it
+                state, reason = "failed", self._log_error_reason()
             else:
                 state, reason = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - never leave an execution hanging

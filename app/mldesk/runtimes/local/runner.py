@@ -126,7 +126,7 @@ class RunnerRuntime(Runtime):
                     if lost_since is None:
                         lost_since = time.monotonic()
                     elif time.monotonic() - lost_since > LOST_CONFIRM:
-                        self._lost(ctx, status)
+                        self._lost(ctx, status, p)
                 else:
                     lost_since = None
                 time.sleep(pause)
@@ -152,6 +152,8 @@ class RunnerRuntime(Runtime):
 
     def _outcome(self, status: dict[str, Any]) -> int:
         state = status.get("state")
+        if state == "failed" and status.get("no_space"):
+            raise ExecutionFailed(_no_space(status["no_space"]))
         if state == "exited":
             code = status.get("exit_code")
             return int(code) if code is not None else 1
@@ -159,11 +161,13 @@ class RunnerRuntime(Runtime):
             raise ExecutionFailed(status.get("error") or "stopped before the program started")
         raise ExecutionFailed(status.get("error") or f"the program failed ({state})")
 
-    def _lost(self, ctx: RunContext, status: dict[str, Any]) -> None:
+    def _lost(self, ctx: RunContext, status: dict[str, Any], p: runner.Paths | None = None) -> None:
         if status.get("pgid"):
             kill_group(status["pgid"], ctx.grace)
         if status.get("container"):
             runner.remove_container(status["container"])
+        if p is not None and _disk_full(p.state_dir):  # it could not even record that
+            raise ExecutionFailed(_no_space(p.log))
         raise ExecutionFailed("mldesk's runner for this execution died while the program ran, so its "
                               "output could no longer be recorded; the program was stopped")
 
@@ -197,6 +201,20 @@ class RunnerRuntime(Runtime):
         if container:
             runner.remove_container(container)
         shutil.rmtree(p.state_dir, ignore_errors=True)
+
+
+def _no_space(path: str) -> str:
+    from mldesk.core.paths import no_space_message
+
+    return no_space_message(path) + " (the program was stopped: its output could no longer be recorded)"
+
+
+def _disk_full(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < (64 << 10)
 
 
 __all__ = ["RunnerRuntime", "paths_of"]
