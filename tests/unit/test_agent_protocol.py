@@ -53,8 +53,8 @@ def test_kill_group_escalates_and_pid_alive_sees_zombies():
     while fsutil.pid_alive(proc.pid, start) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not fsutil.pid_alive(proc.pid, start), "an unreaped child (zombie) is not alive"
-    assert proc.wait() == -signal.SIGKILL
+    assert proc.wait() in (-signal.SIGTERM, -signal.SIGKILL)
     deadline = time.monotonic() + 5
     while fsutil.group_alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not fsutil.group_alive(proc.pid), "the sleep in the group was killed too"
+    assert not fsutil.group_alive(proc.pid), "the sleep (TERM ignored, inherited) was killed after the grace"
