@@ -314,7 +314,7 @@ def start(p, spec, wait=300.0, proc=None):
             return {"state": "failed", "error": "mldesk's runner died at start: %s"
                     % (tail[-1] if tail else "exit code %s" % proc.returncode)}
         time.sleep(pause)
-        pause = min(0.05, pause * 1.5)
+        pause = min(0.01, pause * 1.5)
     return {"state": "failed", "error": "the program did not start within %d s" % wait}
 
 
