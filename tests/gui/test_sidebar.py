@@ -161,8 +161,9 @@ def test_context_menu_and_three_dots(qtbot, open_window, make_lab, mldesk_home):
     menu = window.execution_menu
     assert menu.isVisible()
     texts = [a.text() for a in menu.actions() if not a.isSeparator()]
-    assert texts == ["Stop", "Restart", "Edit (rename)\u2026", "Remove", "Show code", "Open outputs folder"]
-    enabled = {a.text(): a.isEnabled() for a in menu.actions() if not a.isSeparator()}
+    assert texts[:6] == ["Stop", "Restart", "Edit (rename)\u2026", "Remove", "Show code", "Open outputs folder"]
+    assert texts[6:] == ["Compare code with the lab\u2026"]  # the experiments' actions that apply
+    enabled = {a.text(): a.isEnabled() for a in menu.actions()[:8] if not a.isSeparator()}
     assert enabled == {"Stop": False, "Restart": True, "Edit (rename)\u2026": True, "Remove": True,
                        "Show code": True, "Open outputs folder": True}
     assert window.selected_ids() == [first.id]

@@ -60,6 +60,8 @@ class ExecutionActions(QtCore.QObject):
         for a in (w.act_stop, w.act_restart, w.act_rename, w.act_remove, None,
                   w.act_show_code, w.act_open_outputs):
             menu.addSeparator() if a is None else menu.addAction(a)
+        if getattr(w, "experiments", None) is not None:
+            w.experiments.add_to_menu(menu)
         self.execution_menu = menu
         menu.popup(global_pos)
         menu.aboutToHide.connect(menu.deleteLater)

@@ -100,6 +100,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                                    "outputsSplitter": self.outputs_panel.splitter})
         build_actions(self)
         self._connect()
+        self._add_experiments()
         self.winstate.restore()
         self.labctl.show_welcome()
         self._start_timer = QtCore.QTimer(self)
@@ -200,6 +201,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.welcome.openLabRequested.connect(lc.open_lab_dialog)
         self.welcome.recentLabRequested.connect(lc.open_lab)
 
+    def _add_experiments(self) -> None:
+        """Metrics tab, Compare / Compare code / Run with…, row figures, host status."""
+        from mldesk.ui.experiments import ExperimentsController
+        from mldesk.ui.hoststatus import HostStatus
+        from mldesk.ui.metricstab import MetricsTab
+        from mldesk.ui.rowinfo import RowInfo
+
+        self.metrics_tab = MetricsTab(self)
+        self.metrics_view = self.metrics_tab.view
+        self.experiments = ExperimentsController(self)
+        self.row_info = RowInfo(self)
+        self.host_status = HostStatus(self)
+
     # -- start-up ------------------------------------------------------------------------
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
@@ -227,6 +241,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.jobs.run(self.engine.recover, what="reattaching to running executions")
         self.jobs.start(self.runbar.probe_runtime(self.jobs), "checking for Docker")
         self.runbar.fill_hosts()
+        self.row_info.start()
+        self.host_status.start()
 
     # -- banners and errors ----------------------------------------------------------------
     def show_banner(self, title: str, text: str = "", level: str = "error", actions=None, *,
@@ -360,6 +376,10 @@ class MainWindow(QtWidgets.QMainWindow):
             log.warning("could not save the window state: %s", exc)
         self._start_timer.stop()
         self.undo_bar.finish_now()  # a pending removal happens now
+        self.metrics_tab.close()
+        self.row_info.stop()
+        self.host_status.stop()
+        self.experiments.close()
         self.logview.close()
         self.bridge.close()
         self.jobs.shutdown()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from mldesk.engine import queries
 from mldesk.engine.facade import Engine
 from mldesk.engine.values import Execution
-from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt
+from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 from mldesk.ui.widgets import paint_icon
 
 RUNTIME_CHOICES = (("Automatic", None), ("Docker", "docker"), ("Process (plain Python)", "process"))
@@ -26,6 +26,9 @@ def _spaced(parent: QtWidgets.QWidget, widget: QtWidgets.QWidget, left: int) -> 
 
 class RunBar(QtCore.QObject):
     """Builds the main toolbar's controls into ``toolbar`` and keeps them current."""
+
+    #: the host chooser was filled again (its items decorated by :mod:`.hoststatus`)
+    hostsFilled = Signal()
 
     def __init__(self, engine: Engine, toolbar: QtWidgets.QToolBar, runtime: str | None,
                  parent: QtWidgets.QWidget):
@@ -106,6 +109,7 @@ class RunBar(QtCore.QObject):
         i = self.host_chooser.findData(current or "local")
         self.host_chooser.setCurrentIndex(max(0, i))
         self.host_chooser.blockSignals(False)
+        self.hostsFilled.emit()
 
     def host(self) -> str:
         return self.host_chooser.currentData() or "local"

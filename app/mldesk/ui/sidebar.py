@@ -13,7 +13,7 @@ import time
 
 from mldesk.engine.values import Execution
 from mldesk.ui import fmt
-from mldesk.ui.models import ActiveRole, ExecutionModel, ExecutionRole
+from mldesk.ui.models import ActiveRole, ExecutionModel, ExecutionRole, ExtraRole
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 
 STATE_COLORS = {
@@ -191,6 +191,9 @@ class ExecutionDelegate(QtWidgets.QStyledItemDelegate):
         where = fmt.where_line(ex)
         if ex.state == "failed" and ex.reason:
             where = ex.reason + "  \u00b7  " + where
+        extra = index.data(ExtraRole)
+        if extra:  # live figures: primary metric, step, CPU / GPU
+            where = extra + "  \u00b7  " + where
         p.drawText(third, Qt.AlignLeft | Qt.AlignVCenter, fm_small.elidedText(where, Qt.ElideRight, third.width()))
 
         # three dots
