@@ -57,6 +57,11 @@ def test_finished_with_outputs_and_log(engine, make_lab, runtime):
     # the stage messages say which runtime ran it
     messages = b"".join(r.data for r in records if r.stream == logstore.MLDESK).decode()
     assert f"{runtime} runtime" in messages and "finished" in messages
+    # the final state is recorded first, then the workspace goes (issue 12: a big
+    # workspace must not hold the outcome back)
+    deadline = time.monotonic() + 30
+    while engine.layout.workspace(ex.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not engine.layout.workspace(ex.id).exists(), "workspace is removed after collection"
 
 

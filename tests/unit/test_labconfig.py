@@ -572,3 +572,50 @@ def test_metrics_errors_have_positions(text, line, column, words):
 def test_unknown_metrics_key_is_a_warning():
     cfg = parse_config("metrics:\n  primry: loss\n")
     assert "did you mean 'primary'" in str(cfg.warnings[0])
+
+
+
+
+def test_ml_yaml_that_is_a_folder_is_an_error(tmp_path):
+    (tmp_path / "ml.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_lab_config(tmp_path)
+
+
+def test_huge_ml_yaml_is_refused_before_parsing(tmp_path):
+    import time
+
+    from mldesk.core.labconfig import MAX_CONFIG_BYTES
+
+    (tmp_path / "ml.yaml").write_text("parameters:\n" + "  - pass-as: '--x=1'\n" * (MAX_CONFIG_BYTES // 10))
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="at most"):
+        load_lab_config(tmp_path)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_parameter_count_is_capped(tmp_path):
+    from mldesk.core.labconfig import MAX_PARAMETERS
+
+    (tmp_path / "ml.yaml").write_text("parameters:\n" + "  - pass-as: x\n" * (MAX_PARAMETERS + 1))
+    with pytest.raises(ConfigError, match="at most 10000"):
+        load_lab_config(tmp_path)
+
+
+@pytest.mark.parametrize("image", ["--help", "-v", "a b", "img\n--privileged", "UPPER CASE", ""])
+def test_image_reference_that_is_not_one_is_an_error(image):
+    with pytest.raises(ConfigError):
+        parse_config(f"dockerImageId: {image!r}\n")
+
+
+@pytest.mark.parametrize("image", ["python:3.11-slim", "registry.example.org:5000/team/img:v1",
+                                   "keras_v2-0-x_python_3-1", "busybox@sha256:" + "a" * 64])
+def test_image_references_that_are_fine(image):
+    assert parse_config(f"dockerImageId: '{image}'\n").docker_image_id == image
+
+
+def test_network_per_lab():
+    assert parse_config("network: none\n").network == "none"
+    assert parse_config("hardwareType: cpu\n").network is None
+    with pytest.raises(ConfigError, match="none, bridge or host"):
+        parse_config("network: internet\n")

@@ -756,7 +756,8 @@ class Supervisor(object):
                              "choose another work folder for this host" % ws)
         cmd = ["run", "-d", "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                "--tmpfs", "/tmp:rw,exec,nosuid,size=1g", "--network", spec.get("network") or "bridge",
-               "-v", ws + ":/workspace", "-w", "/workspace",
+               "-v", ws + ":/workspace", "-v", os.path.join(ws, "inputs") + ":/workspace/inputs:ro",
+               "-w", "/workspace",
                "--label", "mldesk.execution=" + spec["exec_id"], "--name", name]
         for k, v in sorted((spec.get("env") or {}).items()):
             if k != "CUDA_VISIBLE_DEVICES":  # the container numbers its own GPUs from 0
@@ -767,7 +768,7 @@ class Supervisor(object):
             cmd += ["--gpus", '"device=%s"' % ",".join(str(int(g)) for g in spec["gpu_ids"])]
         elif spec.get("gpus") and spec.get("gpu_ids") is None:
             cmd += ["--gpus", "all"]
-        cmd += [spec["image"], "python", "main.py"] + list(spec["argv"])
+        cmd += ["--", spec["image"], "python", "main.py"] + list(spec["argv"])  # never a flag
         r = docker(*cmd, timeout=600)
         if r.returncode != 0:
             text = (r.stderr or r.stdout).strip()

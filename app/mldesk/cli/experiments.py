@@ -157,11 +157,13 @@ def start_run(engine, args):
         if args.max_trials is not None or args.random is not None:
             raise CliError("--max-trials and --random go with --sweep", EXIT_USAGE)
         return engine.run(args.lab or ".", host=args.host, runtime=args.runtime, name=args.name,
-                          overrides=overrides or None, gpus=getattr(args, "gpus_value", None)), None
+                          overrides=overrides or None, gpus=getattr(args, "gpus_value", None),
+                          allow_local_inputs=getattr(args, "allow_local_inputs", False)), None
     sweep, executions = engine.run_sweep(args.lab or ".", args.sweep, host=args.host, runtime=args.runtime,
                                          name=args.name, overrides=overrides or None,
                                          max_trials=args.max_trials, random=args.random,
-                                         gpus=getattr(args, "gpus_value", None))
+                                         gpus=getattr(args, "gpus_value", None),
+                                         allow_local_inputs=getattr(args, "allow_local_inputs", False))
     ids = [ex.id for ex in executions]
     if args.detach:
         if args.json:
@@ -181,7 +183,7 @@ def start_run(engine, args):
     try:
         while pending:
             for exec_id in sorted(pending):
-                ex = engine.store.get(exec_id)
+                ex = engine.lookup(exec_id)
                 if ex is None or ex.final:
                     pending.discard(exec_id)
                     state = ex.state if ex else "removed"

@@ -137,7 +137,7 @@ def cmd_run(args) -> int:
 
 def cmd_restart(args) -> int:
     engine = _engine()
-    ex, backup = engine.restart(args.id, name=args.name)
+    ex, backup = engine.restart(args.id, name=args.name, allow_local_inputs=args.allow_local_inputs)
     if backup:
         print(f"[mldesk] the lab's previous files are kept as snapshot {backup} "
               f"(bring them back with `mldesk code` of a later run, or see `mldesk show {ex.id}`)",
@@ -311,15 +311,17 @@ def cmd_outputs(args) -> int:
     engine = _engine()
     ex = engine.get(args.id)
     if args.to:
-        files, size = engine.export_outputs(ex.id, args.to)
+        files, size = engine.export_outputs(ex.id, args.to, overwrite=args.overwrite)
         print(f"copied {files} file(s), {human_bytes(size)} to {Path(args.to).resolve()}")
         return 0
     root = engine.outputs_dir(ex.id)
     if not root.is_dir():
         print(f"{ex.id} has no outputs" + ("" if ex.final else " yet (it is still " + ex.state + ")"))
         return 0
+    from mldesk.engine import safe_name
+
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        print(f"{human_bytes(path.stat().st_size):>10}  {path.relative_to(root)}")
+        print(f"{human_bytes(path.stat().st_size):>10}  {safe_name(str(path.relative_to(root)))}")
     print(f"folder: {root}")
     return 0
 
@@ -328,12 +330,14 @@ def cmd_code(args) -> int:
     engine = _engine()
     ex = engine.get(args.id)
     if args.to:
-        dest = engine.export_code(ex.id, args.to)
+        dest = engine.export_code(ex.id, args.to, overwrite=args.overwrite)
         print(f"wrote the code of {ex.id} to {dest.resolve()}")
         return 0
+    from mldesk.engine import safe_name
+
     for rel, entry in sorted(engine.code_manifest(ex.id).items()):
         size = "link" if entry[0] == "link" else human_bytes(entry[1])
-        print(f"{size:>10}  {rel}")
+        print(f"{size:>10}  {safe_name(rel)}")
     return 0
 
 
@@ -397,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--name", help="a name for the execution (at most 100 characters)")
         s.add_argument("--detach", "-d", action="store_true", help="start it and return at once")
         s.add_argument("--json", action="store_true", help="print the execution record as JSON")
+        s.add_argument("--allow-local-inputs", action="store_true",
+                       help="let the lab read the local files outside it that its ml.yaml lists as "
+                            "file:// inputs (remembered for this lab and these files)")
 
     from mldesk.cli import experiments
 
@@ -454,12 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("outputs", help="list an execution's outputs or copy them")
     s.add_argument("id")
-    s.add_argument("--to", metavar="DIR")
+    s.add_argument("--to", metavar="DIR", help="copy them into DIR (new names only: stops on a name taken)")
+    s.add_argument("--overwrite", action="store_true", help="with --to: replace files of the same name "
+                   "(folders are never removed)")
     s.set_defaults(func=cmd_outputs)
 
     s = sub.add_parser("code", help="list an execution's code snapshot or write it out")
     s.add_argument("id")
-    s.add_argument("--to", metavar="DIR")
+    s.add_argument("--to", metavar="DIR", help="write it into DIR (new names only: stops on a name taken)")
+    s.add_argument("--overwrite", action="store_true", help="with --to: replace files of the same name "
+                   "(folders are never removed)")
     s.set_defaults(func=cmd_code)
 
     from mldesk.cli import hosts as hosts_cli

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import io
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,27 @@ URL_SCHEMES = ("http", "https", "file")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
-_TOP_KEYS = ("dockerImageId", "hardwareType", "gpus", "parameters", "inputs", "exclude", "cli", "metrics")
+_TOP_KEYS = ("dockerImageId", "hardwareType", "gpus", "parameters", "inputs", "exclude", "cli", "metrics",
+             "network")
 _GPUS_HINT = "write gpus: 1 for any one GPU, or gpus: [0, 2] for those (nvidia-smi indices)"
+NETWORKS = ("none", "bridge", "host")
+MAX_CONFIG_BYTES = 1 << 20  # a bigger ml.yaml is refused before it is parsed
+MAX_PARAMETERS = 10_000
+MAX_INPUTS = 10_000
+
+# A Docker image reference (distribution/reference), or a name of the alias table:
+# [registry[:port]/]path[:tag][@digest]; never starting with "-" (it would read as a flag)
+_IMAGE_RE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?/)?"
+    r"[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+def image_problem(image: str) -> str | None:
+    """Why ``image`` is not a Docker image reference, or None."""
+    if not image or len(image) > 512 or not _IMAGE_RE.match(image):
+        return f"{image!r} is not a Docker image reference (like python:3.11-slim or registry.example.org/team/image:tag)"
+    return None
 _ML_ONLY = {"mounts": "use inputs to fetch the files instead"}
 _KINDS = {"str": "a string", "null": "empty", "bool": "true/false", "int": "a number", "float": "a number",
           "timestamp": "a date", "seq": "a list", "map": "a mapping"}
@@ -82,6 +102,7 @@ class LabConfig:
     path: Path | None = None
     # how many GPUs (any free ones), or which ones (nvidia-smi indices)
     gpus: int | tuple[int, ...] = 0
+    network: str | None = None  # none | bridge | host: the container's network (None: the host's setting)
 
     def argv(self) -> list[str]:
         """Arguments for ``main.py``: each pass-as split like a POSIX shell splits words,
@@ -200,6 +221,17 @@ class _Checker:
             image = self.text(node, "dockerImageId", "put the image name in quotes")
             if image is not None and not image.strip():
                 self.add(node, "dockerImageId is empty", f"use {DEFAULT_IMAGE} or a Docker image reference")
+            elif image is not None and image_problem(image):
+                self.add(node, f"dockerImageId {image_problem(image)}", f"use {DEFAULT_IMAGE} or a Docker image reference")
+                image = None
+        network = None
+        if "network" in values:
+            node = values["network"]
+            network = self.text(node, "network", "use none, bridge or host")
+            if network is not None and network not in NETWORKS:
+                self.add(node, f"network must be none, bridge or host, not {network!r}",
+                         "none: no network at all; bridge: Docker's default; host: the host's network")
+                network = None
         if "hardwareType" in values:
             node = values["hardwareType"]
             hardware = self.text(node, "hardwareType", "use cpu or gpu")
@@ -239,6 +271,7 @@ class _Checker:
             gpus=gpus,
             exclude=tuple(exclude) if "exclude" in values or "cli" in values else DEFAULT_EXCLUDE,
             metrics=metrics,
+            network=network,
             warnings=tuple(sorted(p for p in self.problems if p.severity == "warning")),
             path=path,
         )
@@ -287,7 +320,11 @@ class _Checker:
         return out
 
     def parameters(self, node: yaml.Node) -> list[str]:
-        out = []
+        out: list[str] = []
+        if isinstance(node, yaml.SequenceNode) and len(node.value) > MAX_PARAMETERS:
+            self.add(node, f"parameters has {len(node.value)} items; at most {MAX_PARAMETERS} are allowed",
+                     "pass many values through a file in the lab instead")
+            return out
         for item in self.mapping_items(node, "parameters", _PARAM_HINT):
             fields = self.fields(item, ("pass-as",), " in a parameters item")
             if "pass-as" not in fields:
@@ -375,7 +412,11 @@ class _Checker:
                              primary=primary, goal=goal)
 
     def inputs(self, node: yaml.Node) -> list[InputSpec]:
-        out = []
+        out: list[InputSpec] = []
+        if isinstance(node, yaml.SequenceNode) and len(node.value) > MAX_INPUTS:
+            self.add(node, f"inputs has {len(node.value)} items; at most {MAX_INPUTS} are allowed",
+                     "fetch an archive and unpack it in main.py instead")
+            return out
         seen: dict[str, tuple[str, int]] = {}
         for item in self.mapping_items(node, "inputs", _INPUT_HINT):
             fields = self.fields(item, ("name", "url"), " in an inputs item")
@@ -439,6 +480,9 @@ def _yaml_problem(exc: Exception, text: str) -> Problem:
 def parse_config(text: str, path: Path | str | None = None) -> LabConfig:
     """Validate ml.yaml text; raises ConfigError holding every error."""
     text = text.removeprefix("\ufeff")
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([Problem(1, 1, f"ml.yaml is over {MAX_CONFIG_BYTES:,} characters",
+                                   "keep ml.yaml small: put data in files the lab reads", "error")])
     try:
         root = yaml.compose(text, Loader=_Loader)
     except Exception as exc:  # malformed input of any kind is the user's to fix, never a traceback
@@ -479,7 +523,15 @@ def find_config(lab_dir: Path | str) -> Path | None:
 def _read(path: Path) -> str:
     """The file's text, a BOM kept (parse_config drops it), line endings untouched."""
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError([Problem(1, 1, f"ml.yaml is {size:,} bytes; at most {MAX_CONFIG_BYTES:,} are read",
+                                       "keep ml.yaml small: put data in files the lab reads", "error")])
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError([Problem(1, 1, f"ml.yaml is over {MAX_CONFIG_BYTES:,} bytes",
+                                       "keep ml.yaml small: put data in files the lab reads", "error")])
     except OSError as exc:
         raise ConfigError([Problem(1, 1, f"cannot read {path}: {exc.strerror}", "check the file's permissions", "error")])
     try:
@@ -493,7 +545,13 @@ def _read(path: Path) -> str:
 def load_lab_config(lab_dir: Path | str) -> LabConfig:
     """The lab's configuration; all defaults when it has no ml.yaml."""
     path = find_config(lab_dir)
-    return LabConfig() if path is None else parse_config(_read(path), path)
+    if path is None:
+        others = sorted(e.name for e in os.scandir(lab_dir) if e.name.lower() == "ml.yaml")
+        if others:  # a folder (or a broken link) named ml.yaml is a mistake, not "no config"
+            raise ConfigError([Problem(1, 1, f"{others[0]} in {lab_dir} is not a file",
+                                       "ml.yaml must be a file; rename or remove that folder", "error")])
+        return LabConfig()
+    return parse_config(_read(path), path)
 
 
 def _edit_inputs(lab_dir: Path | str, edit) -> None:

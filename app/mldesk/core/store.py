@@ -9,6 +9,7 @@ stored on the row it touched, so a watcher can ask "what changed since seq N".
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import string
@@ -125,6 +126,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE UNIQUE INDEX gpu_leases_held ON gpu_leases(host, gpu) WHERE released_at IS NULL AND gpu >= 0;
     """,
+    # 6: the user's consent for a lab to read a local file outside it (file:// inputs)
+    """
+    CREATE TABLE input_consents (
+        lab TEXT NOT NULL, path TEXT NOT NULL, granted_at REAL NOT NULL, PRIMARY KEY (lab, path)
+    );
+    """,
 ]
 
 
@@ -235,7 +242,10 @@ class Store:
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():  # owner-only from the start (-wal/-shm inherit it)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(
             str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
@@ -262,7 +272,25 @@ class Store:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:  # e.g. a full disk: never leave the transaction open
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+
+    @contextmanager
+    def brief(self, timeout: float = 1.0) -> Iterator[None]:
+        """Writes inside wait at most ``timeout`` seconds for a busy store (for
+        status updates that must not hold anything up)."""
+        with self._lock:
+            self.conn.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+            try:
+                yield
+            finally:
+                self.conn.execute("PRAGMA busy_timeout = %d" % int(self.timeout * 1000))
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
@@ -586,6 +614,21 @@ class Store:
         with self._lock:
             return [dict(r) for r in self.conn.execute(
                 "SELECT * FROM lab_backups WHERE lab = ? ORDER BY created_at DESC", (lab,))]
+
+    # -- consents for local-file inputs outside a lab ---------------------------
+    def add_input_consents(self, lab: str, paths: list[str]) -> None:
+        with self.write() as conn:
+            now = time.time()
+            conn.executemany("INSERT OR REPLACE INTO input_consents VALUES (?, ?, ?)",
+                             [(lab, p, now) for p in paths])
+
+    def input_consents(self, lab: str) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self.conn.execute("SELECT path FROM input_consents WHERE lab = ?", (lab,))}
+
+    def remove_input_consents(self, lab: str) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM input_consents WHERE lab = ?", (lab,))
 
     # -- hosts ------------------------------------------------------------
     def put_host(self, name: str, config: dict) -> None:

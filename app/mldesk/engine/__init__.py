@@ -19,6 +19,7 @@ EXPORTS: dict[str, str] = {
     # the facade and its events
     "Engine": "mldesk.engine.facade",
     "EngineError": "mldesk.engine.facade",
+    "LocalInputsNeedConsent": "mldesk.engine.facade",
     "Event": "mldesk.engine.events",
     "EventKind": "mldesk.engine.events",
     "DEFAULT_SETTINGS": "mldesk.engine.facade",
@@ -46,11 +47,13 @@ EXPORTS: dict[str, str] = {
     # experiments: overrides and sweeps, metrics, the compare table
     "ParamError": "mldesk.core.params",
     "parse_set": "mldesk.core.params",
+    "parse_sweep": "mldesk.core.params",
     "summarize": "mldesk.core.metrics",
     "default_goal": "mldesk.core.metrics",
     "table_columns": "mldesk.core.compare",
     "best_rows": "mldesk.core.compare",
     "table_csv": "mldesk.core.compare",
+    "safe_name": "mldesk.core.export",
     # labs
     "TEMPLATES": "mldesk.templates",
     "create_lab": "mldesk.templates",

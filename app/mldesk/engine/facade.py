@@ -17,6 +17,7 @@ Listeners are called from the watcher thread; a GUI marshals them to its own thr
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -63,6 +64,23 @@ NAME_MAX = 100
 
 class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
+
+
+class LocalInputsNeedConsent(EngineError):
+    """ml.yaml lists ``file://`` inputs outside the lab that the user has not allowed
+    yet (``paths``); nothing was started. The window asks; the CLI names them."""
+
+    def __init__(self, lab: Path, paths: list[str]):
+        self.lab = lab
+        self.paths = paths
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        super().__init__(
+            f"ml.yaml asks to read {len(paths)} local file(s) outside the lab: {shown}; nothing was started. "
+            "If you trust this lab with them, run again with --allow-local-inputs "
+            "(asked once per lab and file)")
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 class Engine:
@@ -138,21 +156,53 @@ class Engine:
         return hosts
 
     # -- run -----------------------------------------------------------------
+    # -- consent for local files outside the lab ------------------------------
+    def local_inputs_outside(self, lab: str | Path, config=None) -> list[str]:
+        """The ``file://`` inputs of ``lab`` that resolve outside it (real paths)."""
+        from urllib.parse import unquote, urlsplit
+
+        lab = Path(lab).expanduser().resolve()
+        config = config or labconfig.load_lab_config(lab)
+        out = []
+        for spec in config.inputs:
+            parts = urlsplit(spec.url)
+            if parts.scheme.lower() != "file":
+                continue
+            real = Path(os.path.realpath(unquote(parts.path)))
+            if real != lab and lab not in real.parents:
+                out.append(str(real))
+        return out
+
+    def local_inputs_needing_consent(self, lab: str | Path, config=None) -> list[str]:
+        """Those of :meth:`local_inputs_outside` the user has not allowed for this lab."""
+        lab = Path(lab).expanduser().resolve()
+        allowed = self.store.input_consents(str(lab))
+        return [p for p in self.local_inputs_outside(lab, config) if p not in allowed]
+
+    def allow_local_inputs(self, lab: str | Path, paths: list[str]) -> None:
+        """Record the user's consent for ``lab`` to read ``paths`` (the window's
+        "Allow" and ``mldesk run --allow-local-inputs``)."""
+        self.store.add_input_consents(str(Path(lab).expanduser().resolve()), list(paths))
+
     def run(self, lab: str | Path, *, host: str = "local", runtime: str | None = None,
             name: str | None = None, overrides: dict[str, str] | None = None,
-            gpus: int | list[int] | tuple[int, ...] | None = None) -> Execution:
+            gpus: int | list[int] | tuple[int, ...] | None = None,
+            allow_local_inputs: bool = False) -> Execution:
         """Snapshot ``lab`` and start an execution of it; returns at once.
+        Raises :class:`LocalInputsNeedConsent` when ml.yaml lists local files outside
+        the lab the user has not allowed (unless ``allow_local_inputs``).
         ``overrides`` (``{flag name: value}``) replace pass-as values for this execution
         only; an unknown name is an error and nothing is started. ``gpus`` (a count or
         nvidia-smi indices) overrides ml.yaml's ``gpus``; more than the host has is an
         error and nothing is started."""
         return self._start(lab, host=host, runtime=runtime, name=name, trials=[dict(overrides or {})],
-                           gpus=gpus)[0]
+                           gpus=gpus, allow_local_inputs=allow_local_inputs)[0]
 
     def run_sweep(self, lab: str | Path, sweeps: list[str], *, host: str = "local", runtime: str | None = None,
                   name: str | None = None, overrides: dict[str, str] | None = None,
                   max_trials: int | None = None, random: int | None = None,
-                  gpus: int | list[int] | tuple[int, ...] | None = None) -> tuple[str, list[Execution]]:
+                  gpus: int | list[int] | tuple[int, ...] | None = None,
+                  allow_local_inputs: bool = False) -> tuple[str, list[Execution]]:
         """Start one execution per trial of a sweep (``["lr=[0.1,0.01]", "epochs=1:3"]``,
         grammar in mldesk.core.params), all of one snapshot, through the host's queue.
         Returns (sweep id, executions)."""
@@ -166,7 +216,8 @@ class Engine:
         base = dict(overrides or {})
         sweep_id = new_execution_id()
         executions = self._start(lab, host=host, runtime=runtime, name=name,
-                                 trials=[{**base, **t} for t in trials], sweep=sweep_id, gpus=gpus)
+                                 trials=[{**base, **t} for t in trials], sweep=sweep_id, gpus=gpus,
+                                 allow_local_inputs=allow_local_inputs)
         return sweep_id, executions
 
     def sweep_preview(self, sweeps: list[str], *, max_trials: int | None = None,
@@ -186,7 +237,8 @@ class Engine:
 
     def _start(self, lab: str | Path, *, host: str, runtime: str | None, name: str | None,
                trials: list[dict[str, str]], sweep: str | None = None,
-               gpus: int | list[int] | tuple[int, ...] | None = None) -> list[Execution]:
+               gpus: int | list[int] | tuple[int, ...] | None = None,
+               allow_local_inputs: bool = False) -> list[Execution]:
         from mldesk import runtimes
 
         lab = Path(lab).expanduser().resolve()
@@ -195,6 +247,11 @@ class Engine:
         if not (lab / "main.py").is_file():
             raise EngineError(f"{lab} has no main.py: a lab needs one (mldesk init {lab} creates a lab)")
         config = labconfig.load_lab_config(lab)  # ConfigError lists every problem
+        outside = self.local_inputs_needing_consent(lab, config)
+        if outside:
+            if not allow_local_inputs:
+                raise LocalInputsNeedConsent(lab, outside)
+            self.allow_local_inputs(lab, outside)
         base_argv = config.argv()
         try:
             argvs = [params_mod.apply_overrides(base_argv, t) if t else list(base_argv) for t in trials]
@@ -220,6 +277,12 @@ class Engine:
             grace = profile.get("stop_grace") or self.setting("stop_grace")
             network = profile.get("network") or "bridge"
             max_parallel = profile.get("max_parallel") or 0
+        if config.network:  # the lab's own choice (ml.yaml network:) wins
+            network = config.network
+        image = self.resolve_image(config.docker_image_id) if runtime == "docker" else None
+        if image is not None and labconfig.image_problem(image):
+            raise EngineError(f"image {labconfig.image_problem(image)}: fix dockerImageId in ml.yaml "
+                              "or the image alias table (mldesk settings image_aliases)")
         name = self._check_name(name) if name is not None else None
         want = gpu_request(config.gpus if gpus is None else gpus)
         slurm_gpus = 0
@@ -269,13 +332,13 @@ class Engine:
                     ex_name = name or (changed[:NAME_MAX].strip() if changed else f"#{exec_id}")
                 ex = Execution(
                     id=exec_id, name=ex_name, lab=str(lab), host=host, runtime=runtime,
-                    image=self.resolve_image(config.docker_image_id) if runtime == "docker" else None,
+                    image=image,
                     hardware=hardware, state=state, exit_code=None, reason=None,
                     created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
                     argv=argv, inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
                     options=options, overrides=dict(trial), sweep=sweep,
                 )
-                self.layout.execution_dir(exec_id).mkdir(parents=True, exist_ok=True)
+                self.layout.execution_dir(exec_id).mkdir(mode=0o700, parents=True, exist_ok=True)
                 self.store.insert_execution(ex)
                 created.append(ex)
         self.store.touch_recent_lab(str(lab))
@@ -505,14 +568,16 @@ class Engine:
             self.reattach_one(ex.id)
         return updated
 
-    def restart(self, ref: str, *, name: str | None = None) -> tuple[Execution, str | None]:
+    def restart(self, ref: str, *, name: str | None = None,
+                allow_local_inputs: bool = False) -> tuple[Execution, str | None]:
         """Make the lab equal to the execution's snapshot, then run it.
         Returns (new execution, id of the backup snapshot of the lab's previous
         files, or None when the lab already equalled the snapshot)."""
         ex = self.get(ref)
         lab = Path(ex.lab)
         backup = self.restore_code(ex.id, lab)
-        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name, overrides=ex.overrides or None), backup
+        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name, overrides=ex.overrides or None,
+                        allow_local_inputs=allow_local_inputs), backup
 
     def snapshot_exclude(self, ex: Execution) -> tuple[str, ...]:
         try:
@@ -601,20 +666,38 @@ class Engine:
         return self.snapshots.gc(self.store.snapshots_in_use)
 
     # -- code and outputs ----------------------------------------------------------
-    def export_code(self, ref: str, dest: Path | str) -> Path:
+    def _export_forbidden(self, ex: Execution) -> list[tuple[Path, str]]:
+        return [(self.layout.execution_dir(ex.id), f"execution {ex.id}'s own folder"),
+                (self.layout.root, "mldesk's data folder")]
+
+    def export_code(self, ref: str, dest: Path | str, *, overwrite: bool = False) -> Path:
+        """Write an execution's code into ``dest`` (see ``mldesk.core.export``: new
+        names only, a conflict stops it before anything is written)."""
+        from mldesk.core import export
+
         ex = self.get(ref)
-        dest = Path(dest)
-        self.snapshots.materialize(ex.snapshot, dest)
+        try:
+            dest = export.check_destination(Path(dest), self._export_forbidden(ex))
+            entries = self.snapshots.export_entries(ex.snapshot)
+            export.export_tree(entries, dest, overwrite=overwrite)
+        except export.ExportError as exc:
+            raise EngineError(str(exc)) from None
         return dest
 
-    def export_outputs(self, ref: str, dest: Path | str) -> tuple[int, int]:
-        from mldesk.agent import outputs
+    def export_outputs(self, ref: str, dest: Path | str, *, overwrite: bool = False) -> tuple[int, int]:
+        """Copy an execution's collected outputs into ``dest`` (same rules as
+        :meth:`export_code`). Returns (files, bytes)."""
+        from mldesk.core import export
 
         ex = self.get(ref)
         src = self.layout.outputs(ex.id)
-        if not src.is_dir():
-            return 0, 0
-        result = outputs.collect_outputs(src, Path(dest), incremental=False)
+        try:
+            dest = export.check_destination(Path(dest), self._export_forbidden(ex))
+            if not src.is_dir():
+                return 0, 0
+            result = export.export_tree(export.tree_entries(src), dest, overwrite=overwrite)
+        except export.ExportError as exc:
+            raise EngineError(str(exc)) from None
         return result.files, result.bytes
 
     # -- reattach -------------------------------------------------------------
@@ -645,6 +728,8 @@ class Engine:
         ex = self.store.get(exec_id)
         if ex is None or ex.final or supervisor.is_supervised(self.layout, exec_id):
             return False
+        if supervisor.apply_outcome(self.layout, self.store, exec_id):
+            return False  # its supervisor ended it while the store was unavailable
         self._spawn(exec_id)
         return True
 

@@ -19,103 +19,39 @@ only once the user has typed in it.
 from __future__ import annotations
 
 import math
-import re
-import shlex
 from collections.abc import Sequence
 
 from mldesk.ui.qt import QtGui, QtWidgets, Qt, Signal, monospace_font
 from mldesk.ui.widgets import is_dark
 
-#: A range may expand to at most this many values (as mldesk.core.params.MAX_VALUES).
-MAX_RANGE_VALUES = 10_000
 DEFAULT_MAX_TRIALS = 100
 
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)
 
 
 class SweepValueError(ValueError):
     """A value list or range that cannot be read (the message is for the user)."""
 
 
-# The grammar is the CLI's (``mldesk run --sweep NAME=VALUES``, mldesk.core.params.
-# parse_sweep), mirrored here because the window may not import mldesk.core; a test
-# checks that both read every example the same way.
-def _num(text: str) -> int | float:
-    t = text.strip()
-    try:
-        return int(t)
-    except ValueError:
-        pass
-    try:
-        v = float(t)
-    except ValueError:
-        raise SweepValueError(f"'{t}' is not a number") from None
-    if not math.isfinite(v):
-        raise SweepValueError(f"'{t}' is not a finite number")
-    return v
-
-
-def _fmt(x) -> str:
-    return str(x) if isinstance(x, int) else repr(round(x, 12))
-
-
-def _steps(start, stop, step, inclusive: bool) -> list[str]:
-    if step == 0:
-        raise SweepValueError("the step of a range cannot be 0")
-    count = (stop - start) / step
-    if count < 0:
-        return []
-    n = int(math.floor(count + 1e-9)) + 1 if inclusive else int(math.ceil(count - 1e-9))
-    if n > MAX_RANGE_VALUES:
-        raise SweepValueError(f"this range has {n:,} values; at most {MAX_RANGE_VALUES:,}")
-    return [_fmt(start + i * step) for i in range(n)]
-
-
-def _split_list(body: str) -> list[str]:
-    try:
-        lex = shlex.shlex(body, posix=True, punctuation_chars=False)
-        lex.whitespace = ","
-        lex.whitespace_split = True
-        items = [t.strip() for t in lex]
-    except ValueError as exc:
-        raise SweepValueError(f"cannot read the list: {exc}") from None
-    return [t for t in items if t != ""]
-
-
 def parse_values(text: str) -> list[str]:
     """The values a sweep field stands for, as strings; raises :class:`SweepValueError`.
 
+    The CLI's ``--sweep`` grammar, read by the same code (``mldesk.engine.parse_sweep``):
     ``0.1, 0.01`` / ``[0.1, 0.01]`` (quotes around an item are removed) -> these
     values; ``1:5`` / ``0.1:0.5:0.1`` -> START:STOP[:STEP], STOP included when the
     steps reach it; ``range(1, 5)`` -> Python's range (integers, STOP excluded);
     anything else -> one value. Repeated values count once.
     """
+    from mldesk.engine import ParamError, parse_sweep
+
     body = text.strip()
     if not body:
         raise SweepValueError("enter a value, a list like 0.1, 0.01 or a range like 1:5")
-    m = re.fullmatch(r"range\((.*)\)", body)
-    if m:
-        parts = m.group(1).split(",")
-        if not 1 <= len(parts) <= 3:
-            raise SweepValueError("range takes 1 to 3 numbers: range(START, STOP[, STEP])")
-        nums = [_num(p) for p in parts]
-        if not all(isinstance(v, int) for v in nums):
-            raise SweepValueError("range takes whole numbers; use START:STOP:STEP for fractions")
-        if len(nums) == 1:
-            nums = [0, nums[0]]
-        values = _steps(nums[0], nums[1], nums[2] if len(nums) == 3 else 1, inclusive=False)
-    elif body.startswith("["):
-        if not body.endswith("]"):
-            raise SweepValueError("the list has no closing ]")
-        values = _split_list(body[1:-1])
-    elif len(body.split(":")) in (2, 3) and all(_NUMBER.fullmatch(p.strip()) for p in body.split(":")):
-        nums = [_num(p) for p in body.split(":")]
-        values = _steps(nums[0], nums[1], nums[2] if len(nums) == 3 else 1, inclusive=True)
-    else:
-        values = _split_list(body)
-    if not values:
-        raise SweepValueError("this gives no values")
-    return list(dict.fromkeys(values))
+    try:
+        return parse_sweep(f"p={body}")[1]
+    except ParamError as exc:
+        # the engine's message names the whole spec ('p=...'); the field is the spec here
+        message = str(exc).replace(f"'p={body}': ", "").replace(f" in 'p={body}'", "").replace(f"'p={body}' ", "")
+        raise SweepValueError(message[:1].upper() + message[1:] if message else "cannot read the values") from None
 
 
 def sweep_specs(sweep: dict[str, list[str]]) -> list[str]:

@@ -140,7 +140,9 @@ class DockerRuntime(Runtime):
         kwargs: dict[str, Any] = dict(
             command=["python", "main.py", *ctx.argv],
             working_dir=WORKDIR,
-            volumes={str(ctx.workspace): {"bind": WORKDIR, "mode": "rw"}},
+            # inputs are read-only to the program (SPEC 10a)
+            volumes={str(ctx.workspace): {"bind": WORKDIR, "mode": "rw"},
+                     str(ctx.workspace / "inputs"): {"bind": WORKDIR + "/inputs", "mode": "ro"}},
             environment=env,
             init=True,
             cap_drop=["ALL"],

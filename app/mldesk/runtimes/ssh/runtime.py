@@ -440,6 +440,7 @@ class SshRuntime(Runtime):
         except OSError as exc:
             raise ExecutionFailed(f"input '{name}' ({url}) failed: {exc.strerror or exc}") from None
         sha = h.hexdigest()
+        ctx.message(f"read local file {path} as {name}: {size} B")  # always named (SPEC 10a)
         info = ensure_agent(conn)
         t0 = time.monotonic()
         p = conn.open(agent_argv(conn, "put-input", info["workdir"], ctx.exec_id, name, sha, size),
