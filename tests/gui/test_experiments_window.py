@@ -54,7 +54,8 @@ def test_metrics_tab_updates_live(qtbot, open_window, make_lab):
     final = wait_final(qtbot, window, ex.id, 60)
     assert final.state == "finished", final.reason
     wait_for(qtbot, lambda: window.metrics_view.point_count("loss", ex.id) == 40, 20, "all 40 loss points")
-    assert window.metrics_view.point_count("acc", ex.id) == 1
+    wait_for(qtbot, lambda: window.metrics_view.point_count("acc", ex.id) == 1, 20, "the last line's acc")
+    wait_for(qtbot, lambda: not window.metrics_tab._timer.isActive(), 10, "polling to stop")  # ended: not polled
     window.metrics_view.flush()
     assert window.metrics_view.plotted_count("loss", ex.id) == 40
     # the sidebar row shows the primary metric's latest value

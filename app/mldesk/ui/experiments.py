@@ -27,12 +27,15 @@ from mldesk.ui.aio import Jobs
 from mldesk.ui.compare import CompareView
 from mldesk.ui.diffview import DiffView
 from mldesk.ui.errors import describe, is_user_error, report_unexpected
-from mldesk.ui.metricstab import points_by_key, read_since
+from mldesk.ui.metricstab import points_by_key, read_all, read_since
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 from mldesk.ui.runwith import RunWithDialog, sweep_specs
 
 if TYPE_CHECKING:  # pragma: no cover
     from mldesk.ui.mainwindow import MainWindow
+
+
+FINAL = ("finished", "failed", "stopped")
 
 
 # -- the windows -------------------------------------------------------------------------
@@ -84,9 +87,13 @@ class CompareWindow(_ToolWindow):
     def _read(engine, ids: list[str]) -> tuple[list[dict], dict, dict, dict]:
         rows = engine.compare(ids)
         metrics, offsets, outputs = {}, {}, {}
-        for ex_id in ids:
-            points, offsets[ex_id] = read_since(engine, ex_id, 0)
-            metrics[ex_id] = points_by_key(points)
+        for row in rows:
+            ex_id = row["id"]
+            if row.get("state") in FINAL:
+                metrics[ex_id] = read_all(engine, ex_id)
+            else:
+                points, offsets[ex_id] = read_since(engine, ex_id, 0)
+                metrics[ex_id] = points_by_key(points)
             folder = engine.outputs_dir(ex_id)
             if folder.is_dir():
                 outputs[ex_id] = str(folder)
@@ -95,7 +102,7 @@ class CompareWindow(_ToolWindow):
     async def _load(self) -> None:
         rows, metrics, offsets, outputs = await self.jobs.call(self._read, self.engine, self.ids)
         self.offsets = offsets
-        self.active = {r["id"] for r in rows if r.get("state") not in ("finished", "failed", "stopped")}
+        self.active = {r["id"] for r in rows if r.get("state") not in FINAL}
         self.view.set_executions(rows, metrics, outputs=outputs)
         self.loaded = True
         if self.active:
@@ -108,24 +115,29 @@ class CompareWindow(_ToolWindow):
         self.jobs.start(self._poll(), "following the compared executions")
 
     @staticmethod
-    def _read_new(engine, offsets: dict[str, int]) -> tuple[dict, dict, set]:
-        deltas, new_offsets, still = {}, {}, set()
+    def _read_new(engine, offsets: dict[str, int]) -> tuple[dict, dict, set, dict]:
+        """New points of the running executions; all of those that ended meanwhile."""
+        deltas, new_offsets, still, ended = {}, {}, set(), {}
         for ex_id, off in offsets.items():
-            points, new_offsets[ex_id] = read_since(engine, ex_id, off)
-            deltas[ex_id] = points_by_key(points)
             if engine.get(ex_id).active:
                 still.add(ex_id)
-        return deltas, new_offsets, still
+                points, new_offsets[ex_id] = read_since(engine, ex_id, off)
+                deltas[ex_id] = points_by_key(points)
+            else:
+                ended[ex_id] = read_all(engine, ex_id)
+        return deltas, new_offsets, still, ended
 
     async def _poll(self) -> None:
         try:
-            deltas, offsets, still = await self.jobs.call(
+            deltas, offsets, still, ended = await self.jobs.call(
                 self._read_new, self.engine, {i: self.offsets.get(i, 0) for i in self.active})
         finally:
             self._busy = False
         for ex_id, delta in deltas.items():
             if delta:
                 self.view.append_metrics(ex_id, delta)
+        for ex_id, metrics in ended.items():
+            self.view.charts.set_metrics(metrics, run=ex_id)
         self.offsets.update(offsets)
         if still != self.active:
             self.active = still

@@ -48,6 +48,13 @@ def read_since(engine, exec_id: str, offset: int) -> tuple[list, int]:
         return engine.metrics_since(exec_id, offset)
 
 
+def read_all(engine, exec_id: str) -> dict[str, list]:
+    """Every point of an execution (``engine.metrics``: for an ended one it waits until
+    its scanner is done, so nothing printed last is missing); worker thread."""
+    with METRICS_LOCK:
+        return engine.metrics(exec_id)
+
+
 class MetricsTab(QtCore.QObject):
     """Owns ``window.metrics_view`` (objectName ``metricsView``) in ``window.bottom_tabs``."""
 
@@ -72,6 +79,7 @@ class MetricsTab(QtCore.QObject):
         self._stats_busy = False
         self._last_stats = 0.0
         self._final_read = False
+        self._final_stats = False
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(self.POLL_MS)
         self._timer.timeout.connect(self._tick)
@@ -92,6 +100,7 @@ class MetricsTab(QtCore.QObject):
         self._busy = self._stats_busy = False
         self._last_stats = 0.0
         self._final_read = False
+        self._final_stats = False
         self.view.clear()
         self._timer.stop()
         if ex is None:
@@ -109,7 +118,7 @@ class MetricsTab(QtCore.QObject):
 
     def _state_changed(self) -> None:
         ex = self._execution()
-        if ex is not None and ex.final and not self._timer.isActive() and not self._final_read:
+        if ex is not None and ex.final and not self._timer.isActive() and not (self._final_read and self._final_stats):
             self._timer.start()
 
     # -- polling -------------------------------------------------------------------------
@@ -120,33 +129,40 @@ class MetricsTab(QtCore.QObject):
             return
         if not self.visible():
             return  # caught up (incrementally) when the tab is shown
+        if ex.final and self._final_read and self._final_stats:
+            self._timer.stop()  # an ended execution: its whole history is shown
+            return
         now = time.monotonic()
-        if not self._busy:
+        if not self._busy and not (ex.final and self._final_read):
             self._busy = True
             self.jobs.start(self._poll(self.generation, ex.id, self.offset, ex.final), "reading metrics")
-        if not self._stats_busy and (now - self._last_stats >= self.STATS_MS / 1000 or ex.final):
+        if not self._stats_busy and not (ex.final and self._final_stats) and (
+                now - self._last_stats >= self.STATS_MS / 1000 or ex.final):
             self._stats_busy = True
             self._last_stats = now
             self.jobs.start(self._poll_stats(self.generation, ex.id, ex.final), "reading resource samples")
 
     async def _poll(self, gen: int, exec_id: str, offset: int, final: bool) -> None:
         try:
-            points, new_offset = await self.jobs.call(read_since, self.engine, exec_id, offset)
+            if final:  # the whole stored history, complete
+                metrics, points, new_offset = await self.jobs.call(read_all, self.engine, exec_id), [], 0
+            else:
+                metrics, (points, new_offset) = None, await self.jobs.call(read_since, self.engine, exec_id, offset)
         finally:
             if gen == self.generation:
                 self._busy = False
         if gen != self.generation:
             return
         self.polls += 1
+        if final:
+            self.view.set_metrics(metrics, run=exec_id)
+            self._final_read = True
+            return
         if new_offset < self.offset:  # rewritten: start over
             self.view.set_metrics(points_by_key(points), run=exec_id)
         elif points:
             self.view.append(points_by_key(points), run=exec_id)
         self.offset = new_offset
-        if final:
-            self._final_read = True
-            if not self._stats_busy:
-                self._timer.stop()
 
     async def _poll_stats(self, gen: int, exec_id: str, final: bool) -> None:
         try:
@@ -158,8 +174,7 @@ class MetricsTab(QtCore.QObject):
             return
         if stats and (stats.get("cpu_percent") or stats.get("rss_bytes") or stats.get("gpu")):
             self.view.set_resources(stats)
-        if final and self._final_read:
-            self._timer.stop()
+        self._final_stats = final
 
     async def _load_primary(self, gen: int, exec_id: str) -> None:
         try:
