@@ -169,6 +169,8 @@ def test_run_with_overrides_and_sweep(qtbot, open_window, make_lab):
     assert sorted(t.overrides["epochs"] for t in trials) == ["1", "2"]
     for t in trials:
         wait_final(qtbot, window, t.id, 60)
+    wait_for(qtbot, lambda: all((window.model.index_of(t.id).data(ExtraRole) or "").startswith(
+        f"sweep {sweep[-5:]}") for t in trials), 20, "the trials' rows to name their sweep")
     window.select_execution(trials[0].id, show_code=False)
     assert window.act_compare_sweep.isEnabled()
     window.act_select_sweep.trigger()
