@@ -117,7 +117,7 @@ def main(out_dir: Path) -> None:
     pump(2.0)
     # -- the Metrics tab of the running execution, its System group filling in
     win.select_execution(live.id, show_code=False)
-    win.bottom_tabs.setCurrentWidget(win.metrics_view)
+    win.bottom_tabs.setCurrentWidget(win.metrics_tab.page)
     win.center_split.setSizes([150, 850])
     pump(9.0)
     shot(win, "window-metrics")

@@ -180,7 +180,7 @@ def _step_window_run(lab: Path, template: str, timeout: float) -> None:
             + (f"; outputs {', '.join(EXPECTED_OUTPUTS[template])}" if EXPECTED_OUTPUTS[template] else ""))
         # the Metrics tab charts what it printed (pyqtgraph and numpy are in the bundle)
         window.select_execution(ex.id, show_code=False)
-        window.bottom_tabs.setCurrentWidget(window.metrics_view)
+        window.bottom_tabs.setCurrentWidget(window.metrics_tab.page)
         view = window.metrics_view
         _wait(app, lambda: view.point_count("loss", ex.id) > 0, 30, "the Metrics tab to show the loss")
         view.flush()

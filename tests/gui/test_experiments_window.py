@@ -42,7 +42,7 @@ def test_metrics_tab_updates_live(qtbot, open_window, make_lab):
     ex = _run(qtbot, window, epochs="40", delay="0.15")
     window.select_execution(ex.id, show_code=False)
     tab = window.metrics_tab
-    window.bottom_tabs.setCurrentWidget(window.metrics_view)
+    window.bottom_tabs.setCurrentWidget(window.metrics_tab.page)
     assert window.bottom_tabs.tabText(window.bottom_tabs.currentIndex()) == "Metrics"
     assert tab.exec_id == ex.id
     # points arrive while it runs, in several polls
@@ -70,7 +70,7 @@ def test_metrics_tab_shows_a_finished_execution_and_switches(qtbot, open_window,
     b = _run(qtbot, window, epochs="2")
     for ex in (a, b):
         wait_final(qtbot, window, ex.id, 60)
-    window.bottom_tabs.setCurrentWidget(window.metrics_view)
+    window.bottom_tabs.setCurrentWidget(window.metrics_tab.page)
     window.select_execution(a.id, show_code=False)
     wait_for(qtbot, lambda: window.metrics_view.point_count("loss", a.id) == 5, 20, "a's history")
     window.select_execution(b.id, show_code=False)
@@ -214,3 +214,27 @@ def test_host_chooser_shows_status(qtbot, open_window, make_lab, monkeypatch):
     wait_for(qtbot, lambda: hs.rounds >= 2, 20, "the second host status")
     assert "1 GPU" in chooser.itemText(i)
     assert "Fake GPU" in chooser.itemData(i, QtCore.Qt.ToolTipRole)
+
+
+def test_window_start_does_not_import_the_charts(tmp_path):
+    """pyqtgraph and numpy take a second or more to import: not before the Metrics tab is shown (P7)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parents[2] / "app"
+    code = (
+        "import sys\n"
+        "from mldesk import ui\n"
+        f"w = ui.launch(None, home={str(tmp_path / 'home')!r}, runtime='process')\n"
+        "a = ui.application(); a.processEvents()\n"
+        "before = 'pyqtgraph' in sys.modules\n"
+        "w.bottom_tabs.setCurrentWidget(w.metrics_tab.page); a.processEvents()\n"
+        "print(before, 'pyqtgraph' in sys.modules, w.metrics_view.objectName())\n"
+        "w.ask_on_close = False; w.shutdown()\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(app), QT_QPA_PLATFORM="offscreen")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True", "metricsView"], out.stdout + out.stderr

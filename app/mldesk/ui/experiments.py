@@ -24,8 +24,6 @@ from mldesk.engine import labs
 from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.aio import Jobs
-from mldesk.ui.compare import CompareView
-from mldesk.ui.diffview import DiffView
 from mldesk.ui.errors import describe, is_user_error, report_unexpected
 from mldesk.ui.metricstab import points_by_key, read_all, read_since
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
@@ -66,6 +64,8 @@ class CompareWindow(_ToolWindow):
 
     def __init__(self, engine, jobs: Jobs, ids: list[str], parent: QtWidgets.QWidget, title: str = ""):
         super().__init__(parent, title or f"Compare {len(ids)} executions \u2014 mldesk", (1100, 760))
+        from mldesk.ui.compare import CompareView  # pyqtgraph: imported when first needed
+
         self.setObjectName("compareWindow")
         self.engine, self.jobs, self.ids = engine, jobs, list(ids)
         self.view = CompareView(self)
@@ -155,6 +155,8 @@ class DiffWindow(_ToolWindow):
     def __init__(self, parent: QtWidgets.QWidget, title: str):
         super().__init__(parent, title, (1100, 720))
         self.setObjectName("diffWindow")
+        from mldesk.ui.diffview import DiffView
+
         self.view = DiffView(self)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

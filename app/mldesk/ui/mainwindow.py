@@ -132,6 +132,11 @@ class MainWindow(QtWidgets.QMainWindow):
         return self.commands.restart_box
 
     @property
+    def metrics_view(self):
+        """The Metrics tab's charts (made on first use: pyqtgraph is imported then)."""
+        return self.metrics_tab.view
+
+    @property
     def execution_menu(self) -> QtWidgets.QMenu | None:
         return self.commands.execution_menu
 
@@ -209,7 +214,6 @@ class MainWindow(QtWidgets.QMainWindow):
         from mldesk.ui.rowinfo import RowInfo
 
         self.metrics_tab = MetricsTab(self)
-        self.metrics_view = self.metrics_tab.view
         self.experiments = ExperimentsController(self)
         self.row_info = RowInfo(self)
         self.host_status = HostStatus(self)

@@ -11,6 +11,9 @@ the sidebar's selection:
 
 Every engine call runs on the window's worker threads (:mod:`.aio`); a result that
 arrives after the selection changed is dropped (a generation counter).
+
+The charts (pyqtgraph, numpy: over a second to import on a busy machine) are made the
+first time the tab is shown, not when the window starts (P7: start-up time).
 """
 
 from __future__ import annotations
@@ -20,8 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mldesk.engine.values import Execution
-from mldesk.ui.charts import MetricsView
-from mldesk.ui.qt import QtCore
+from mldesk.ui.qt import QtCore, QtWidgets
 
 if TYPE_CHECKING:  # pragma: no cover
     from mldesk.ui.mainwindow import MainWindow
@@ -56,7 +58,8 @@ def read_all(engine, exec_id: str) -> dict[str, list]:
 
 
 class MetricsTab(QtCore.QObject):
-    """Owns ``window.metrics_view`` (objectName ``metricsView``) in ``window.bottom_tabs``."""
+    """Owns the "Metrics" page (``page``, objectName ``metricsPage``) in ``window.bottom_tabs``
+    and, once made, its :class:`~mldesk.ui.charts.MetricsView` (``view``, objectName ``metricsView``)."""
 
     POLL_MS = 150  # <= 10 Hz: the view repaints at most ~10 times a second anyway
     STATS_MS = 2000
@@ -66,9 +69,13 @@ class MetricsTab(QtCore.QObject):
         self.w = window
         self.engine = window.engine
         self.jobs = window.jobs
-        self.view = MetricsView(window.bottom_tabs)
-        self.view.setObjectName("metricsView")
-        self.index = window.bottom_tabs.addTab(self.view, "Metrics")
+        self.page = QtWidgets.QWidget(window.bottom_tabs)
+        self.page.setObjectName("metricsPage")
+        layout = QtWidgets.QVBoxLayout(self.page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self._view = None
+        self.primary: tuple[str, str | None] | None = None
+        self.index = window.bottom_tabs.addTab(self.page, "Metrics")
         window.bottom_tabs.setTabToolTip(
             self.index, "Scalars the program prints (loss: 0.42, acc=0.9) and CPU / memory / GPU use, live")
         self.exec_id: str | None = None
@@ -85,7 +92,28 @@ class MetricsTab(QtCore.QObject):
         self._timer.timeout.connect(self._tick)
         window.execution_list.selectionModel().selectionChanged.connect(lambda *_a: self.follow_selection())
         window.model.dataChanged.connect(lambda *_a: self._state_changed())
-        window.bottom_tabs.currentChanged.connect(lambda _i: self._tick())
+        window.bottom_tabs.currentChanged.connect(lambda _i: self._tab_changed())
+
+    @property
+    def view(self):
+        """The charts (made, with their imports, on first use)."""
+        if self._view is None:
+            from mldesk.ui.charts import MetricsView
+
+            self._view = MetricsView(self.page)
+            self._view.setObjectName("metricsView")
+            self.page.layout().addWidget(self._view)
+            ex = self._execution()
+            if ex is not None:
+                self._view.set_metrics({}, run=ex.id, label=ex.name)
+            if self.primary:
+                self._view.set_primary(self.primary)
+        return self._view
+
+    def _tab_changed(self) -> None:
+        if self.visible():
+            self.view  # noqa: B018 - made now
+        self._tick()
 
     # -- what is shown -----------------------------------------------------------------
     def follow_selection(self) -> None:
@@ -101,17 +129,20 @@ class MetricsTab(QtCore.QObject):
         self._last_stats = 0.0
         self._final_read = False
         self._final_stats = False
-        self.view.clear()
+        self.primary = None
         self._timer.stop()
+        if self._view is not None:
+            self._view.clear()
+            if ex is not None:
+                self._view.set_metrics({}, run=ex.id, label=ex.name)
         if ex is None:
             return
-        self.view.set_metrics({}, run=ex.id, label=ex.name)
         self.jobs.start(self._load_primary(self.generation, ex.id), "reading the primary metric")
         self._timer.start()
         self._tick()
 
     def visible(self) -> bool:
-        return self.w.bottom_tabs.currentWidget() is self.view
+        return self.w.bottom_tabs.currentWidget() is self.page
 
     def _execution(self) -> Execution | None:
         return self.w.model.get(self.exec_id) if self.exec_id else None
@@ -182,7 +213,9 @@ class MetricsTab(QtCore.QObject):
         except Exception:  # noqa: BLE001 - no star is not worth a banner
             return
         if gen == self.generation and primary:
-            self.view.set_primary((primary["key"], primary.get("goal")))
+            self.primary = (primary["key"], primary.get("goal"))
+            if self._view is not None:
+                self._view.set_primary(self.primary)
 
     def close(self) -> None:
         self._timer.stop()
