@@ -238,3 +238,29 @@ def test_window_start_does_not_import_the_charts(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True", "metricsView"], out.stdout + out.stderr
+
+
+def test_compare_follows_a_running_execution(qtbot, open_window, make_lab):
+    lab = make_lab(TRAIN, YAML.format(delay=0.0))
+    window = open_window(lab)
+    done = _run(qtbot, window)
+    wait_final(qtbot, window, done.id, 60)
+    live = _run(qtbot, window, epochs="30", delay="0.2")
+    wait_for(qtbot, lambda: (window.model.get(live.id) or live).state == "running", 30, "the second to run")
+    _select(window, [done.id, live.id])
+    # the context menu offers Compare for two
+    window.commands.show_menu(window.execution_list.mapToGlobal(QtCore.QPoint(10, 10)))
+    texts = [a.text() for a in window.execution_menu.actions() if not a.isSeparator()]
+    window.execution_menu.close()
+    assert "Compare" in texts and "Compare code\u2026" in texts
+    win = window.experiments.compare_selected()
+    wait_for(qtbot, lambda: win.loaded, 30, "the compare rows")
+    assert win.active == {live.id}
+    first = win.view.charts.point_count("loss", live.id)
+    wait_for(qtbot, lambda: win.view.charts.point_count("loss", live.id) > first, 30, "the overlay to grow")
+    wait_final(qtbot, window, live.id, 60)
+    wait_for(qtbot, lambda: not win.active, 20, "the compare to notice the end")
+    assert win.view.charts.point_count("loss", live.id) == 30
+    states = {r["id"]: r["state"] for r in win.view.model.rows}
+    assert states[live.id] == "finished"
+    win.close()

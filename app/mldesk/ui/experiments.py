@@ -131,18 +131,18 @@ class CompareWindow(_ToolWindow):
         try:
             deltas, offsets, still, ended = await self.jobs.call(
                 self._read_new, self.engine, {i: self.offsets.get(i, 0) for i in self.active})
+            for ex_id, delta in deltas.items():
+                if delta:
+                    self.view.append_metrics(ex_id, delta)
+            for ex_id, metrics in ended.items():
+                self.view.charts.set_metrics(metrics, run=ex_id)
+            self.offsets.update(offsets)
+            if still != self.active:
+                rows = await self.jobs.call(self.engine.compare, self.ids)  # states, durations, last values
+                self.view.model.set_rows(rows, primary=self.view.model.primary)
+                self.active = still
         finally:
             self._busy = False
-        for ex_id, delta in deltas.items():
-            if delta:
-                self.view.append_metrics(ex_id, delta)
-        for ex_id, metrics in ended.items():
-            self.view.charts.set_metrics(metrics, run=ex_id)
-        self.offsets.update(offsets)
-        if still != self.active:
-            self.active = still
-            rows = await self.jobs.call(self.engine.compare, self.ids)  # states, durations, last values
-            self.view.model.set_rows(rows, primary=self.view.model.primary)
         if not self.active:
             self._timer.stop()
 
