@@ -264,3 +264,34 @@ def test_compare_follows_a_running_execution(qtbot, open_window, make_lab):
     states = {r["id"]: r["state"] for r in win.view.model.rows}
     assert states[live.id] == "finished"
     win.close()
+
+
+def test_hosts_dialog_shows_status(qtbot, open_window, make_lab, monkeypatch):
+    from mldesk.engine.hosts import HostProfile
+    from mldesk.ui.hosts_dialog import HostsDialog
+
+    window = open_window(make_lab())
+    window.engine.profiles.save(HostProfile(name="gpu-box", host="127.0.0.1", port=1, runtime="process"))
+    window.runbar.fill_hosts()
+
+    def status(name=None):
+        return [{"name": "local", "reachable": True, "running": 0, "gpus": []},
+                {"name": "gpu-box", "reachable": True, "running": 1,
+                 "gpus": [{"index": 0, "name": "Fake GPU", "memory_total_bytes": 8 << 30,
+                           "memory_used_bytes": 1 << 30, "util_percent": 50.0, "held_by": "x"},
+                          {"index": 1, "name": "Fake GPU", "memory_total_bytes": 8 << 30,
+                           "memory_used_bytes": 0, "util_percent": 0.0, "held_by": None}]}]
+
+    monkeypatch.setattr(window.engine, "host_status", status)
+    dialog = HostsDialog(window.engine, window)
+    qtbot.addWidget(dialog)
+    rounds = window.host_status.rounds
+    window.host_status.attach_dialog(dialog)
+    wait_for(qtbot, lambda: window.host_status.rounds > rounds, 20, "the host check")
+    assert dialog.table.item(0, 0).text() == "gpu-box"
+    assert not dialog.table.item(0, 0).icon().isNull()
+    assert dialog.table.item(0, 3).text() == "2 (1 held)"
+    assert "Fake GPU" in dialog.table.item(0, 0).toolTip()
+    i = window.host_chooser.findData("gpu-box")
+    assert "2 GPUs" in window.host_chooser.itemText(i)
+    dialog.reject()

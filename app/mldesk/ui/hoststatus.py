@@ -1,8 +1,9 @@
-"""The host chooser's status: a dot per host (reachable, not, not known yet) and its GPUs.
+"""The hosts' status: a dot per host (reachable, not, not known yet) and its GPUs.
 
 :class:`HostStatus` calls ``engine.host_status()`` (which probes SSH hosts: slow) on
-a worker thread when the window starts and every :attr:`HostStatus.INTERVAL_MS`, and
-decorates the run bar's host chooser with the answers: never blocking the UI.
+a worker thread when the window starts, every :attr:`HostStatus.INTERVAL_MS` and when
+the hosts dialog opens, and decorates the run bar's host chooser and the hosts
+dialog's table with the answers: never blocking the UI.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class HostStatus(QtCore.QObject):
         self.engine = window.engine
         self.jobs = window.jobs
         self.status: dict[str, dict] = {}
+        self.dialog = None  # the open hosts dialog, decorated too
         self.rounds = 0
         self._busy = False
         self._timer = QtCore.QTimer(self)
@@ -93,6 +95,8 @@ class HostStatus(QtCore.QObject):
         self.status = {st["name"]: st for st in result or []}
         self.rounds += 1
         self.decorate()
+        if self.dialog is not None:
+            self.decorate_dialog(self.dialog)
 
     def decorate(self) -> None:
         chooser = self.w.runbar.host_chooser
@@ -105,3 +109,32 @@ class HostStatus(QtCore.QObject):
             gpus = len((st or {}).get("gpus") or [])
             chooser.setItemText(i, base + (f"  \u00b7  {gpus} GPU{'s' if gpus != 1 else ''}" if gpus else ""))
             chooser.setItemData(i, describe_host(st), Qt.ToolTipRole)
+
+    # -- the hosts dialog -----------------------------------------------------------------
+    def attach_dialog(self, dialog) -> None:
+        """Decorate the hosts dialog now and after each check while it is open (and check now)."""
+        self.dialog = dialog
+        dialog.hostsChanged.connect(lambda: self.decorate_dialog(dialog))
+        dialog.finished.connect(lambda _r: setattr(self, "dialog", None) if self.dialog is dialog else None)
+        self.decorate_dialog(dialog)
+        self.refresh()
+
+    def decorate_dialog(self, dialog) -> None:
+        table = dialog.table
+        gpu_col = next((c for c in range(table.columnCount())
+                        if table.horizontalHeaderItem(c).text() == "GPUs"), None)
+        for row in range(table.rowCount()):
+            item = table.item(row, 0)
+            if item is None:
+                continue
+            st = self.status.get(item.data(Qt.UserRole))
+            item.setIcon(dot_icon(None if st is None else bool(st.get("reachable"))))
+            tip = describe_host(st)
+            for col in range(table.columnCount()):
+                if table.item(row, col) is not None:
+                    table.item(row, col).setToolTip(tip)
+            if gpu_col is not None and st is not None and st.get("reachable") and table.item(row, gpu_col):
+                gpus = st.get("gpus") or []
+                busy = sum(1 for g in gpus if g.get("held_by"))
+                table.item(row, gpu_col).setText(
+                    (f"{len(gpus)}" + (f" ({busy} held)" if busy else "")) if gpus else "none")

@@ -350,6 +350,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         dialog = HostsDialog(self.engine, self)
         dialog.hostsChanged.connect(self.runbar.fill_hosts)
+        self.host_status.attach_dialog(dialog)
         if select:
             dialog.select(select)
         dialog.exec()
