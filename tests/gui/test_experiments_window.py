@@ -4,6 +4,7 @@ process-runtime execution live, Compare of 4 executions, Compare code, Run withâ
 
 from __future__ import annotations
 
+import re
 import time
 
 from mldesk.ui.experiments import CompareWindow, DiffWindow
@@ -21,7 +22,7 @@ p.add_argument("--epochs", type=int, default=3)
 p.add_argument("--delay", type=float, default=0.0)
 a = p.parse_args()
 for e in range(1, a.epochs + 1):
-    print(f"epoch {e} loss: {round(1.0 / (e * a.lr * 10), 4)}", flush=True)
+    print(f"epoch {e}/{a.epochs} loss: {round(1.0 / (e * a.lr * 10), 4)}", flush=True)
     time.sleep(a.delay)
 print(f"acc={a.lr}", flush=True)
 """
@@ -50,6 +51,9 @@ def test_metrics_tab_updates_live(qtbot, open_window, make_lab):
     seen = window.metrics_view.point_count("loss", ex.id)
     assert window.model.get(ex.id).active, "the execution ended before the test saw live points"
     wait_for(qtbot, lambda: window.metrics_view.point_count("loss", ex.id) > seen, 20, "more loss points")
+    # the running row: its progress line, the primary metric
+    wait_for(qtbot, lambda: re.match(r"epoch \d+/40 \u00b7 loss \d", window.model.extra(ex.id) or ""), 20,
+             "the row's progress")
     assert window.metrics_view.primary == ("loss", "min")
     final = wait_final(qtbot, window, ex.id, 60)
     assert final.state == "finished", final.reason
@@ -295,3 +299,16 @@ def test_hosts_dialog_shows_status(qtbot, open_window, make_lab, monkeypatch):
     i = window.host_chooser.findData("gpu-box")
     assert "2 GPUs" in window.host_chooser.itemText(i)
     dialog.reject()
+
+
+def test_progress_of_a_line():
+    from mldesk.ui.rowinfo import progress_of, resource_text
+
+    assert progress_of("epoch 3/10 loss: 0.5") == "epoch 3/10"
+    assert progress_of("32/32 [====] - 1s 5ms/step - loss: 0.41") == "32/32"
+    assert progress_of(" 56%|#####     | 45/80 [00:01<00:01]") == "45/80 \u00b7 56%"
+    for line in ("2026/11/29 12:30 saved", "loss: 0.5", "accuracy 91.25%", "see http://x/1/2", "12/3 is 4"):
+        assert progress_of(line) == "", line
+    assert resource_text({"cpu_percent": [[0, 50], [1, 98.4]], "gpu": {"0": {"util_percent": [[1, 40]]},
+                                                                       "1": {"util_percent": [[1, 60]]}}}) \
+        == "CPU 98% \u00b7 GPU 50%"
