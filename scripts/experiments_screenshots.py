@@ -93,7 +93,7 @@ def main(out_dir: Path) -> None:
     eng.close()
 
     from mldesk import ui
-    from mldesk.ui.qt import QtCore, QtGui, QtWidgets
+    from mldesk.ui.qt import QtCore, QtGui
 
     app = ui.application()
     QtGui.QGuiApplication.setFont(QtGui.QFont("DejaVu Sans", 9))

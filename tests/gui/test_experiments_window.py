@@ -10,8 +10,7 @@ import time
 from mldesk.ui.experiments import CompareWindow, DiffWindow
 from mldesk.ui.models import ExtraRole
 from mldesk.ui.qt import QtCore, QtWidgets
-from tests.gui.windowkit import *  # noqa: F401,F403
-from tests.gui.windowkit import open_window, make_lab, wait_final, wait_for  # noqa: F811
+from tests.gui.windowkit import make_lab, open_window, wait_final, wait_for  # noqa: F401 - fixtures
 
 # prints a metric line every `delay` seconds; takes --lr and --epochs
 TRAIN = """
