@@ -77,7 +77,8 @@ def test_failure_banner_shows_the_whole_reason_and_next_steps(qtbot, open_window
     window.select_execution(ex.id, show_code=False)
     banner = window.failure_banner
     assert banner.isVisible()
-    assert banner.reason.toPlainText() == LONG_REASON  # whole, not cut
+    assert banner.reason.toPlainText().startswith(LONG_REASON + "\n")  # whole, not cut; then the hint
+    assert banner.reason.toPlainText().endswith("run on the process runtime.")
     labels = [b.text() for b in banner.buttons()]
     assert labels == ["Open image settings", "Run on the process runtime", "Restart"]
     # the next step acts: Run on the process runtime switches the runtime and runs

@@ -229,6 +229,7 @@ class Console(QtWidgets.QWidget):
         self._keep_head = keep_head
         self._banner_no: int | None = None  # block number of the "lines not shown" block
         self._skipped = 0  # lines that block stands for
+        self._dropped = 0  # lines dropped unseen in a flood (they join the banner's count)
         self.setObjectName("console")
         self._max_lines = max_lines
         self._flush_interval_ms = flush_interval_ms
@@ -501,6 +502,7 @@ class Console(QtWidgets.QWidget):
         self._text.clear()
         self._banner_no = None
         self._skipped = 0
+        self._dropped = 0
         self._cursor = QtGui.QTextCursor(self._text.document())
         self._line, self._out, self._trunc = [], [], None
         self._line_len = self._col = self._synced = self._doc_line_len = self._out_lines = 0
@@ -677,7 +679,12 @@ class Console(QtWidgets.QWidget):
                     self._forget(old[0], "".join(old[1])[old[2] :])
             self._forget(kind, text[offset : pos + 1])
             entries[0][2] = pos + 1
-            self._view_stale = True  # what is on screen would be trimmed too
+            if self._keep_head and self._head_filled():
+                # the first lines stay: the dropped ones join the banner, the rest starts a line
+                self._newline()
+                self._dropped -= 1
+            else:
+                self._view_stale = True  # what is on screen would be trimmed too
             self._backlog_check = max(2 * self._pending_chars, self._initial_backlog_check())
             self._update_status()
             return
@@ -687,6 +694,7 @@ class Console(QtWidgets.QWidget):
         """Account for dropped output as if it had been shown and scrolled away."""
         self._pending_chars -= len(text)
         self._lines_rendered += text.count("\n")
+        self._dropped += text.count("\n")
         self._parsers[stream].skip(text)  # keep the stream's colour state
         self._last_stream = stream
 
@@ -1016,7 +1024,8 @@ class Console(QtWidgets.QWidget):
                                QtGui.QTextCursor.KeepAnchor)
             self._trimmed_chars += cursor.selectionEnd() - cursor.selectionStart()
             cursor.removeSelectedText()
-            self._set_banner_text(self._banner_block(), self._skipped + excess)
+            self._set_banner_text(self._banner_block(), self._skipped + excess + self._dropped)
+            self._dropped = 0
             cursor.movePosition(QtGui.QTextCursor.End)
         else:
             cursor.setPosition(0)
@@ -1047,6 +1056,8 @@ class Console(QtWidgets.QWidget):
                 pos = len(text)
                 for _ in range(n - count + 1):
                     pos = text.rfind("\n", 0, pos)
+                self._dropped += text.count("\n", 0, pos) + sum(
+                    "".join(p).count("\n") for _k, p in runs[:i])
                 # a newline ends the (stale) last line already in the document
                 return [[key, ["\n"]], [key, [text[pos + 1 :]]], *runs[i + 1 :]]
             count += c

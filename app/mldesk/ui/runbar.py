@@ -63,7 +63,7 @@ class RunBar(QtCore.QObject):
         self.host_chooser.setObjectName("hostChooser")
         self.host_chooser.setToolTip("Where executions run")
         self.host_chooser.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
-        self.host_chooser.setMinimumContentsLength(12)
+        self.host_chooser.setMinimumContentsLength(21)
         tb.addWidget(self.host_chooser)
         runtime_label = QtWidgets.QLabel("Runtime", w)
         runtime_label.setContentsMargins(14, 0, 0, 0)

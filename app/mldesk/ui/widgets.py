@@ -43,15 +43,27 @@ class ElidedLabel(QtWidgets.QLabel):
         self._mode = mode
         self._max_hint = max_hint
         self.setTextFormat(Qt.PlainText)
-        self.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
+        # Preferred, with a minimum size hint of 0: layouts give it its text's width when
+        # there is room and shrink it to nothing when there is not
+        self.setSizePolicy(QtWidgets.QSizePolicy.Preferred, QtWidgets.QSizePolicy.Preferred)
         self.setText(text)
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        if (text or "") == self._full:
+            return
         self._full = text or ""
         self._elide()
+        self.updateGeometry()  # its size hint follows the whole text (the layout may give it room)
 
     def text(self) -> str:
         return self._full
+
+    def set_max_hint(self, width: int) -> None:
+        """The widest its size hint gets (a layout that sizes by hints then leaves room)."""
+        width = max(0, int(width))
+        if width != self._max_hint:
+            self._max_hint = width
+            self.updateGeometry()
 
     def setToolTip(self, tip: str) -> None:  # noqa: N802
         self._tip = tip or ""
@@ -146,6 +158,7 @@ class MessageBar(QtWidgets.QFrame):
         self.text.setVisible(bool(text))
         for btn in self._action_buttons:
             self._buttons.removeWidget(btn)
+            btn.hide()
             btn.deleteLater()
         self._action_buttons = []
         for label, slot in actions or []:

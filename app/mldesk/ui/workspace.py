@@ -14,7 +14,7 @@ from mldesk.ui.failure import FailureBanner
 from mldesk.ui.filetree import FileTree
 from mldesk.ui.inputs import InputsPanel
 from mldesk.ui.outputs import OutputsPanel
-from mldesk.ui.qt import QtGui, QtWidgets, Qt
+from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt
 from mldesk.ui.sidebar import ExecutionList, UndoBar
 from mldesk.ui.widgets import ElidedLabel, MessageBar, SectionHeader
 
@@ -32,6 +32,22 @@ def _placeholder(text: str, parent: QtWidgets.QWidget) -> QtWidgets.QLabel:
     label.setForegroundRole(QtGui.QPalette.PlaceholderText)
     label.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Ignored)
     return label
+
+
+class _CornerFit(QtCore.QObject):
+    """Keeps the tab bar's corner (the console title) from pushing the tabs out of view."""
+
+    def __init__(self, tabs: QtWidgets.QTabWidget, label: ElidedLabel, max_hint: int):
+        super().__init__(tabs)
+        self.tabs, self.label, self.max_hint = tabs, label, max_hint
+        tabs.installEventFilter(self)
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if event.type() in (QtCore.QEvent.Resize, QtCore.QEvent.LayoutRequest):
+            # QTabWidget gives its corner the corner's size hint: keep that within the room left
+            room = self.tabs.width() - self.tabs.tabBar().sizeHint().width() - 40
+            self.label.set_max_hint(min(self.max_hint, room))
+        return False
 
 
 def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
@@ -71,7 +87,7 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.code = CodeArea(work)
     w.code.setObjectName("codeArea")
     w.console = Console(work)
-    w.console_title = ElidedLabel("", work, max_hint=420)
+    w.console_title = ElidedLabel("", work, max_hint=260)  # leaves the tabs their room
     w.console_title.setObjectName("consoleTitle")
     w.console_placeholder = _placeholder(
         "Press Run (Ctrl+Enter) to start an execution, or select one in the sidebar to see its output.", work)
@@ -94,11 +110,11 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.bottom_tabs.addTab(w.outputs_panel, "Outputs")
     w.bottom_tabs.addTab(w.inputs_panel, "Inputs")
     corner = QtWidgets.QWidget(work)
-    corner.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
     cl = QtWidgets.QHBoxLayout(corner)
     cl.setContentsMargins(0, 0, 10, 0)
     cl.addWidget(w.console_title)
     w.bottom_tabs.setCornerWidget(corner, Qt.TopRightCorner)
+    _CornerFit(w.bottom_tabs, w.console_title, 260)
     w.center_split = QtWidgets.QSplitter(Qt.Vertical, work)
     w.center_split.setObjectName("centerSplitter")
     w.center_split.addWidget(w.code)
