@@ -144,7 +144,7 @@ def test_save_log_as_plain_text_without_colour_codes(qtbot, open_window, make_la
 def test_traceback_links_open_the_snapshot_at_the_line(qtbot, open_window, make_lab):
     from tests.gui.windowkit import wait_final
 
-    lab = make_lab("import helper\n\nhelper.boom()\n", helper_py="")
+    lab = make_lab("import helper\n\nhelper.boom()\n")
     (lab / "helper.py").write_text("x = 1\n\n\ndef boom():\n    raise ValueError('bad value')\n")
     window = open_window(lab)
     window.run()
@@ -174,3 +174,34 @@ def test_traceback_links_open_the_snapshot_at_the_line(qtbot, open_window, make_
     editor = window.code.current_editor()
     assert editor.textCursor().blockNumber() == 4
     assert "raise ValueError" in editor.textCursor().block().text()
+
+
+def test_ml_yaml_banner_clears_when_the_file_is_fixed_and_saved(qtbot, open_window, make_lab):
+    lab = make_lab("print('x')\n", ml_yaml="hardwareType: tpu\n")
+    window = open_window(lab)
+    window.run()
+    wait_for(qtbot, lambda: window.banner.isVisible() and "ml.yaml" in window.banner.title.text(), 10, "banner")
+    editor = window.code.editor_for("ml.yaml")
+    editor.setPlainText("hardwareType: cpu\n")
+    window.code.save(editor)
+    wait_for(qtbot, lambda: not window.banner.isVisible(), 5, "the banner to go")
+
+
+def test_snapshot_banner_follows_a_rename_and_tabs_stay_open(qtbot, open_window, make_lab):
+    from tests.gui.windowkit import wait_final
+
+    lab = make_lab("print('x')\n")
+    (lab / "helper.py").write_text("X = 1\n")
+    window = open_window(lab)
+    window.code.open_file("ml.yaml")
+    window.code.open_file("helper.py")
+    window.run()
+    wait_for(qtbot, lambda: window.model.rowCount() == 1, 5, "the execution")
+    ex = wait_final(qtbot, window, window.model.execution(0).id)
+    window.select_execution(ex.id, show_code=True)
+    assert window.code.in_snapshot()
+    open_tabs = {e.property("rel") for e in window.code.editors(window.code.snap_tabs)}
+    assert {"ml.yaml", "helper.py"} <= open_tabs
+    assert window.code.current_editor().property("rel") == "helper.py"
+    window.rename(ex.id, "renamed run")
+    wait_for(qtbot, lambda: "renamed run" in window.code.snapshot_bar.title.text(), 5, "the banner to follow")

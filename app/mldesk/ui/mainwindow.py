@@ -278,6 +278,9 @@ class MainWindow(QtWidgets.QMainWindow):
         active = [e for e in (self.model.execution(r) for r in self.model.active_rows()) if e is not None]
         self.runbar.show_running(active)
         self.commands.update()
+        snap = self.code.snapshot_of
+        if snap is not None and (now := self.model.get(snap.id)) is not None:
+            self.code.execution_changed(now)  # e.g. renamed: the snapshot banner follows
         ex = self.model.get(self.logview.exec_id) if self.logview.exec_id else None
         if ex is not None:
             self.selection.update_title(ex)

@@ -148,6 +148,10 @@ class MessageBar(QtWidgets.QFrame):
         such as "Log saved."); ``key`` names what it is about (see :meth:`clear`)."""
         self.level = level
         self.key = key
+        if text and text.rstrip()[-1:] not in (".", "!", "?", "\u2026", ":", ")"):
+            text = text.rstrip() + "."  # texts are sentences
+        if timeout is None and level == "success":
+            timeout = 8.0  # good news does not stay: it would be stale soon
         self.title.setText(title)
         self.title.setToolTip(title if len(title) > 80 else "")
         self.text.setText(text)
