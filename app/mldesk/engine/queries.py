@@ -132,6 +132,13 @@ def read_snapshot_file(engine: "Engine", snapshot: str, rel: str) -> bytes:
     return engine.snapshots.read_file(snapshot, rel)
 
 
+def default_home() -> Path:
+    """The data folder an engine opened without a path uses (MLDESK_HOME or the platform's)."""
+    from mldesk.core.paths import home
+
+    return home()
+
+
 def data_root(engine: "Engine") -> Path:
     """The data folder (MLDESK_HOME): crash.log and window.ini live here."""
     return engine.layout.root

@@ -52,9 +52,11 @@ class ExecutionActions(QtCore.QObject):
         for a in (w.act_save, w.act_save_all, w.act_new_file, w.act_lab_files, w.act_backups):
             a.setEnabled(has_lab)
 
-    def show_menu(self, global_pos: QtCore.QPoint) -> None:
-        self.update()
+    def show_menu(self, global_pos: QtCore.QPoint, targets: list[str] | None = None) -> None:
+        """The execution menu; ``targets`` (a row's three dots) instead of the selection."""
         w = self.w
+        w.selection.menu_targets = targets
+        self.update()
         menu = QtWidgets.QMenu(w)
         menu.setObjectName("executionMenu")
         for a in (w.act_stop, w.act_restart, w.act_rename, w.act_remove, None,
@@ -63,6 +65,13 @@ class ExecutionActions(QtCore.QObject):
         self.execution_menu = menu
         menu.popup(global_pos)
         menu.aboutToHide.connect(menu.deleteLater)
+        if targets is not None:
+            # the chosen action runs right after the menu hides; then the selection counts again
+            menu.aboutToHide.connect(lambda: QtCore.QTimer.singleShot(0, self._end_menu_targets))
+
+    def _end_menu_targets(self) -> None:
+        self.w.selection.menu_targets = None
+        self.update()
 
     # -- run -----------------------------------------------------------------------------
     def run(self) -> None:

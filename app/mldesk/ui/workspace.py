@@ -15,6 +15,7 @@ from mldesk.ui.filetree import FileTree
 from mldesk.ui.inputs import InputsPanel
 from mldesk.ui.outputs import OutputsPanel
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt
+from mldesk.ui.sidefilter import SidebarFilter
 from mldesk.ui.sidebar import ExecutionList, UndoBar
 from mldesk.ui.widgets import ElidedLabel, MessageBar, SectionHeader
 
@@ -134,6 +135,16 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.exec_count.setForegroundRole(QtGui.QPalette.PlaceholderText)
     w.exec_header.add(w.exec_count)
     w.execution_list = ExecutionList(w.model, right)
+    w.exec_filter = QtWidgets.QLineEdit(right)
+    w.exec_filter.setObjectName("executionFilter")
+    w.exec_filter.setPlaceholderText("Filter: name, state, parameter\u2026")
+    w.exec_filter.setClearButtonEnabled(True)
+    w.exec_filter.setToolTip("Show only the executions whose name, state, host or arguments contain every word")
+    w.sidebar_filter = SidebarFilter(w.exec_filter, w.execution_list)
+    filter_row = QtWidgets.QWidget(right)
+    fl = QtWidgets.QHBoxLayout(filter_row)
+    fl.setContentsMargins(8, 0, 8, 4)
+    fl.addWidget(w.exec_filter)
     w.exec_empty = _placeholder(
         "No executions yet.\n\nPress Run to start one: it snapshots the lab's files and runs main.py.", right)
     w.exec_empty.setMargin(18)
@@ -142,6 +153,7 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.exec_stack.addWidget(w.exec_empty)
     w.undo_bar = UndoBar(right)
     rl.addWidget(w.exec_header)
+    rl.addWidget(filter_row)
     rl.addWidget(w.exec_stack, 1)
     rl.addWidget(w.undo_bar)
 
