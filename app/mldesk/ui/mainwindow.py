@@ -23,6 +23,7 @@ from mldesk.ui import failure
 from mldesk.ui.actions import ExecutionActions
 from mldesk.ui.aio import Jobs
 from mldesk.ui.closeguard import CloseGuard
+from mldesk.ui.dropzone import DropZone
 from mldesk.ui.errors import describe, is_user_error, report_unexpected
 from mldesk.ui.facade import EngineBridge
 from mldesk.ui.labctl import LabController
@@ -91,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.logview = LogView(engine, self.bridge, self.console, self.jobs, self)
         self.notifier = Notifier(self)
+        self.dropzone = DropZone(self)
         self.notifications = self.notifier.sent
         self.guard = CloseGuard(self)
         self.selection = SelectionController(self)
@@ -367,6 +369,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge.close()
         self.jobs.shutdown()
         self.notifier.close()
+        self.dropzone.close()
         if self.owns_engine:
             self.engine.close()
 
