@@ -325,7 +325,7 @@ class ExecutionActions(QtCore.QObject):
                                "Files that main.py writes to outputs/ are collected when it ends.", "info",
                                timeout=8)
             return
-        self.w.outputs_panel.open_url(QtCore.QUrl.fromLocalFile(str(folder)))
+        self.w.outputs_panel.launch(folder)
 
     def save_log_dialog(self) -> None:
         exec_id = self.w.logview.exec_id

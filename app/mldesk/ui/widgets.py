@@ -169,7 +169,7 @@ class MessageBar(QtWidgets.QFrame):
             btn = QtWidgets.QPushButton(label, self)
             btn.setAutoDefault(False)
             btn.setCursor(Qt.PointingHandCursor)
-            btn.clicked.connect(slot)
+            btn.clicked.connect(lambda _checked=False, s=slot: s())  # not the checked flag as an argument
             self._buttons.addWidget(btn, 0, Qt.AlignVCenter)
             self._action_buttons.append(btn)
         self._restyle()
