@@ -205,3 +205,40 @@ def test_snapshot_banner_follows_a_rename_and_tabs_stay_open(qtbot, open_window,
     assert window.code.current_editor().property("rel") == "helper.py"
     window.rename(ex.id, "renamed run")
     wait_for(qtbot, lambda: "renamed run" in window.code.snapshot_bar.title.text(), 5, "the banner to follow")
+
+
+def test_where_it_runs_one_rule(qtbot, open_window, make_lab, tmp_path):
+    """Run uses the toolbar (remembered per lab); Restart runs where it ran unless the user
+    ticks the toolbar's choice in its dialog, which names host and runtime."""
+    from tests.gui.windowkit import wait_final
+
+    lab = make_lab("print('v1')\n")
+    window = open_window(lab, runtime=None)
+    window.runbar.set_runtime("process")
+    window.run()
+    wait_for(qtbot, lambda: window.model.rowCount() == 1, 5, "the execution")
+    first = wait_final(qtbot, window, window.model.execution(0).id)
+    assert (first.host, first.runtime) == ("local", "process")
+    window.shutdown()
+    again = open_window(lab, runtime=None)  # the lab remembers the runtime chosen for it
+    assert again.runbar.runtime_choice == "process" and again.runtime_button.text() == "process"
+    assert not again.runtime_button.autoRaise()  # a framed drop-down, not flat text
+    # the lab differs: the dialog says where it runs again and offers the toolbar's choice
+    (lab / "main.py").write_text("print('v2')\n")
+    again.runbar.set_runtime("docker")
+    again.restart(first.id)
+    wait_for(qtbot, lambda: again.restart_box is not None, 5, "the restart question")
+    box = again.restart_box
+    assert "local \u00b7 process" in box.text()
+    assert box.checkBox() is not None and "local \u00b7 docker" in box.checkBox().text()
+    box.done(0)
+
+
+def test_choosing_a_host_shows_its_runtime(qtbot, open_window, make_lab):
+    window = open_window(make_lab("print('x')\n"), runtime=None)
+    window.engine.store.put_host("gpu1", {"name": "gpu1", "host": "gpu1.example.org", "runtime": "process"})
+    window.runbar.fill_hosts()
+    window.runbar.set_runtime(None)
+    assert window.runbar.set_host("gpu1")
+    assert window.runtime_button.text() == "process"
+    assert "gpu1" in window.runtime_button.toolTip()

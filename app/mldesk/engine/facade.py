@@ -219,14 +219,18 @@ class Engine:
             self.reattach_one(ex.id)
         return updated
 
-    def restart(self, ref: str, *, name: str | None = None) -> tuple[Execution, str | None]:
-        """Make the lab equal to the execution's snapshot, then run it.
-        Returns (new execution, id of the backup snapshot of the lab's previous
-        files, or None when the lab already equalled the snapshot)."""
+    def restart(self, ref: str, *, name: str | None = None, host: str | None = None,
+                runtime: str | None = None) -> tuple[Execution, str | None]:
+        """Make the lab equal to the execution's snapshot, then run it where it ran
+        (or on ``host`` / ``runtime`` when given). Returns (new execution, id of the
+        backup snapshot of the lab's previous files, or None when the lab already
+        equalled the snapshot)."""
         ex = self.get(ref)
         lab = Path(ex.lab)
+        if host is None:
+            host, runtime = ex.host, runtime or ex.runtime
         backup = self.restore_code(ex.id, lab)
-        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name), backup
+        return self.run(lab, host=host, runtime=runtime, name=name), backup
 
     def snapshot_exclude(self, ex: Execution) -> tuple[str, ...]:
         try:
