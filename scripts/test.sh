@@ -4,8 +4,8 @@
 #   bash scripts/test.sh tests/unit -x   # extra arguments go to pytest
 # Installs/starts what the tests need first (each step is idempotent and takes
 # well under a second when everything is already in place): Debian packages and
-# .venv, dockerd, Xvfb, the test sshd (+ netns host), the test images. Docker and
-# SSH tests fail here instead of being skipped.
+# .venv, dockerd, Xvfb, the test sshd (+ netns host), Slurm, the test images. Docker,
+# SSH and Slurm tests fail here instead of being skipped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,7 +13,7 @@ bash scripts/ci/setup.sh
 bash scripts/ci/start-services.sh
 bash scripts/ci/build-test-images.sh
 
-export MLDESK_REQUIRE_DOCKER=1 MLDESK_REQUIRE_SSH=1
+export MLDESK_REQUIRE_DOCKER=1 MLDESK_REQUIRE_SSH=1 MLDESK_REQUIRE_SLURM=1
 if [[ ${MLDESK_CI_NETNS:-1} != 0 ]]; then
   export MLDESK_REQUIRE_NETNS=1
 fi
@@ -21,6 +21,7 @@ export QT_QPA_PLATFORM=offscreen
 export DISPLAY=${DISPLAY:-:99}
 eval "$(bash scripts/ci/sshd.sh env)"
 eval "$(bash scripts/ci/netns-host.sh env)"
+eval "$(bash scripts/ci/slurm.sh env)"
 
 rc=0
 .venv/bin/python -m pytest -p no:cacheprovider -q -ra "$@" || rc=$?

@@ -1,7 +1,7 @@
 """Fixtures shared by the whole suite.
 
-Docker, SSH and netns tests skip when their service is missing, except where
-``scripts/test.sh`` (and CI) export MLDESK_REQUIRE_DOCKER / _SSH / _NETNS=1: then a
+Docker, SSH, netns and Slurm tests skip when their service is missing, except where
+``scripts/test.sh`` (and CI) export MLDESK_REQUIRE_DOCKER / _SSH / _NETNS / _SLURM=1: then a
 missing service fails the test, so nothing goes quietly untested.
 """
 
@@ -20,12 +20,15 @@ pytest_plugins = ("pytester",)
 
 BUSYBOX_IMAGE = "mldesk-test/busybox:latest"
 PYTHON_IMAGE = "mldesk-test/python:latest"
+# Debian 11's Python 3.9: the oldest Python the agent is run on in the tests
+OLDEST_PYTHON_IMAGE = "mldesk-test/python-oldest:latest"
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "allow_log_errors: the test may log ERROR records on mldesk* loggers"
     )
+    config.addinivalue_line("markers", "slurm: needs the test Slurm cluster (scripts/ci/slurm.sh)")
 
 
 def _unavailable(require_var: str, reason: str):
@@ -130,6 +133,28 @@ def python_image(docker_client) -> str:
     return _image(docker_client, PYTHON_IMAGE)
 
 
+@pytest.fixture(scope="session")
+def oldest_python(docker_client, tmp_path_factory) -> Path:
+    """An executable that runs ``python3 ARGS`` in a container of the oldest-Python
+    image (Debian 11, Python 3.9): a stand-in for an old host's interpreter. One
+    container for the session, so processes an agent command starts detached live on
+    between commands, as on a host; /tmp (where tests keep their files) is at the same
+    path inside; stdin is passed through; no network."""
+    image = _image(docker_client, OLDEST_PYTHON_IMAGE)
+    name = f"mldesk-test-oldest-{os.getpid()}"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", "none", "-v", "/tmp:/tmp",
+                    image, "sleep", "infinity"], check=True, capture_output=True)
+    wrapper = tmp_path_factory.mktemp("oldest-python") / "python3"
+    wrapper.write_text('#!/bin/sh\ncase "$PWD" in /tmp/*) w=$PWD ;; *) w=/tmp ;; esac\n'
+                       f'exec docker exec -i -w "$w" {name} python3 "$@"\n')
+    wrapper.chmod(0o755)
+    try:
+        yield wrapper
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
 # --- SSH -------------------------------------------------------------------------
 
 
@@ -210,3 +235,48 @@ def netns_host():
             yield host
         finally:
             host.restore()  # never leave the link cut for the next test
+
+
+# --- a fake nvidia-smi on PATH (the only fake in the suite) -------------------------
+
+
+class FakeGpus:
+    """Controls the fake ``nvidia-smi`` (tests/helpers/fake_nvidia_smi.py) that the
+    ``fake_gpus`` fixture puts first on PATH, for this process and its children."""
+
+    def __init__(self, state_path: Path, bin_dir: Path):
+        self.state_path = state_path
+        self.bin_dir = bin_dir
+
+    def set(self, n: int | None = None, **state) -> dict:
+        from tests.helpers.fake_nvidia_smi import write_state
+
+        return write_state(self.state_path, n, **state)
+
+    def state(self) -> dict:
+        import json
+
+        return json.loads(self.state_path.read_text())
+
+    def update_gpu(self, index: int, **values) -> None:
+        state = self.state()
+        state["gpus"][index].update(values)
+        self.set(**state)
+
+
+@pytest.fixture
+def fake_gpus(tmp_path_factory, monkeypatch) -> FakeGpus:
+    """Two fake GPUs by default (``fake_gpus.set(4)`` for more)."""
+    import sys
+
+    bin_dir = tmp_path_factory.mktemp("fake-smi-bin")
+    script = Path(__file__).parent / "helpers" / "fake_nvidia_smi.py"
+    exe = bin_dir / "nvidia-smi"
+    exe.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
+    exe.chmod(0o755)
+    state = bin_dir / "state.json"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("FAKE_NVIDIA_SMI_STATE", str(state))
+    fake = FakeGpus(state, bin_dir)
+    fake.set(2)
+    return fake

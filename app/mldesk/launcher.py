@@ -1,5 +1,6 @@
 """The ``mldesk`` command: the window with no arguments (or ``mldesk open``), the CLI
-otherwise; ``__supervise`` and ``__smoke`` for detached supervisors and build checks.
+otherwise; ``__supervise``, ``__metrics`` and ``__smoke`` for detached supervisors, their metrics
+scanners and build checks.
 
 It sits above both front ends so that neither imports the other: the CLI gets the
 window as a callable. Start-up cost matters, so everything is imported on use.
@@ -34,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from mldesk.engine.supervisor import main as supervise
 
         return supervise(argv[1:])
+    if argv[:1] == ["__metrics"]:  # the metrics scanner of a supervisor (frozen app)
+        from mldesk.core.metrics import main as metrics
+
+        return metrics(["follow", *argv[1:]])
     from mldesk.cli.main import main as cli_main
 
     return cli_main(argv, open_window=open_window)

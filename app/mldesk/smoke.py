@@ -34,10 +34,10 @@ from mldesk import __version__
 #: What each template's program must print (a line of its stdout, as a prefix).
 EXPECTED = {
     "empty": ["arguments: ['--smoke', 'two words']"],
-    "xor": ["training XOR for 300 epochs", "accuracy 1.00"],
+    "xor": ["training XOR for 300 epochs", "accuracy: 1.00"],
 }
 #: Outputs each template must leave (collected into the execution's outputs/).
-EXPECTED_OUTPUTS = {"empty": [], "xor": ["weights.npz", "loss.csv"]}
+EXPECTED_OUTPUTS = {"empty": [], "xor": ["weights.json", "loss.csv"]}
 
 
 class SmokeFailure(Exception):

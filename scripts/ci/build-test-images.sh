@@ -3,6 +3,9 @@
 #   mldesk-test/busybox:latest  busybox-static rootfs (sh, sleep, cat, ...)
 #   mldesk-test/python:latest   Debian minbase + python3-minimal + python3-numpy,
 #                               `python` -> python3, made with debootstrap.
+#   mldesk-test/python-oldest:latest  Debian 11 (bullseye) minbase + python3:
+#                               Python 3.9, the oldest Python the agent is tested on.
+# Arguments pick images (busybox, python, oldest); none: all three.
 # Idempotent: an image whose org.mldesk.recipe label matches is left alone. The
 # python rootfs tarball is cached in /var/cache/mldesk-test, so rebuilding a
 # missing image on the same machine is a re-import (seconds, not a debootstrap).
@@ -16,6 +19,8 @@ PY_INCLUDE=python3-minimal,python3-numpy
 STD_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 BUSYBOX_TAG=mldesk-test/busybox:latest
 PYTHON_TAG=mldesk-test/python:latest
+OLDEST_TAG=mldesk-test/python-oldest:latest
+OLDEST_SUITE=${MLDESK_TEST_OLDEST_SUITE:-bullseye}
 # Bump when the recipes below change: images and cached tarballs are keyed on it.
 RECIPE_VERSION=1
 
@@ -82,23 +87,26 @@ build_busybox() {
   log "$BUSYBOX_TAG: built in $((SECONDS - t0)) s"
 }
 
-build_python() {
+# build_debian TAG SUITE INCLUDE: a debootstrapped Debian minbase image with INCLUDE.
+build_debian() {
+  local tag=$1 suite=$2 include=$3 name=${1#mldesk-test/}
   local recipe tarball dir mirror t0=$SECONDS
-  recipe=$(hash_of "$RECIPE_VERSION" python "$SUITE" "$PY_INCLUDE")
-  if [[ $(recipe_of "$PYTHON_TAG") == "$recipe" ]]; then
-    log "$PYTHON_TAG: up to date"
+  name=${name%%:*}
+  recipe=$(hash_of "$RECIPE_VERSION" python "$suite" "$include")
+  if [[ $(recipe_of "$tag") == "$recipe" ]]; then
+    log "$tag: up to date"
     return
   fi
-  tarball=$CACHE/python-$SUITE-$recipe.tar
+  tarball=$CACHE/$name-$suite-$recipe.tar
   if [[ ! -f $tarball ]]; then
     mirror=$(debian_mirror)
     new_workdir
     dir=$WORKDIR/rootfs
-    log "$PYTHON_TAG: debootstrap $SUITE from $mirror (about a minute)"
-    if ! debootstrap --variant=minbase --include="$PY_INCLUDE" "$SUITE" "$dir" "$mirror" \
-      >"$CACHE/debootstrap.log" 2>&1; then
-      log "debootstrap failed; last lines of $CACHE/debootstrap.log:"
-      tail -n 30 "$CACHE/debootstrap.log" >&2
+    log "$tag: debootstrap $suite from $mirror (about a minute)"
+    if ! debootstrap --variant=minbase --include="$include" "$suite" "$dir" "$mirror" \
+      >"$CACHE/debootstrap-$name.log" 2>&1; then
+      log "debootstrap failed; last lines of $CACHE/debootstrap-$name.log:"
+      tail -n 30 "$CACHE/debootstrap-$name.log" >&2
       [[ -f $dir/debootstrap/debootstrap.log ]] && tail -n 30 "$dir/debootstrap/debootstrap.log" >&2
       exit 1
     fi
@@ -107,16 +115,24 @@ build_python() {
     tar -C "$dir" --numeric-owner -cf "$tarball.part" .
     mv "$tarball.part" "$tarball"
     # Older recipes' tarballs are dead weight.
-    find "$CACHE" -maxdepth 1 -name "python-*.tar" ! -name "${tarball##*/}" -delete
+    find "$CACHE" -maxdepth 1 -name "$name-$suite-*.tar" ! -name "${tarball##*/}" -delete
   else
-    log "$PYTHON_TAG: importing cached $tarball"
+    log "$tag: importing cached $tarball"
   fi
   docker import --change "ENV PATH=$STD_PATH" --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' --change "LABEL org.mldesk.recipe=$recipe" \
-    - "$PYTHON_TAG" <"$tarball" >/dev/null
-  log "$PYTHON_TAG: built in $((SECONDS - t0)) s"
+    - "$tag" <"$tarball" >/dev/null
+  log "$tag: built in $((SECONDS - t0)) s"
 }
 
 docker info >/dev/null 2>&1 || { log "docker does not answer: run scripts/ci/start-services.sh first"; exit 1; }
-build_busybox
-build_python
+wanted=("$@")
+((${#wanted[@]})) || wanted=(busybox python oldest)
+for image in "${wanted[@]}"; do
+  case $image in
+    busybox) build_busybox ;;
+    python) build_debian "$PYTHON_TAG" "$SUITE" "$PY_INCLUDE" ;;
+    oldest) build_debian "$OLDEST_TAG" "$OLDEST_SUITE" python3 ;;
+    *) log "unknown image '$image' (busybox, python, oldest)"; exit 2 ;;
+  esac
+done

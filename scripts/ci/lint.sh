@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Static checks: the import-linter contract (pyproject: core and runtimes never
-# import Qt or the UI), byte-compiling the app, and bash syntax of our scripts.
+# Static checks: the import-linter contracts (pyproject: the floors, front ends only
+# through the engine, Qt only in the UI, the agent stdlib-only), byte-compiling the app,
+# and bash syntax of our scripts.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 

@@ -13,6 +13,7 @@ PACKAGES=(
   libxcb-cursor0 libxcb-shape0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1
   libxcb-image0 libxcb-render-util0 libegl1 libgl1 libfontconfig1 libdbus-1-3
   desktop-file-utils appstream rsync curl ca-certificates debian-archive-keyring
+  slurm-wlm munge
 )
 
 log() { printf '[setup] %s\n' "$*"; }

@@ -2,8 +2,12 @@
 # Start what the test suite talks to, each only if it is not already there:
 #   dockerd (no systemd here; log /tmp/mldesk-ci/dockerd.log), Xvfb on :99,
 #   the test sshd on 127.0.0.1:2222 (sshd.sh) and the netns SSH host on
-#   198.18.0.2 (netns-host.sh; skip with MLDESK_CI_NETNS=0).
-# Daemons are detached (setsid, stdio to files) so the calling CI step can end.
+#   198.18.0.2 (netns-host.sh; skip with MLDESK_CI_NETNS=0), and a single-node
+#   Slurm cluster whose login node is that sshd (slurm.sh).
+# Daemons are detached (setsid, stdio to files) so the calling CI step can end, and
+# keep running afterwards: scripts/ci/stop-services.sh stops exactly what this script
+# started (it notes dockerd's and Xvfb's pids in /tmp/mldesk-ci/started.d/; a daemon
+# that was already running is left alone).
 # Extra dockerd flags, if a machine needs them: MLDESK_DOCKERD_ARGS="--storage-driver=vfs".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -14,6 +18,8 @@ exec 9>"$LOGDIR/services.lock"
 flock -w 300 9 || { echo "start-services.sh: $LOGDIR/services.lock still held after 300 s" >&2; exit 1; }
 
 log() { printf '[services] %s\n' "$*"; }
+STARTED=$LOGDIR/started.d
+mkdir -p "$STARTED"
 
 # --- Docker ------------------------------------------------------------------
 if docker info >/dev/null 2>&1; then
@@ -23,6 +29,7 @@ else
   # shellcheck disable=SC2086
   # 9>&-: the daemon must not inherit (and hold forever) our lock.
   setsid dockerd ${MLDESK_DOCKERD_ARGS:-} >>"$LOGDIR/dockerd.log" 2>&1 </dev/null 9>&- &
+  echo $! >"$STARTED/dockerd"
   ok=
   for _ in $(seq 60); do
     if docker info >/dev/null 2>&1; then ok=1; break; fi
@@ -57,6 +64,7 @@ else
     tail -n 20 "$LOGDIR/xvfb.log" >&2 || true
     exit 1
   fi
+  xvfb_pid >"$STARTED/xvfb" || true
   log "Xvfb :99: started (pid $(xvfb_pid || echo '?'), log $LOGDIR/xvfb.log)"
 fi
 
@@ -67,3 +75,6 @@ if [[ ${MLDESK_CI_NETNS:-1} != 0 ]]; then
 else
   log "netns SSH host: skipped (MLDESK_CI_NETNS=0)"
 fi
+
+# --- Slurm (single node, login node = the test sshd) -------------------------------
+bash scripts/ci/slurm.sh start 9>&-

@@ -7,11 +7,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mldesk.engine.facade import Engine
+from tests.conftest import SSHServer, _unavailable
 
 APP = str(Path(__file__).resolve().parents[2] / "app")
 
@@ -126,3 +128,56 @@ def cli_popen(*args: str, home: Path, **kw) -> subprocess.Popen:
     env = dict(os.environ, MLDESK_HOME=str(home), PYTHONPATH=APP)
     return subprocess.Popen([sys.executable, "-m", "mldesk", *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+# --- Slurm ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlurmHost:
+    """The single-node test cluster (scripts/ci/slurm.sh) behind its login node, the
+    test sshd. ``ssh(cmd)`` runs a shell command there the way a user's SSH session
+    would (no SLURM_CONF passed along: the login node must find the cluster itself)."""
+
+    server: SSHServer
+    partition: str
+    node: str
+    gpus: int
+
+    def ssh(self, command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+        s = self.server
+        known = Path(os.environ.get("MLDESK_TEST_SSH_KNOWN_HOSTS", ""))
+        argv = ["ssh", "-i", str(s.key_path), "-p", str(s.port), "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+                "-o", f"UserKnownHostsFile={known}", "-F", "/dev/null", f"{s.user}@{s.host}", command]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                              stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ssh {command!r} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def slurm_host(sshd_server) -> SlurmHost:
+    """The test Slurm cluster, reached through the test sshd; skips (fails under
+    MLDESK_REQUIRE_SLURM=1) when it is not running."""
+    hint = 'scripts/ci/slurm.sh start; eval "$(scripts/ci/slurm.sh env)"'
+    env = os.environ
+    if not env.get("MLDESK_TEST_SLURM_PARTITION"):
+        _unavailable("MLDESK_REQUIRE_SLURM", f"MLDESK_TEST_SLURM_* not set: {hint}")
+    host = SlurmHost(sshd_server, env["MLDESK_TEST_SLURM_PARTITION"], env.get("MLDESK_TEST_SLURM_NODE", ""),
+                     int(env.get("MLDESK_TEST_SLURM_GPUS", "0")))
+    deadline = time.monotonic() + 20  # a node busy with another run's jobs is fine; down is not
+    while True:
+        probe = host.ssh(f"sinfo -h -p {host.partition} -o %T", timeout=30, check=False)
+        states = [st.rstrip("*~#!%$@^-") for st in probe.stdout.split()]
+        ok = probe.returncode == 0 and any(st in ("idle", "mixed", "allocated", "completing") for st in states)
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if not ok:
+        _unavailable("MLDESK_REQUIRE_SLURM",
+                     f"the test Slurm cluster does not answer over SSH (sinfo: {probe.returncode} "
+                     f"{probe.stdout.strip()} {probe.stderr.strip()}): {hint}")
+    return host

@@ -44,21 +44,22 @@ def test_image_missing_fails_with_reason(lab, mldesk_home, docker_client):
     assert b"could not be pulled" in res.stdout
 
 
-def test_gpu_requested_without_gpu(lab, mldesk_home, busybox_image):
+def test_gpu_requested_without_gpu(lab, mldesk_home, busybox_image, fake_gpus):
+    fake_gpus.set(0)  # a host without GPUs, whether or not this machine has one
     (lab / "ml.yaml").write_text("dockerImageId: mldesk-test/busybox:latest\nhardwareType: GPU\n")
     engine = Engine(mldesk_home)
     engine.set_setting("local_network", "none")
-    final = wait_final(engine, engine.run(lab, runtime="docker").id)
-    assert final.state == "failed" and final.hardware == "gpu"
-    assert "hardwareType is gpu" in final.reason and "hardwareType: cpu" in final.reason
+    # hardwareType: gpu means gpus: 1; a host without one refuses it at Run time
+    with pytest.raises(EngineError, match="1 GPU asked for, but local has no GPUs") as err:
+        engine.run(lab, runtime="docker")
+    assert "hardwareType" in str(err.value) and "\n" not in str(err.value)
+    assert engine.list() == []
 
 
-def test_gpu_requested_on_process_runtime_without_gpu(lab, mldesk_home):
-    import shutil
-
-    if shutil.which("nvidia-smi"):
-        pytest.skip("this machine has nvidia-smi")
+def test_gpu_requested_on_process_runtime_without_gpu(lab, mldesk_home, fake_gpus):
+    fake_gpus.set(0)  # a host without GPUs, whether or not this machine has one
     (lab / "ml.yaml").write_text("hardwareType: gpu\n")
     engine = Engine(mldesk_home)
-    final = wait_final(engine, engine.run(lab, runtime="process").id)
-    assert final.state == "failed" and "no NVIDIA GPU" in final.reason
+    with pytest.raises(EngineError, match="nvidia-smi found none"):
+        engine.run(lab, runtime="process")
+    assert engine.list() == []

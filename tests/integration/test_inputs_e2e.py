@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_three_stages_with_inputs(engine, make_lab, runtime, http, tmp_path):
         ("small.txt", http.serve("/small", small)),
         ("local.csv", local_file.as_uri()),
     ]))
-    ex = engine.run(lab, runtime=runtime)
+    ex = engine.run(lab, runtime=runtime, allow_local_inputs=True)  # local.csv is outside the lab
     final = wait_final(engine, ex.id)
     assert final.state == "finished", final.reason
     out = program_output(engine, ex.id).decode()
@@ -76,4 +77,37 @@ def test_failing_input_fails_execution_cleanly(engine, make_lab, runtime, http, 
     assert expected in final.reason.lower(), final.reason
     assert final.exit_code is None and final.started_at is None, "the code never ran"
     assert b"must not run" not in program_output(engine, ex.id)
+    deadline = time.monotonic() + 30  # the outcome is recorded first, then the workspace goes
+    while engine.layout.workspace(ex.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not engine.layout.workspace(ex.id).exists()
+
+
+POISON = """
+import os
+path = "inputs/data.bin"
+st = os.stat(path)
+try:
+    with open(path, "r+b") as f:
+        f.write(b"EVIL")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    print("rewrote the input in place")
+except OSError as exc:
+    print("could not rewrite the input:", exc.strerror)
+"""
+
+
+def test_program_rewriting_its_input_does_not_poison_the_cache(engine, make_lab, runtime, http):
+    """Issue 10 item 2: the workspace input is never a hard link into the cache."""
+    data = os.urandom(200_000)
+    url = http.serve("/data.bin", data)
+    bad = wait_final(engine, engine.run(make_lab(POISON, inputs_yaml([("data.bin", url)])), runtime=runtime).id)
+    assert bad.state == "finished", bad.reason
+    out = program_output(engine, bad.id).decode()
+    if runtime == "docker":
+        assert "could not rewrite" in out and "Read-only" in out, out  # a read-only mount
+    reader = make_lab(READER, inputs_yaml([("data.bin", url)]))
+    good = wait_final(engine, engine.run(reader, runtime=runtime).id)
+    assert good.state == "finished", good.reason
+    assert f"data.bin {len(data)} {hashlib.sha256(data).hexdigest()}" in program_output(engine, good.id).decode()
+    assert http.requests("/data.bin")[-1].status == 304, "the cached copy is used again"

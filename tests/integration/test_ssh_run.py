@@ -154,12 +154,13 @@ def test_full_run_with_inputs_outputs_and_nasty_parameters(sshe, sshd_server, re
             print("hello from", os.environ["MLDESK_EXECUTION_ID"], os.environ["PYTHONUNBUFFERED"])
             print("to stderr", file=sys.stderr)
             """, "\n".join(yaml_lines) + "\n", helper="not used\n")
-        ex = sshe.run(lab, host="box")
+        ex = sshe.run(lab, host="box", allow_local_inputs=True)  # local.txt is outside the lab
         assert ex.host == "box" and ex.runtime == remote_runtime
         final = wait_final(sshe, ex.id, timeout=90)
         assert srv.hits("/data.bin") >= 1
     assert final.state == "finished", (final.reason, messages(sshe, ex.id))
     assert final.exit_code == 0
+    assert f"read local file {local_file}" in messages(sshe, ex.id)  # always named (SPEC 10a)
     out = sshe.outputs_dir(ex.id)
     assert json.loads((out / "argv.json").read_text()) == NASTY
     import hashlib
@@ -175,6 +176,9 @@ def test_full_run_with_inputs_outputs_and_nasty_parameters(sshe, sshd_server, re
     assert "outputs/passwd-link: symbolic link" in msgs
     assert "sent local.txt from this computer" in msgs
     # the host's copy is removed once everything came back; blobs and the input cache stay
+    deadline = time.monotonic() + 30  # the outcome is recorded first, then the host is cleaned up
+    while (remote_dir / "executions" / ex.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not (remote_dir / "executions" / ex.id).exists()
     assert any((remote_dir / "blobs").rglob("*")) and any((remote_dir / "cache" / "inputs").rglob("*"))
     upload = json.loads((sshe.layout.execution_dir(ex.id) / "upload.json").read_text())

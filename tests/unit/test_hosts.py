@@ -22,9 +22,9 @@ from mldesk.core import hosts
 from mldesk.runtimes.ssh import transport
 from mldesk.runtimes.ssh import runtime as ssh
 
-# The agent runs on hosts with any Python >= 3.8: point this at an old one to check
-# (e.g. MLDESK_TEST_AGENT_PYTHON=~/.pyenv/versions/3.8.18/bin/python3.8).
-AGENT_PYTHON = os.environ.get("MLDESK_TEST_AGENT_PYTHON") or sys.executable
+# The agent runs on hosts with any Python >= 3.8 (its code is parsed as 3.8 below); the
+# agent's commands run both on this Python and in a Debian 11 container (Python 3.9, the
+# oldest one tested: the `oldest_python` fixture).
 
 # -- addresses and profiles ------------------------------------------------------------------
 
@@ -57,8 +57,11 @@ def test_profile_validation_and_round_trip():
     assert hosts.HostProfile.from_dict(d) == p
     assert hosts.HostProfile.from_dict({**d, "unknown_future_key": 1}) == p
     for bad, fragment in [({"name": "local"}, "this computer"), ({"name": "a b"}, "letters"),
-                          ({"runtime": "slurm"}, "runtime"), ({"network": "overlay"}, "network"),
-                          ({"max_parallel": -1}, "concurrency"), ({"keepalive": -2}, "keepalive")]:
+                          ({"runtime": "kubernetes"}, "runtime"), ({"network": "overlay"}, "network"),
+                          ({"max_parallel": -1}, "concurrency"), ({"keepalive": -2}, "keepalive"),
+                          ({"slurm_time": "1 h"}, "time limit"), ({"slurm_cpus": 0}, "CPUs"),
+                          ({"slurm_gpus": -1}, "GPUs"), ({"slurm_args": ["qos=x"]}, "start with '-'"),
+                          ({"env": {"A B": "x"}}, "environment")]:
         with pytest.raises(hosts.HostProfileError, match=fragment):
             hosts.HostProfile.from_dict({**d, **bad})
 
@@ -248,8 +251,10 @@ def test_agent_files_are_python38_and_stdlib_only():
     assert len(ssh.agent_version()) == 16
 
 
-@pytest.fixture
-def agent(tmp_path):
+@pytest.fixture(params=["current", "oldest"])
+def agent(request, tmp_path):
+    """Runs the agent's commands as on a host: with this Python, or Debian 11's 3.9."""
+    python = sys.executable if request.param == "current" else str(request.getfixturevalue("oldest_python"))
     d = tmp_path / "agent"
     d.mkdir()
     for name, text in ssh.agent_sources().items():
@@ -258,7 +263,7 @@ def agent(tmp_path):
     work = tmp_path / "work"
 
     def run(*args, input=b"", check=True):
-        r = subprocess.run([AGENT_PYTHON, str(d / ssh.AGENT_ENTRY), *map(str, args)], input=input,
+        r = subprocess.run([python, str(d / ssh.AGENT_ENTRY), *map(str, args)], input=input,
                            capture_output=True, timeout=60)
         if check:
             assert r.returncode == 0, r.stderr.decode()
@@ -266,6 +271,8 @@ def agent(tmp_path):
 
     run.work = work
     run.dir = d
+    run.python = python  # the agent's Python
+    run.program_python = sys.executable if request.param == "current" else "python3"  # as seen by the agent
     return run
 
 
@@ -301,7 +308,7 @@ def _upload(agent, exec_id, files: dict[str, bytes | tuple], have_all=False):
         sha = hashlib.sha256(content).hexdigest()
         manifest[rel] = [sha, len(content), 0o755 if rel.endswith(".sh") else 0o644]
         blobs[sha] = content
-    proc = subprocess.Popen([AGENT_PYTHON, str(agent.dir / ssh.AGENT_ENTRY), "upload", str(agent.work), exec_id],
+    proc = subprocess.Popen([agent.python, str(agent.dir / ssh.AGENT_ENTRY), "upload", str(agent.work), exec_id],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
 
     def read_exact(n: int) -> bytes:
@@ -386,7 +393,7 @@ def test_agent_start_follow_and_stop(agent, tmp_path):
            b"time.sleep(float(sys.argv[1]))\n"
     _upload(agent, "s1", {"main.py": main})
     spec = {"exec_id": "s1", "name": "n", "argv": ["0.2"], "env": {"MLDESK_EXECUTION_ID": "s1"},
-            "runtime": "process", "python": AGENT_PYTHON, "grace": 1}
+            "runtime": "process", "python": agent.program_python, "grace": 1}
     r = agent("start", agent.work, "s1", input=json.dumps(spec).encode())
     status = json.loads(r.stdout)
     assert status["state"] in ("running", "exited") and status["pid"]
@@ -522,3 +529,15 @@ def test_hosts_dialog_add_edit_remove_and_failed_test(qtbot, qt_engine):
     keydlg = HostKeyDialog("box (root@h)", "ssh-ed25519", "SHA256:abc", dlg)
     qtbot.addWidget(keydlg)
     assert keydlg.findChild(type(form.name), "fingerprint").text() == "SHA256:abc"
+
+
+def test_slurm_profile_settings_round_trip():
+    p = hosts.HostProfile.from_url("cluster", "ssh://me@login:22", runtime="slurm", workdir="/shared/me",
+                                   slurm_partition="gpu", slurm_time="1:00:00", slurm_cpus=4, slurm_mem="8G",
+                                   slurm_gpus=2, slurm_args=["--qos=debug", "--account=lab"],
+                                   env={"PATH": "/opt/slurm/bin:/usr/bin"})
+    assert hosts.HostProfile.from_dict(p.to_dict()) == p
+    assert p.slurm_settings(gpu=True) == {
+        "partition": "gpu", "time": "1:00:00", "cpus": 4, "mem": "8G", "gpus": 2,
+        "sbatch_args": ["--qos=debug", "--account=lab"], "env": {"PATH": "/opt/slurm/bin:/usr/bin"}}
+    assert p.slurm_settings(gpu=False)["gpus"] == 0

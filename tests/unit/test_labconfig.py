@@ -242,7 +242,7 @@ def test_problem_str():
 
 # --- input names -----------------------------------------------------------------------
 
-ESCAPING_NAMES = ["../x", "/etc/passwd", "a/b", "..", ".", "a\\b", "..\\x", "a\0b", "", "x/", "a" * 256,
+ESCAPING_NAMES = ["../x", "/etc/passwd", "a/b", "..", ".", "a\\b", "..\\x", "a\0b", "", "x/", "a" * 256, "\x85", "a\u2028b", "a\nb", "\x7f",
                   "é" * 128]
 
 
@@ -520,3 +520,102 @@ def test_remove_last_input_keeps_comment_and_stays_valid(tmp_path):
     text = (tmp_path / "ml.yaml").read_text()
     assert "# my lab" in text and "# the labels" in text
     assert load_lab_config(tmp_path).inputs == ()
+
+
+@pytest.mark.parametrize("name", ["\x85", "a\u2028b", "x\u2029", "tab\there"])
+def test_names_yaml_would_rewrite_are_refused_before_writing(tmp_path, name):
+    """Validation and the YAML writer agree on every Unicode line break: NEL/LS/PS are
+    refused up front instead of being written and read back as other text."""
+    (tmp_path / "ml.yaml").write_text(LAB_YAML)
+    with pytest.raises(ConfigError, match="control character"):
+        add_inputs(tmp_path, [InputSpec(name, "http://e/x")])
+    assert (tmp_path / "ml.yaml").read_text() == LAB_YAML
+# -- metrics: ----------------------------------------------------------------------
+def test_metrics_section():
+    from mldesk.core.metrics import MetricsConfig
+
+    cfg = parse_config(textwrap.dedent("""\
+        metrics:
+          patterns:
+            - '(?P<key>\\w+) is (?P<value>\\S+)'
+            - {regex: 'accuracy (?P<value>[\\d.]+)', key: val/acc}
+          replace_defaults: true
+          ignore: [v_num, 'time/*']
+          primary: {key: val/acc, goal: max}
+        """))
+    assert cfg.metrics == MetricsConfig(
+        patterns=((r"(?P<key>\w+) is (?P<value>\S+)", None), (r"accuracy (?P<value>[\d.]+)", "val/acc")),
+        replace_defaults=True, ignore=("v_num", "time/*"), primary="val/acc", goal="max")
+    assert parse_config("metrics: {primary: loss}").metrics == MetricsConfig(primary="loss")
+    assert parse_config("parameters: []").metrics == MetricsConfig()
+
+
+@pytest.mark.parametrize("text,line,column,words", [
+    ("metrics: [1]", 1, 10, "must be a mapping"),
+    ("metrics:\n  patterns: ['(']", 2, 14, "not a valid regular expression"),
+    ("metrics:\n  patterns:\n    - 'a(?P<value>1)'", 3, 7, "(?P<key>"),
+    ("metrics:\n  patterns:\n    - '(?P<key>a)'", 3, 7, "(?P<value>"),
+    ("metrics:\n  patterns:\n    - {key: acc}", 3, 7, "no regex"),
+    ("metrics:\n  replace_defaults: maybe", 2, 21, "true/false"),
+    ("metrics:\n  ignore: [[1]]", 2, 12, "pattern must be a string"),
+    ("metrics:\n  primary: {key: acc, goal: up}", 2, 29, "min or max"),
+    ("metrics:\n  primary: {goal: max}", 2, 12, "no key"),
+])
+def test_metrics_errors_have_positions(text, line, column, words):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    problem = info.value.problems[0]
+    assert (problem.line, problem.column) == (line, column), str(problem)
+    assert words in problem.message and problem.hint
+
+
+def test_unknown_metrics_key_is_a_warning():
+    cfg = parse_config("metrics:\n  primry: loss\n")
+    assert "did you mean 'primary'" in str(cfg.warnings[0])
+
+
+
+
+def test_ml_yaml_that_is_a_folder_is_an_error(tmp_path):
+    (tmp_path / "ml.yaml").mkdir()
+    with pytest.raises(ConfigError, match="is not a file"):
+        load_lab_config(tmp_path)
+
+
+def test_huge_ml_yaml_is_refused_before_parsing(tmp_path):
+    import time
+
+    from mldesk.core.labconfig import MAX_CONFIG_BYTES
+
+    (tmp_path / "ml.yaml").write_text("parameters:\n" + "  - pass-as: '--x=1'\n" * (MAX_CONFIG_BYTES // 10))
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match="at most"):
+        load_lab_config(tmp_path)
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_parameter_count_is_capped(tmp_path):
+    from mldesk.core.labconfig import MAX_PARAMETERS
+
+    (tmp_path / "ml.yaml").write_text("parameters:\n" + "  - pass-as: x\n" * (MAX_PARAMETERS + 1))
+    with pytest.raises(ConfigError, match="at most 10000"):
+        load_lab_config(tmp_path)
+
+
+@pytest.mark.parametrize("image", ["--help", "-v", "a b", "img\n--privileged", "UPPER CASE", ""])
+def test_image_reference_that_is_not_one_is_an_error(image):
+    with pytest.raises(ConfigError):
+        parse_config(f"dockerImageId: {image!r}\n")
+
+
+@pytest.mark.parametrize("image", ["python:3.11-slim", "registry.example.org:5000/team/img:v1",
+                                   "keras_v2-0-x_python_3-1", "busybox@sha256:" + "a" * 64])
+def test_image_references_that_are_fine(image):
+    assert parse_config(f"dockerImageId: '{image}'\n").docker_image_id == image
+
+
+def test_network_per_lab():
+    assert parse_config("network: none\n").network == "none"
+    assert parse_config("hardwareType: cpu\n").network is None
+    with pytest.raises(ConfigError, match="none, bridge or host"):
+        parse_config("network: internet\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import multiprocessing
 import os
 import random
@@ -705,47 +704,33 @@ def test_large_log_head_tail_are_fast_and_read_little(tmp_path):
     assert b"".join(x.data for x in tail) == b"".join(last[-1000:])
 
 
-def test_ingest_is_cheap(tmp_path):
-    """50k lines/s from 4 processes: the writer's per-batch cost is tiny."""
+def test_batched_writes_from_four_writers_read_back(tmp_path):
+    """4 writers x 50k lines in batches: every record is there (the speed of this is
+    measured by bench/p3 and bench/p9, not asserted here)."""
     batch = b"".join(b"step %6d loss=0.123456 acc=0.9876 lr=1.0e-04 some more text here\n" % i for i in range(500))
     paths = [tmp_path / ("log%d.bin" % i) for i in range(4)]
     writers = [LogWriter(p) for p in paths]
-    t0 = time.perf_counter()
     for _ in range(100):  # 4 x 50k lines
         for w in writers:
             w.write(STDOUT, batch)
-    elapsed = time.perf_counter() - t0
     for w in writers:
         w.close()
-    assert elapsed < 0.5, elapsed  # 200k lines; the budget is 1 s per 200k
-    t0 = time.perf_counter()
     n = sum(len(LogReader(p).read_from(0)[0]) for p in paths)
     assert n == 400
-    assert time.perf_counter() - t0 < 0.5
+    assert all(LogReader(p).total_lines() == 50_000 for p in paths)
 
 
 # -- stdlib only, Python 3.8 ----------------------------------------------------------
 
 
-def _old_pythons():
-    found = []
-    for v in ("3.8", "3.9"):
-        cands = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/%s.*/bin/python%s" % (v, v))))
-        exe = cands[-1] if cands else shutil.which("python" + v)
-        if exe and os.sep + "shims" + os.sep not in exe:  # a pyenv shim may not run it
-            found.append(exe)
-    return found
-
-
-def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path):
+def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path, oldest_python):
+    """On Debian 11's Python 3.9 (the oldest the agent is tested on), in a container."""
     src = Path(logstore.__file__).read_text()
     for line in src.splitlines():
         if line.startswith(("import ", "from ")):
             mod = line.split()[1].split(".")[0]
             assert mod in {"__future__", "os", "selectors", "struct", "threading", "time", "typing"}, line
-    pythons = _old_pythons()
-    if not pythons:
-        pytest.skip("no python3.8/3.9 here")
+    pythons = [str(oldest_python)]
     script = textwrap.dedent(
         """
         import importlib.util, sys
@@ -763,8 +748,10 @@ def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path):
     )
     for exe in pythons:
         p = tmp_path / ("log-%s.bin" % os.path.basename(exe))
+        module = tmp_path / "logstore.py"  # under /tmp, which the container sees
+        shutil.copy(logstore.__file__, module)
         res = subprocess.run(
-            [exe, "-c", script, logstore.__file__, str(p)], capture_output=True, text=True, timeout=60
+            [exe, "-c", script, str(module), str(p)], capture_output=True, text=True, timeout=120
         )
         assert res.returncode == 0, res.stderr
-        assert res.stdout.startswith("ok")
+        assert res.stdout.startswith("ok (3, 9)")

@@ -54,7 +54,8 @@ def test_nested_tree_is_copied_with_mtimes(ws, dest):
     assert tree(dest) == {"model.h5": b"m" * 1000, "plots/loss.png": b"png", "a/b/c/deep.txt": b"deep"}
     assert (dest / "empty").is_dir()
     assert os.stat(dest / "model.h5").st_mtime_ns == os.stat(ws / "model.h5").st_mtime_ns
-    assert stat.S_IMODE(os.stat(dest / "model.h5").st_mode) == 0o640
+    # the owner's bits are kept; group/other never (the store is owner-only, SPEC 10a)
+    assert stat.S_IMODE(os.stat(dest / "model.h5").st_mode) == 0o600
     assert lines == []
     assert not [p for p in dest.rglob(".*")]  # no temp files
 

@@ -107,3 +107,28 @@ def test_claim_removal_only_once(tmp_path):
     assert not store.claim_removal("20261125-100000-aaaaa")
     store.insert_execution(make("20261125-100000-bbbbb", state="running"))
     assert not store.claim_removal("20261125-100000-bbbbb")
+
+
+def test_overrides_and_sweep_migration_keeps_old_rows(tmp_path):
+    """A store written before overrides/sweeps existed opens with them empty."""
+    path = tmp_path / "db.sqlite"
+    conn = sqlite3.connect(path)
+    version = next(i for i, m in enumerate(MIGRATIONS) if "ADD COLUMN overrides" in m)
+    for number in range(version):
+        conn.executescript(MIGRATIONS[number])
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("UPDATE meta SET value = 1 WHERE key = 'seq'")
+    conn.execute("INSERT INTO executions (id, name, lab, runtime, state, created_at, snapshot, seq) "
+                 "VALUES ('old', 'old run', '/lab', 'process', 'finished', 1.0, 'snap', 1)")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    old = store.get("old")
+    assert old.overrides == {} and old.sweep is None and old.name == "old run"
+    new = make(new_execution_id())
+    new.overrides, new.sweep = {"lr": "0.1"}, "sweep-1"
+    store.insert_execution(new)
+    assert store.get(new.id).overrides == {"lr": "0.1"}
+    assert [e.id for e in store.list(sweep="sweep-1")] == [new.id]
+    assert store.get(new.id).public()["sweep"] == "sweep-1"
+    store.close()

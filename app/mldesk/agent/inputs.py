@@ -18,10 +18,12 @@ Cache layout (when ``cache_dir`` is given; ``file://`` inputs are never cached):
     blobs/<ab>/<sha256>.stat       {size, mtime_ns, ino} of the blob when it was stored
 
 A cached URL is revalidated with ``If-None-Match`` / ``If-Modified-Since``; a 304
-reuses the blob (hard-linked into the destination, copied across filesystems). A
+reuses the blob: it is *copied* into the destination (never hard-linked, so a program
+that rewrites its input cannot reach the cache) and hashed while copied, and a blob
+whose content no longer matches the SHA-256 recorded at download is discarded and
+the URL downloaded again. A
 server that sends no validators is downloaded again (and deduplicated by content). A
-blob whose size or mtime no longer matches its record (changed through a hard link in
-some workspace) is discarded. Every cache file is written to a temporary name and
+blob whose size or mtime no longer matches its record is discarded too. Every cache file is written to a temporary name and
 renamed, so two processes may fetch the same URL at once.
 """
 
@@ -92,23 +94,31 @@ class Progress(NamedTuple):
 
 
 def validate_name(name) -> Optional[str]:
-    """Why ``name`` is not a plain file name, or None when it is one."""
+    """Why ``name`` is not a plain file name, or None when it is one (the one check, used
+    by ml.yaml validation, the Inputs panel and the agent).
+
+    Control characters and Unicode line/paragraph breaks are refused too: YAML reads
+    NEL, LS and PS as line breaks, so such a name could not be written to ml.yaml and
+    read back as itself, and no console shows it honestly."""
     if not isinstance(name, str):
-        return "the name must be a string"
+        return "input name must be a string"
     if name == "":
-        return "the name is empty"
+        return "input name is empty"
     if name in (".", ".."):
-        return "the name may not be '.' or '..'"
-    if "/" in name or "\\" in name:
-        return "the name may not contain '/' or '\\' (it must be a plain file name)"
+        return "input name %r is not a file name" % name
     if "\x00" in name:
-        return "the name may not contain a NUL character"
+        return "input name contains a NUL character"
+    if "/" in name or "\\" in name:
+        return "input name %r must be a plain file name, not a path" % name
+    for ch in name:
+        if ch < " " or "\x7f" <= ch <= "\x9f" or ch in "\u2028\u2029":
+            return "input name contains the control character U+%04X" % ord(ch)
     try:
         size = len(name.encode("utf-8"))
     except UnicodeEncodeError:
-        return "the name is not valid text"
+        return "input name is not valid text"
     if size > 255:
-        return "the name is longer than 255 bytes"
+        return "input name is longer than 255 bytes"
     return None
 
 
@@ -234,15 +244,25 @@ def _unlink(path) -> None:
         pass
 
 
-def _link_or_copy(src: str, dst: str) -> None:
-    """Hard-link ``src`` to the new name ``dst``; copy across filesystems."""
+def _copy_new(src: str, dst: str, sha: Optional[str] = None) -> bool:
+    """Copy ``src`` to the new name ``dst`` (never a hard link: a program that
+    rewrites its input in place must not reach the cache). With ``sha``, the content
+    is hashed as it is copied; on a mismatch ``dst`` is removed and False returned."""
+    h = hashlib.sha256() if sha else None
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
     try:
-        os.link(src, dst)
-        return
-    except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            raise
-    shutil.copyfile(src, dst)
+        with open(src, "rb") as f, os.fdopen(fd, "wb") as out:
+            for buf in iter(lambda: f.read(1 << 20), b""):
+                if h is not None:
+                    h.update(buf)
+                out.write(buf)
+    except BaseException:
+        _unlink(dst)
+        raise
+    if h is not None and h.hexdigest() != sha:
+        _unlink(dst)
+        return False
+    return True
 
 
 # -- the cache ------------------------------------------------------------------------
@@ -298,6 +318,11 @@ class _Cache:
         meta["blob"] = blob
         return meta
 
+    def discard(self, url: str, blob: str) -> None:
+        _unlink(blob)
+        _unlink(blob + ".stat")
+        _unlink(self.meta_path(url))
+
     def _read_stat(self, blob: str) -> Optional[tuple]:
         try:
             with open(blob + ".stat", "r", encoding="utf-8") as f:
@@ -317,14 +342,15 @@ class _Cache:
             raise
 
     def _put_blob(self, src: str, blob: str, replace: bool) -> bool:
-        """Make ``blob`` hold the finished download ``src`` (a hard link where possible,
-        else a copy), atomically. Unless ``replace``, the first to store a blob wins:
+        """Make ``blob`` hold a copy of the finished download ``src`` (read-only,
+        never sharing an inode with a workspace file), atomically. Unless ``replace``, the first to store a blob wins:
         returns False when another thread or process stored it first."""
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(blob), prefix=".tmp-")
         os.close(fd)
         _unlink(tmp)
         try:
-            _link_or_copy(src, tmp)
+            _copy_new(src, tmp)
+            os.chmod(tmp, 0o400)
             st = os.stat(tmp)
             if replace:
                 os.replace(tmp, blob)
@@ -515,6 +541,7 @@ class _Fetch:
             path = urllib.request.url2pathname(parts.path)  # unquotes, handles /C:/...
         else:
             path = urllib.parse.unquote(parts.path)
+        self.local_path = path
         try:
             src = open(path, "rb")
         except FileNotFoundError:
@@ -722,7 +749,7 @@ class _Fetch:
         self.part = tmp
         self.job.track(tmp)
         try:
-            _link_or_copy(meta["blob"], tmp)
+            intact = _copy_new(meta["blob"], tmp, meta["sha256"])
         except FileNotFoundError:
             self.part = None
             raise _Retryable("cached copy vanished")
@@ -730,6 +757,13 @@ class _Fetch:
             if exc.errno in _DISK_FULL:
                 raise _Fatal("disk full while writing %s: free space on %s" % (self.name, self.job.dest))
             raise _Fatal("cannot use the cached copy: %s" % _describe_os_error(exc))
+        if not intact:
+            # the content no longer hashes to what was downloaded: never use it
+            self.job.untrack(tmp)
+            self.part = None
+            self.job.cache.discard(self.url, meta["blob"])
+            self.job.message("%s: the cached copy was damaged; downloading it again" % self.name)
+            return self.fetch_http()
         self.done = self.total = int(meta["size"])
         path = self.install_part("cached")
         self.job.message("%s: cached (%s)" % (self.name, how))
@@ -755,8 +789,12 @@ class _Fetch:
         state = final_state or "done"
         if state == "done":
             avg = self.done / elapsed if elapsed > 0 else 0.0
-            self.job.message("fetched %s: %s in %s (%s/s)" % (
-                self.name, human_bytes(self.done), human_seconds(elapsed), human_bytes(avg)))
+            local = getattr(self, "local_path", None)
+            if local is not None:  # always named: the user sees which local files a lab read
+                self.job.message("read local file %s as %s: %s" % (local, self.name, human_bytes(self.done)))
+            else:
+                self.job.message("fetched %s: %s in %s (%s/s)" % (
+                    self.name, human_bytes(self.done), human_seconds(elapsed), human_bytes(avg)))
         self.report(state, force=True)
         return Path(job.dest_given) / self.name
 

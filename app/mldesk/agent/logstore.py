@@ -273,7 +273,7 @@ class LogWriter:
         self._fsync = fsync
         self._lock = threading.Lock()
         self._closed = True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _O_BINARY, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _O_BINARY, 0o600)
         try:
             self._f = _File(fd)
             self._size, self._nl, self._ends_nl = self._recover()

@@ -29,12 +29,21 @@ streams of ``follow`` and ``outputs`` are ``u8 type | u32 len | payload``):
                                        "cancel" line (or EOF) on stdin cancels
     start WORKDIR ID                   spec JSON in; starts the supervising agent detached
                                        (own session, stdio to files), prints its status
+                                       (runtime ``slurm``: the status once sbatch took the job)
     supervise WORKDIR ID               (detached) run the program, write log and status
     follow WORKDIR ID OFFSET HEARTBEAT the log from byte OFFSET: frames L (raw records),
-                                       H (heartbeat), E (final status JSON, last)
+                                       H (heartbeat), S (status JSON when its state or
+                                       reason changed: a Slurm job queued/running),
+                                       E (final status JSON, last)
     stop WORKDIR ID GRACE              ask for a stop (TERM, KILL after GRACE seconds)
+    slurm-info WORKDIR SHARED_CHECK    the profile's Slurm settings (JSON) in; JSON out: sinfo
+                                       partitions, scontrol config values and,
+                                       when SHARED_CHECK is 1, whether a tiny job sees the
+                                       work folder (the ``slurm`` runtime: slurm.py)
     outputs WORKDIR ID                 JSON in ({have, limits}); the changed files of
                                        outputs/ out (frames F, D, f, S, Z)
+    resources WORKDIR ID OFFSET        the complete lines of resources.jsonl (the program's
+                                       CPU, memory and GPU samples) from byte OFFSET, raw
     cleanup WORKDIR ID                 remove the execution's folder (and container)
 """
 
@@ -54,7 +63,7 @@ import tempfile
 import threading
 import time
 
-from mldesk.agent import logstore
+from mldesk.agent import logstore, resources, slurm
 
 CHUNK = 1 << 20
 FINAL_STATES = ("exited", "failed", "stopped")
@@ -103,6 +112,7 @@ class Paths(object):
             self.spec = os.path.join(self.exec_dir, "spec.json")
             self.stop = os.path.join(self.exec_dir, "stop.json")
             self.agent_log = os.path.join(self.exec_dir, "agent.log")
+            self.resources = os.path.join(self.exec_dir, resources.SAMPLES_FILE)
 
     def blob(self, sha):
         _hexname(sha, "blob id")
@@ -291,6 +301,8 @@ def cmd_probe(workdir):
                                timeout=15)
             if r.returncode == 0:
                 info["gpus"] = [l.strip() for l in r.stdout.splitlines() if l.strip()]
+                # index, name, memory and current use of each (mldesk hosts status)
+                info["gpu_devices"] = resources.query_gpus(timeout=15)
             else:
                 info["gpu_error"] = (r.stderr or r.stdout).strip()[:200]
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -327,6 +339,8 @@ def reset_exec(p):
             os.kill(status["agent_pid"], signal.SIGKILL)
         except OSError:
             pass
+    if status.get("slurm_job") and status.get("state") not in FINAL_STATES:
+        slurm.cancel(status["slurm_job"], slurm.job_env(spec), kill=True)
     if spec.get("runtime") == "docker" or status.get("container"):
         try:
             docker("rm", "-f", status.get("container") or spec.get("container_name") or "", timeout=60)
@@ -634,6 +648,24 @@ class Supervisor(object):
                        "agent_start": proc_start_time(os.getpid()), "runtime": self.spec["runtime"]}
         self.stopping = threading.Event()
         self.done = threading.Event()
+        self.sampler = None
+
+    def start_sampler(self, **root):
+        """Resource samples of the program (and its GPUs) every 2 s into resources.jsonl;
+        the app pulls them with the ``resources`` command."""
+        try:
+            gpus = [int(g) for g in (self.spec.get("gpu_ids") or [])]
+            cache = resources.GpuCache(os.path.join(self.p.workdir, "cache", "gpus.json")) if gpus else None
+            self.sampler = resources.Sampler(self.p.resources, gpus=gpus, gpu_cache=cache,
+                                             interval=float(self.spec.get("sample_interval") or 2.0),
+                                             **root).start()
+        except Exception:  # noqa: BLE001 - no samples is no reason to fail the program
+            self.sampler = None
+
+    def stop_sampler(self):
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
 
     def save(self, **kw):
         self.status.update(kw)
@@ -652,6 +684,8 @@ class Supervisor(object):
         try:
             if self.spec["runtime"] == "docker":
                 code = self.run_docker(writer)
+            elif self.spec["runtime"] == "slurm":
+                code = self.run_slurm(writer)
             else:
                 code = self.run_process(writer)
         except AgentError as exc:
@@ -688,6 +722,7 @@ class Supervisor(object):
         except OSError as exc:
             raise AgentError("could not start %s on the host: %s" % (python, exc.strerror or exc))
         self.save(state="running", pid=proc.pid, pgid=proc.pid, python=python, started_at=time.time())
+        self.start_sampler(root_pid=proc.pid)
         t = threading.Thread(target=self.watch_stop,
                              args=(lambda grace: kill_group(proc.pid, grace),), daemon=True)
         t.start()
@@ -696,6 +731,20 @@ class Supervisor(object):
             code = normalise_exit(proc.wait())
         finally:
             self.done.set()
+            self.stop_sampler()
+        return code
+
+    def run_slurm(self, writer):
+        job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
+                                   self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
+        try:
+            job.submit()
+            code = job.follow()
+        except slurm.SlurmError as exc:
+            raise AgentError(str(exc))
+        finally:
+            self.done.set()
+        self.status["reason"] = None
         return code
 
     def run_docker(self, writer):
@@ -707,24 +756,29 @@ class Supervisor(object):
                              "choose another work folder for this host" % ws)
         cmd = ["run", "-d", "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
                "--tmpfs", "/tmp:rw,exec,nosuid,size=1g", "--network", spec.get("network") or "bridge",
-               "-v", ws + ":/workspace", "-w", "/workspace",
+               "-v", ws + ":/workspace", "-v", os.path.join(ws, "inputs") + ":/workspace/inputs:ro",
+               "-w", "/workspace",
                "--label", "mldesk.execution=" + spec["exec_id"], "--name", name]
         for k, v in sorted((spec.get("env") or {}).items()):
-            cmd += ["-e", "%s=%s" % (k, v)]
+            if k != "CUDA_VISIBLE_DEVICES":  # the container numbers its own GPUs from 0
+                cmd += ["-e", "%s=%s" % (k, v)]
         if os.getuid() != 0:
             cmd += ["--user", "%d:%d" % (os.getuid(), os.getgid())]
-        if spec.get("gpus"):
+        if spec.get("gpu_ids"):  # exactly the execution's GPUs (a device request with device ids)
+            cmd += ["--gpus", '"device=%s"' % ",".join(str(int(g)) for g in spec["gpu_ids"])]
+        elif spec.get("gpus") and spec.get("gpu_ids") is None:
             cmd += ["--gpus", "all"]
-        cmd += [spec["image"], "python", "main.py"] + list(spec["argv"])
+        cmd += ["--", spec["image"], "python", "main.py"] + list(spec["argv"])  # never a flag
         r = docker(*cmd, timeout=600)
         if r.returncode != 0:
             text = (r.stderr or r.stdout).strip()
-            if spec.get("gpus") and ("gpu" in text.lower() or "device driver" in text):
+            if (spec.get("gpus") or spec.get("gpu_ids")) and ("gpu" in text.lower() or "device driver" in text):
                 raise AgentError("Docker on the host cannot give the container a GPU (%s); install the "
                                  "NVIDIA Container Toolkit there, or turn GPUs off for this host" % text)
             raise AgentError("Docker on the host could not start the container: %s" % text)
         cid = r.stdout.strip().splitlines()[-1]
         self.save(state="running", container=cid, started_at=time.time())
+        self.start_sampler(root=_container_root(cid, spec["exec_id"]))
         logs = subprocess.Popen(["docker", "logs", "-f", cid], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         grace_box = []
@@ -756,10 +810,38 @@ class Supervisor(object):
             w.join()
         finally:
             self.done.set()
+            self.stop_sampler()
         try:
             return int(waited.get("code"))
         except (TypeError, ValueError):
             raise AgentError("lost the container (docker wait: %s)" % (waited.get("err") or "no exit code"))
+
+
+def _container_root(cid, exec_id):
+    """The container's init pid on this host (checked by the execution id in its
+    environment), looked up once and again only when that process is gone."""
+    found = {}
+
+    def root():
+        pid = found.get("pid")
+        if pid and os.path.exists("/proc/%d" % pid):
+            return pid
+        r = docker("inspect", "--format", "{{.State.Pid}}", cid, timeout=30)
+        try:
+            pid = int(r.stdout.strip())
+        except ValueError:
+            return None
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                mine = ("MLDESK_EXECUTION_ID=%s" % exec_id).encode() in f.read().split(b"\0")
+        except OSError:
+            mine = False
+        if pid and mine:
+            found["pid"] = pid
+            return pid
+        return None
+
+    return root
 
 
 def cmd_supervise(workdir, exec_id):
@@ -782,6 +864,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
     _OUT.flush()
     lost_since = None
     pause = 0.02
+    shown = None  # (state, reason) last sent in an S frame
     try:
         while True:
             if reader is None and os.path.exists(p.log):
@@ -801,6 +884,12 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                 pause = 0.02
                 continue
             status = read_json(p.status)
+            if status and status.get("state") in ("queued", "running") and \
+                    (status.get("state"), status.get("reason")) != shown:
+                shown = (status.get("state"), status.get("reason"))
+                write_typed(b"S", json.dumps(status).encode())
+                _OUT.flush()
+                last = time.monotonic()
             if status and status.get("state") in FINAL_STATES:
                 # the final status is written after the log's last record: one more look
                 if reader is None and os.path.exists(p.log):
@@ -854,7 +943,9 @@ def cmd_stop(workdir, exec_id, grace):
         jline({"ok": True, "agent": agent_alive(status)})
         return 0
     # the supervising agent is gone: act ourselves
-    if status.get("container"):
+    if status.get("slurm_job"):
+        slurm.cancel(status["slurm_job"], slurm.job_env(read_json(p.spec) or {}))
+    elif status.get("container"):
         docker("stop", "-t", str(max(0, int(round(grace)))), status["container"])
     elif status.get("pgid"):
         kill_group(status["pgid"], grace)
@@ -988,6 +1079,26 @@ def cmd_outputs(workdir, exec_id):
     return 0
 
 
+# -- resources -----------------------------------------------------------------------------------
+
+def cmd_resources(workdir, exec_id, offset):
+    """The complete lines of resources.jsonl from byte OFFSET on, raw (nothing when the
+    file does not exist yet)."""
+    p = Paths(workdir, exec_id)
+    offset = max(0, int(offset))
+    try:
+        with open(p.resources, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        data = b""
+    data = data[:data.rfind(b"\n") + 1]
+    out = getattr(sys.stdout, "buffer", sys.stdout)
+    out.write(data)
+    out.flush()
+    return 0
+
+
 # -- cleanup -------------------------------------------------------------------------------------
 
 def cmd_cleanup(workdir, exec_id):
@@ -997,8 +1108,21 @@ def cmd_cleanup(workdir, exec_id):
     return 0
 
 
+def cmd_slurm_info(workdir, shared_check):
+    p = Paths(workdir)
+    text = sys.stdin.read().strip()
+    settings = json.loads(text) if text else {}
+    env = slurm.job_env({"slurm": settings})
+    info = slurm.cluster_info(env)
+    if shared_check == "1" and not info.get("error"):
+        info["shared"] = slurm.check_shared(p.workdir, settings, env)
+    print(json.dumps(info))
+    return 0
+
+
 COMMANDS = {
     "probe": (cmd_probe, 1),
+    "slurm-info": (cmd_slurm_info, 2),
     "upload": (cmd_upload, 2),
     "fetch": (cmd_fetch, 4),
     "start": (cmd_start, 2),
@@ -1008,6 +1132,7 @@ COMMANDS = {
     "outputs": (cmd_outputs, 2),
     "cleanup": (cmd_cleanup, 2),
     "put-input": (cmd_put_input, 5),
+    "resources": (cmd_resources, 3),
 }
 
 

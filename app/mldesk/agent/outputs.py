@@ -101,6 +101,42 @@ def _copy_fd(src_fd: int, dst_fd: int, size: int) -> int:
     return done
 
 
+def copy_sparse(src_fd: int, dst_fd: int, size: int) -> int:
+    """Like :func:`_copy_fd`, but holes in the source stay holes in the copy (where
+    the platform can say where they are: ``SEEK_DATA``/``SEEK_HOLE``). Both
+    descriptors must be at offset 0. Returns the size of the copy."""
+    if not (hasattr(os, "SEEK_DATA") and hasattr(os, "SEEK_HOLE")) or size <= 0:
+        return _copy_fd(src_fd, dst_fd, size)
+    try:
+        first = os.lseek(src_fd, 0, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # all hole (or empty)
+            os.ftruncate(dst_fd, size)
+            return size
+        return _copy_fd(src_fd, dst_fd, size)  # not supported by this file system
+    pos = first
+    end = 0
+    while pos < size:
+        hole = min(os.lseek(src_fd, pos, os.SEEK_HOLE), size)
+        os.lseek(src_fd, pos, os.SEEK_SET)
+        os.lseek(dst_fd, pos, os.SEEK_SET)
+        got = _copy_fd(src_fd, dst_fd, hole - pos)
+        end = pos + got
+        if got < hole - pos:
+            break  # truncated meanwhile
+        try:
+            pos = os.lseek(src_fd, hole, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise _SourceError(exc)
+            end = size
+            break
+    else:
+        end = size
+    os.ftruncate(dst_fd, end)
+    return end
+
+
 LINK_REASON = "symbolic link (links are not followed)"
 
 
@@ -230,10 +266,11 @@ class _Collector:
             raise self.write_error(exc, rel, dest_parent)
         try:
             try:
-                copied = _copy_fd(fd, out, size)
+                copied = copy_sparse(fd, out, size)
             finally:
                 os.close(out)
-            os.chmod(tmp, (stat.S_IMODE(fst.st_mode) & 0o777) | 0o600)
+            # owner-only, and never set-uid / set-gid / sticky (SPEC 10a)
+            os.chmod(tmp, (stat.S_IMODE(fst.st_mode) & 0o700) | 0o600)
             os.utime(tmp, ns=(fst.st_atime_ns, fst.st_mtime_ns))
             if dst is not None and stat.S_ISDIR(dst.st_mode):
                 _remove(target, dst)
@@ -439,6 +476,25 @@ def _walk_paths(c: _Collector) -> None:
             else:
                 c.skip(rel, "not a regular file (%s)" % _kind(est.st_mode))
         stack.extend(reversed(subdirs))
+
+
+def strip_special_bits(root, owner_only: bool = True) -> int:
+    """Remove set-uid / set-gid bits (and with ``owner_only`` group and other bits)
+    from every file and folder under ``root`` (links are not followed). Returns how
+    many were changed."""
+    drop = stat.S_ISUID | stat.S_ISGID | (0o077 if owner_only else 0)
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(os.fspath(root), followlinks=False):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(path)
+                if not stat.S_ISLNK(st.st_mode) and st.st_mode & drop:
+                    os.chmod(path, stat.S_IMODE(st.st_mode) & ~drop)
+                    changed += 1
+            except OSError:
+                pass
+    return changed
 
 
 def collect_outputs(src_dir, dest_dir, *, max_files: Optional[int] = None,

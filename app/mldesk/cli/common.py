@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mldesk.agent.errors import UserError
+from mldesk.engine import UserError
 
 EXIT_USAGE = 2
 
@@ -12,7 +12,7 @@ class CliError(UserError):
 
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
-        self.code = code
+        self.code = self.exit_code = code
 
 
 def engine():

@@ -1,11 +1,13 @@
 """``mldesk hosts ...``: the host profiles executions can run on.
 
-    mldesk hosts add NAME ssh://[user@]host[:port] [--key PATH] [--runtime docker|process]
+    mldesk hosts add NAME ssh://[user@]host[:port] [--key PATH] [--runtime docker|process|slurm]
                      [--workdir DIR] [--gpus] [--network bridge|none|host]
                      [--accept-fingerprint SHA256:...] [--jump [user@]host[:port]] ...
+                     [--partition P] [--time 1:00:00] [--sbatch-arg=ARG ...]   (--runtime slurm)
     mldesk hosts ls [--json]
     mldesk hosts rm NAME
     mldesk hosts test NAME [--accept-fingerprint SHA256:...] [--json]
+    mldesk hosts status [NAME] [--json]
 
 An unknown host key is accepted only with ``--accept-fingerprint`` (scripts) or a
 "yes" typed at a terminal; with no terminal and no flag mldesk refuses.
@@ -32,8 +34,9 @@ def add_parsers(sub) -> None:
     h.add_argument("url", metavar="ssh://[user@]host[:port]",
                    help="the address (host may be an alias of ~/.ssh/config)")
     h.add_argument("--key", metavar="PATH", help="private key file (default: ~/.ssh/config, ssh-agent, ~/.ssh/id_*)")
-    h.add_argument("--runtime", choices=("docker", "process"), default="docker",
-                   help="how the host runs code (default docker)")
+    h.add_argument("--runtime", choices=("docker", "process", "slurm"), default="docker",
+                   help="how the host runs code (default docker; slurm: the host is a Slurm login node "
+                        "and each execution one batch job)")
     h.add_argument("--workdir", metavar="DIR", default="~/.mldesk",
                    help="mldesk's folder on the host (default ~/.mldesk)")
     h.add_argument("--gpus", action="store_true", help="give containers the host's NVIDIA GPUs (--gpus all)")
@@ -54,6 +57,18 @@ def add_parsers(sub) -> None:
     h.add_argument("--accept-fingerprint", metavar="SHA256:...",
                    help="accept the host key if (and only if) it has this fingerprint")
     h.add_argument("--no-check", action="store_true", help="save the profile without connecting")
+    g = h.add_argument_group("Slurm (--runtime slurm; --workdir must be on a file system the compute "
+                             "nodes share)")
+    g.add_argument("--partition", metavar="P", help="sbatch --partition (default: the cluster's default)")
+    g.add_argument("--time", metavar="LIMIT", help="sbatch --time, e.g. 1:00:00")
+    g.add_argument("--cpus", type=int, metavar="N", help="sbatch --cpus-per-task")
+    g.add_argument("--mem", metavar="SIZE", help="sbatch --mem, e.g. 8G")
+    g.add_argument("--gpus-per-job", type=int, default=1, metavar="N",
+                   help="--gres=gpu:N for labs with hardwareType gpu (default 1)")
+    g.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
+                   help="one more sbatch option, repeatable; write --sbatch-arg=--qos=debug")
+    g.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                   help="an environment variable for Slurm's commands and the job, repeatable")
 
     h = hs.add_parser("rm", help="remove a host profile")
     h.add_argument("name")
@@ -62,6 +77,10 @@ def add_parsers(sub) -> None:
     h.add_argument("name")
     h.add_argument("--accept-fingerprint", metavar="SHA256:...",
                    help="accept the host key if (and only if) it has this fingerprint")
+    h.add_argument("--json", action="store_true")
+
+    h = hs.add_parser("status", help="reachability, GPUs and their use, running executions (all hosts or one)")
+    h.add_argument("name", nargs="?")
     h.add_argument("--json", action="store_true")
     s.set_defaults(func=run)
 
@@ -160,20 +179,62 @@ def run(args) -> int:
         return 0
     if cmd == "test":
         return _test(engine, args.name, args.accept_fingerprint, args.json)
+    if cmd == "status":
+        return _status(engine, args.name, args.json)
     if cmd == "add":
         return _add(engine, args)
     raise AssertionError(cmd)
 
 
+def _status(engine, name: str | None, as_json: bool) -> int:
+    from mldesk.engine import human_bytes
+
+    rows = engine.host_status(name)
+    if as_json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+        return 0
+    for row in rows:
+        state = "reachable" if row["reachable"] else f"unreachable ({row.get('error', '?')})"
+        print(f"{row['name']:<16} {state:<12} {row['running']} running")
+        for g in row["gpus"]:
+            mem = (f"{human_bytes(g['memory_used_bytes'] or 0)} / {human_bytes(g['memory_total_bytes'] or 0)}"
+                   if g.get("memory_total_bytes") else "memory ?")
+            util = "?" if g.get("util_percent") is None else f"{g['util_percent']:g} %"
+            held = f"  held by {g['held_by']}" if g.get("held_by") else ""
+            print(f"  GPU {g['index']}  {g['name']}  {mem}  util {util}{held}")
+        slurm = row.get("slurm")
+        if slurm and not slurm.get("error"):
+            for part in slurm.get("partitions") or []:
+                print(f"  Slurm partition {part['name']}: {part.get('nodes')} node(s) {part.get('state')}, "
+                      f"GRES {part.get('gres')}")
+        elif row["reachable"] and not row["gpus"]:
+            print("  no GPU")
+    return 0 if all(r["reachable"] for r in rows) or not name else EXIT_FAIL
+
+
 def _add(engine, args) -> int:
     from mldesk.engine.hosts import HostError, HostKeyError, HostProfile
 
+    slurm_flags = [f for f, v in (("--partition", args.partition), ("--time", args.time), ("--cpus", args.cpus),
+                                  ("--mem", args.mem), ("--sbatch-arg", args.sbatch_arg)) if v]
+    if slurm_flags and args.runtime != "slurm":
+        _err(f"{', '.join(slurm_flags)} only go with --runtime slurm")
+        return EXIT_FAIL
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _err(f"--env {item!r}: write NAME=VALUE")
+            return EXIT_FAIL
+        env[key] = value
     try:
         profile = HostProfile.from_url(
             args.name, args.url, key=args.key, runtime=args.runtime, workdir=args.workdir, gpus=args.gpus,
             network=args.network, jump=args.jump, python=args.python, stop_grace=args.stop_grace,
             max_parallel=args.max_parallel, outputs_interval=args.outputs_interval,
-            keepalive=args.keepalive, connect_timeout=args.connect_timeout, password=args.password)
+            keepalive=args.keepalive, connect_timeout=args.connect_timeout, password=args.password,
+            slurm_partition=args.partition, slurm_time=args.time, slurm_cpus=args.cpus, slurm_mem=args.mem,
+            slurm_gpus=args.gpus_per_job, slurm_args=list(args.sbatch_arg), env=env)
     except HostError as exc:
         _err(str(exc))
         return EXIT_FAIL

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mldesk import __version__
-from mldesk.core.units import human_bytes, human_duration
+from mldesk.engine import human_bytes, human_duration
 
 from mldesk.cli.common import EXIT_USAGE, CliError, engine as _engine
 
@@ -38,7 +38,7 @@ def _print_json(obj) -> None:
 def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, offset: int = 0):
     """Copy the log to our stdout/stderr until the execution is final and the log
     is fully read. Returns the final execution record."""
-    from mldesk.agent import logstore
+    from mldesk.engine import STDERR, STDOUT
 
     out = sys.stdout.buffer
     err = sys.stderr.buffer if split_streams else out
@@ -49,9 +49,9 @@ def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, o
         while True:
             records, offset = reader.read_from(offset)
             for rec in records:
-                if rec.stream == logstore.STDOUT:
+                if rec.stream == STDOUT:
                     out.write(rec.data)
-                elif rec.stream == logstore.STDERR:
+                elif rec.stream == STDERR:
                     err.write(rec.data)
                 elif include_mldesk:
                     if split_streams:
@@ -65,7 +65,7 @@ def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, o
                 err.flush()
                 delay = 0.005
                 continue
-            ex = engine.store.get(exec_id)
+            ex = engine.lookup(exec_id)
             if ex is None:
                 raise CliError(f"execution {exec_id} was removed")
             if ex.final:
@@ -112,15 +112,32 @@ def _follow_or_detach(engine, ex, args) -> int:
 
 
 # -- commands ----------------------------------------------------------------------
+def _gpus_arg(text: str | None):
+    from mldesk.engine import parse_gpus_option
+
+    if text is None:
+        return None
+    try:
+        value = parse_gpus_option(text)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    return list(value) if isinstance(value, tuple) else value
+
+
 def cmd_run(args) -> int:
+    from mldesk.cli.experiments import start_run
+
+    args.gpus_value = _gpus_arg(args.gpus)
     engine = _engine()
-    ex = engine.run(args.lab or ".", host=args.host, runtime=args.runtime, name=args.name)
+    ex, code = start_run(engine, args)
+    if ex is None:  # a sweep
+        return code
     return _follow_or_detach(engine, ex, args)
 
 
 def cmd_restart(args) -> int:
     engine = _engine()
-    ex, backup = engine.restart(args.id, name=args.name)
+    ex, backup = engine.restart(args.id, name=args.name, allow_local_inputs=args.allow_local_inputs)
     if backup:
         print(f"[mldesk] the lab's previous files are kept as snapshot {backup} "
               f"(bring them back with `mldesk code` of a later run, or see `mldesk show {ex.id}`)",
@@ -130,7 +147,7 @@ def cmd_restart(args) -> int:
 
 def cmd_ls(args) -> int:
     engine = _engine()
-    rows = engine.list(lab=args.lab)
+    rows = engine.list(lab=args.lab, sweep=engine.resolve_sweep(args.sweep) if args.sweep else None)
     if args.json:
         _print_json([ex.public() for ex in rows])
         return 0
@@ -155,39 +172,94 @@ def cmd_show(args) -> int:
     ex = engine.get(args.id)
     if args.json:
         d = ex.public()
+        d["params"] = engine.params(ex)
         d["outputs_dir"] = str(engine.outputs_dir(ex.id))
-        d["log"] = str(engine.layout.log_path(ex.id))
+        d["log"] = str(engine.log_path(ex.id))
+        d["gpus"] = engine.gpus_of(ex.id)
+        d["resources"] = engine.resource_summary(ex.id)
         _print_json(d)
         return 0
+    gpus = engine.gpus_of(ex.id)
+    summ = engine.resource_summary(ex.id)
     fields = [
         ("id", ex.id), ("name", ex.name), ("state", ex.state),
         ("exit code", "" if ex.exit_code is None else ex.exit_code), ("reason", ex.reason or ""),
         ("lab", ex.lab), ("host", ex.host), ("runtime", ex.runtime), ("image", ex.image or ""),
         ("hardware", ex.hardware), ("parameters", " ".join(ex.argv)),
+        ("overrides", " ".join(f"{k}={v}" for k, v in ex.overrides.items())), ("sweep", ex.sweep or ""),
         ("created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ex.created_at))),
         ("ran for", _ran(ex)), ("snapshot", ex.snapshot),
         ("inputs", ", ".join(i["name"] for i in ex.inputs)),
         ("outputs", str(engine.outputs_dir(ex.id))),
+        ("gpus", ", ".join(map(str, gpus))),
     ]
+    if summ["samples"]:
+        peak = summ["peak_rss_bytes"]
+        fields.append(("resources", f"peak memory {human_bytes(peak) if peak is not None else '?'}, mean CPU "
+                                    f"{summ['mean_cpu_percent'] if summ['mean_cpu_percent'] is not None else '?'} %"))
+        for index, g in sorted(summ["gpu"].items()):
+            util = "?" if g["mean_util_percent"] is None else f"{g['mean_util_percent']:g} %"
+            mem = "?" if g["peak_mem_used_bytes"] is None else human_bytes(g["peak_mem_used_bytes"])
+            fields.append((f"gpu {index}", f"mean utilisation {util}, peak memory {mem}"))
     for key, value in fields:
         if value != "":
             print(f"{key + ':':<12} {value}")
     return 0
 
 
+def cmd_stats(args) -> int:
+    engine = _engine()
+    ex = engine.get(args.id)
+    data = engine.stats(ex.id)
+    if args.json:
+        print(json.dumps(data, sort_keys=True))
+        return 0
+    # one row per sample time, a column per series
+    columns = [("cpu_percent", data["cpu_percent"]), ("rss_bytes", data["rss_bytes"])]
+    for index in sorted(data["gpu"], key=int):
+        for key, points in sorted(data["gpu"][index].items()):
+            columns.append((f"gpu{index}_{key}", points))
+    times = sorted({t for _, points in columns for t, _ in points})
+    cells = [{t: v for t, v in points} for _, points in columns]
+    if args.csv:
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["t"] + [name for name, _ in columns])
+        for t in times:
+            w.writerow([f"{t:.3f}"] + ["" if c.get(t) is None else c[t] for c in cells])
+        return 0
+    if not times:
+        print(f"no resource samples for {ex.id} yet" + (" (it is queued)" if ex.state == "queued" else ""))
+        return 0
+    print(f"{'time':<10} {'CPU %':>7} {'memory':>10}" + "".join(
+        f" {('GPU' + i + ' %'):>8} {('GPU' + i + ' mem'):>10}" for i in sorted(data["gpu"], key=int)))
+    gpu_cells = {i: ({t: v for t, v in data["gpu"][i].get("util_percent", [])},
+                     {t: v for t, v in data["gpu"][i].get("mem_used_bytes", [])}) for i in data["gpu"]}
+    for t in times:
+        cpu, rss = cells[0].get(t), cells[1].get(t)
+        line = (f"{time.strftime('%H:%M:%S', time.localtime(t)):<10} {'' if cpu is None else f'{cpu:.1f}':>7} "
+                f"{'' if rss is None else human_bytes(rss):>10}")
+        for i in sorted(gpu_cells, key=int):
+            u, m = gpu_cells[i][0].get(t), gpu_cells[i][1].get(t)
+            line += f" {'' if u is None else f'{u:g}':>8} {'' if m is None else human_bytes(m):>10}"
+        print(line)
+    return 0
+
+
 def cmd_logs(args) -> int:
-    from mldesk.agent import logstore
+    from mldesk.engine import MLDESK, STDERR, STDOUT, write_program_output
 
     engine = _engine()
     ex = engine.get(args.id)
     if args.follow:
         follow(engine, ex.id, split_streams=False, include_mldesk=args.all)
         return 0
-    streams = (logstore.STDOUT, logstore.STDERR) + ((logstore.MLDESK,) if args.all else ())
+    streams = (STDOUT, STDERR) + ((MLDESK,) if args.all else ())
     out = sys.stdout.buffer
     with engine.log_reader(ex.id) as reader:
         if args.head is None and args.tail is None:
-            logstore.write_program_output(reader, out, include_mldesk=args.all)
+            write_program_output(reader, out, include_mldesk=args.all)
         else:
             if args.head is not None:
                 out.writelines(r.data for r in reader.head(args.head, streams)[0])
@@ -211,7 +283,7 @@ def cmd_stop(args) -> int:
         grace = float(ex.options.get("grace", 10.0))
         deadline = time.monotonic() + grace + 30
         while time.monotonic() < deadline:
-            now = engine.store.get(ex.id)
+            now = engine.lookup(ex.id)
             if now is None or now.final:
                 break
             time.sleep(0.05)
@@ -239,15 +311,17 @@ def cmd_outputs(args) -> int:
     engine = _engine()
     ex = engine.get(args.id)
     if args.to:
-        files, size = engine.export_outputs(ex.id, args.to)
+        files, size = engine.export_outputs(ex.id, args.to, overwrite=args.overwrite)
         print(f"copied {files} file(s), {human_bytes(size)} to {Path(args.to).resolve()}")
         return 0
     root = engine.outputs_dir(ex.id)
     if not root.is_dir():
         print(f"{ex.id} has no outputs" + ("" if ex.final else " yet (it is still " + ex.state + ")"))
         return 0
+    from mldesk.engine import safe_name
+
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        print(f"{human_bytes(path.stat().st_size):>10}  {path.relative_to(root)}")
+        print(f"{human_bytes(path.stat().st_size):>10}  {safe_name(str(path.relative_to(root)))}")
     print(f"folder: {root}")
     return 0
 
@@ -256,17 +330,19 @@ def cmd_code(args) -> int:
     engine = _engine()
     ex = engine.get(args.id)
     if args.to:
-        dest = engine.export_code(ex.id, args.to)
+        dest = engine.export_code(ex.id, args.to, overwrite=args.overwrite)
         print(f"wrote the code of {ex.id} to {dest.resolve()}")
         return 0
-    for rel, entry in sorted(engine.snapshots.manifest(ex.snapshot).items()):
+    from mldesk.engine import safe_name
+
+    for rel, entry in sorted(engine.code_manifest(ex.id).items()):
         size = "link" if entry[0] == "link" else human_bytes(entry[1])
-        print(f"{size:>10}  {rel}")
+        print(f"{size:>10}  {safe_name(rel)}")
     return 0
 
 
 def cmd_init(args) -> int:
-    from mldesk.templates import TEMPLATES, create_lab
+    from mldesk.engine import TEMPLATES, create_lab
 
     if args.template not in TEMPLATES:
         raise CliError(f"unknown template '{args.template}' (choose one of: {', '.join(TEMPLATES)})", EXIT_USAGE)
@@ -279,7 +355,7 @@ def cmd_init(args) -> int:
 
 
 def cmd_settings(args) -> int:
-    from mldesk.engine.facade import DEFAULT_SETTINGS
+    from mldesk.engine import DEFAULT_SETTINGS
 
     engine = _engine()
     if args.key is None:
@@ -319,12 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("lab", nargs="?", help="lab folder (default: the current folder)")
             s.add_argument("--host", default="local")
             s.add_argument("--runtime", choices=("docker", "process"))
+            s.add_argument("--gpus", metavar="N|I,J",
+                           help="GPUs for this run: a count (any free ones) or nvidia-smi indices (0,2); "
+                                "overrides ml.yaml's gpus")
         s.add_argument("--name", help="a name for the execution (at most 100 characters)")
         s.add_argument("--detach", "-d", action="store_true", help="start it and return at once")
         s.add_argument("--json", action="store_true", help="print the execution record as JSON")
+        s.add_argument("--allow-local-inputs", action="store_true",
+                       help="let the lab read the local files outside it that its ml.yaml lists as "
+                            "file:// inputs (remembered for this lab and these files)")
 
-    s = sub.add_parser("run", help="start an execution of a lab")
+    from mldesk.cli import experiments
+
+    s = sub.add_parser("run", help="start an execution of a lab (or a sweep of several)")
     run_options(s, lab=True)
+    experiments.add_run_options(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("restart", help="restore an execution's code into its lab and run it again")
@@ -334,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ls", help="list executions, newest first")
     s.add_argument("--lab")
+    s.add_argument("--sweep", metavar="SWEEP_ID", help="only the trials of this sweep")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_ls)
 
@@ -342,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_show)
 
+    s = sub.add_parser("stats", help="an execution's resource samples (CPU, memory, GPUs)")
+    s.add_argument("id")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help='{"cpu_percent": [[t, v], ...], "rss_bytes": ..., "gpu": {...}}')
+    fmt.add_argument("--csv", action="store_true", help="one row per sample time")
+    s.set_defaults(func=cmd_stats)
+
     s = sub.add_parser("logs", help="print an execution's output (what the program printed)")
     s.add_argument("id")
     s.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
@@ -349,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
     s.add_argument("--all", action="store_true", help="include mldesk's own stage messages")
     s.set_defaults(func=cmd_logs)
+
+    experiments.add_parsers(sub)
 
     s = sub.add_parser("stop", help="stop executions (SIGTERM, then SIGKILL after the grace period)")
     s.add_argument("ids", nargs="+", metavar="id")
@@ -366,12 +461,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("outputs", help="list an execution's outputs or copy them")
     s.add_argument("id")
-    s.add_argument("--to", metavar="DIR")
+    s.add_argument("--to", metavar="DIR", help="copy them into DIR (new names only: stops on a name taken)")
+    s.add_argument("--overwrite", action="store_true", help="with --to: replace files of the same name "
+                   "(folders are never removed)")
     s.set_defaults(func=cmd_outputs)
 
     s = sub.add_parser("code", help="list an execution's code snapshot or write it out")
     s.add_argument("id")
-    s.add_argument("--to", metavar="DIR")
+    s.add_argument("--to", metavar="DIR", help="write it into DIR (new names only: stops on a name taken)")
+    s.add_argument("--overwrite", action="store_true", help="with --to: replace files of the same name "
+                   "(folders are never removed)")
     s.set_defaults(func=cmd_code)
 
     from mldesk.cli import hosts as hosts_cli
@@ -394,7 +493,7 @@ def _report_crash(exc: BaseException) -> int:
     import traceback
 
     try:
-        from mldesk.core.paths import home
+        from mldesk.engine import data_home as home
 
         path = home() / "crash.log"
         with open(path, "a") as f:
@@ -416,10 +515,7 @@ def main(argv: list[str] | None = None, *, open_window=None) -> int:
     args.open_window = open_window
     if args.command is None:
         return cmd_gui(args)
-    from mldesk.core.labconfig import ConfigError
-    from mldesk.engine.facade import EngineError
-    from mldesk.core.snapshots import SnapshotError
-    from mldesk.runtimes.base import RuntimeUnavailable
+    from mldesk.engine import ConfigError, UserError
 
     try:
         return args.func(args)
@@ -431,9 +527,9 @@ def main(argv: list[str] | None = None, *, open_window=None) -> int:
     except CliError as exc:
         print(f"mldesk: error: {exc}", file=sys.stderr)
         return exc.code
-    except (EngineError, SnapshotError, RuntimeUnavailable) as exc:
+    except UserError as exc:  # the one root of errors a user can cause: one line
         print(f"mldesk: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
 from mldesk.agent.errors import UserError
 
-RUNTIMES = ("docker", "process")
+RUNTIMES = ("docker", "process", "slurm")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NETWORKS = ("bridge", "none", "host")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEYRING_SERVICE = "mldesk"
@@ -180,6 +181,21 @@ class HostProfile:
     outputs_interval: float = 30.0  # seconds between output syncs while running (0: only at the end)
     reconnect_timeout: float = 0.0  # give up reconnecting after this many seconds (0: never)
     description: str | None = None
+    # runtime "slurm": the host is a Slurm login node; each execution is one batch job.
+    # The work folder must be on a file system the compute nodes share.
+    slurm_partition: str | None = None  # --partition (None: the cluster's default)
+    slurm_time: str | None = None  # --time, e.g. "1:00:00"
+    slurm_cpus: int | None = None  # --cpus-per-task
+    slurm_mem: str | None = None  # --mem, e.g. "4G"
+    slurm_gpus: int = 1  # --gres=gpu:N for a lab with hardwareType gpu
+    slurm_args: list[str] = field(default_factory=list)  # more sbatch options, as given
+    env: dict[str, str] = field(default_factory=dict)  # for Slurm's commands and the job
+
+    def slurm_settings(self, *, gpu: bool = False) -> dict[str, Any]:
+        """What the agent's slurm runtime takes (spec["slurm"])."""
+        return {"partition": self.slurm_partition, "time": self.slurm_time, "cpus": self.slurm_cpus,
+                "mem": self.slurm_mem, "gpus": self.slurm_gpus if gpu else 0,
+                "sbatch_args": list(self.slurm_args), "env": dict(self.env)}
 
     @property
     def url(self) -> str:
@@ -240,6 +256,23 @@ class HostProfile:
             out.append("the concurrency limit must be a whole number >= 0")
         if self.key is not None and not str(self.key).strip():
             out.append("the key file is empty")
+        for label, value in (("partition", self.slurm_partition), ("time limit", self.slurm_time),
+                             ("memory", self.slurm_mem)):
+            if value is not None and (not isinstance(value, str) or not value.strip()
+                                      or any(c.isspace() for c in value)):
+                out.append(f"the Slurm {label} {value!r} is empty or has spaces")
+        if self.slurm_cpus is not None and (not isinstance(self.slurm_cpus, int) or self.slurm_cpus < 1):
+            out.append("the Slurm CPUs per task must be a whole number >= 1")
+        if not isinstance(self.slurm_gpus, int) or self.slurm_gpus < 0:
+            out.append("the Slurm GPUs per job must be a whole number >= 0")
+        if not isinstance(self.slurm_args, list) or not all(isinstance(a, str) and a for a in self.slurm_args):
+            out.append("the extra sbatch options must be a list of non-empty strings")
+        elif any(not a.startswith("-") for a in self.slurm_args):
+            out.append("each extra sbatch option must start with '-' (e.g. --qos=debug)")
+        if not isinstance(self.env, dict) or not all(
+                isinstance(k, str) and ENV_NAME_RE.match(k) and isinstance(v, str) and "\0" not in v
+                for k, v in self.env.items()):
+            out.append("the environment must map variable names (letters, digits, '_') to strings")
         return out
 
 

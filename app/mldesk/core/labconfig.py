@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import io
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 
 import yaml
 from mldesk.agent.errors import UserError
+
+from mldesk.core.metrics import MetricsConfig, MetricsConfigError, compile_pattern
 
 DEFAULT_IMAGE = "keras_v2-0-x_python_3-1"
 ML_IMAGE_IDS = (
@@ -36,13 +39,36 @@ URL_SCHEMES = ("http", "https", "file")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
-_TOP_KEYS = ("dockerImageId", "hardwareType", "parameters", "inputs", "exclude", "cli")
+_TOP_KEYS = ("dockerImageId", "hardwareType", "gpus", "parameters", "inputs", "exclude", "cli", "metrics",
+             "network")
+_GPUS_HINT = "write gpus: 1 for any one GPU, or gpus: [0, 2] for those (nvidia-smi indices)"
+NETWORKS = ("none", "bridge", "host")
+MAX_CONFIG_BYTES = 1 << 20  # a bigger ml.yaml is refused before it is parsed
+MAX_PARAMETERS = 10_000
+MAX_INPUTS = 10_000
+
+# A Docker image reference (distribution/reference), or a name of the alias table:
+# [registry[:port]/]path[:tag][@digest]; never starting with "-" (it would read as a flag)
+_IMAGE_RE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?/)?"
+    r"[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[._]|__|-+)[A-Za-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$")
+
+
+def image_problem(image: str) -> str | None:
+    """Why ``image`` is not a Docker image reference, or None."""
+    if not image or len(image) > 512 or not _IMAGE_RE.match(image):
+        return f"{image!r} is not a Docker image reference (like python:3.11-slim or registry.example.org/team/image:tag)"
+    return None
 _ML_ONLY = {"mounts": "use inputs to fetch the files instead"}
 _KINDS = {"str": "a string", "null": "empty", "bool": "true/false", "int": "a number", "float": "a number",
           "timestamp": "a date", "seq": "a list", "map": "a mapping"}
 _PARAM_HINT = "write each parameter as: - pass-as: '--flag=value'"
 _INPUT_HINT = "write each input as: - name: data.csv  url: https://example.org/data.csv"
 _EXCLUDE_HINT = "write exclude: ['.*', '__pycache__'] or a single pattern"
+_METRICS_KEYS = ("patterns", "replace_defaults", "ignore", "primary")
+_METRICS_HINT = "write metrics: {patterns: ['(?P<key>\\w+) is (?P<value>\\S+)'], ignore: [v_num], primary: val/acc}"
+_PATTERN_HINT = "write a regex with (?P<value>...) and (?P<key>...) groups, or {regex: 'acc (?P<value>\\S+)', key: acc}"
 
 
 @dataclass(frozen=True)
@@ -71,8 +97,12 @@ class LabConfig:
     parameters: tuple[str, ...] = ()
     inputs: tuple[InputSpec, ...] = ()
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    metrics: MetricsConfig = MetricsConfig()
     warnings: tuple[Problem, ...] = ()
     path: Path | None = None
+    # how many GPUs (any free ones), or which ones (nvidia-smi indices)
+    gpus: int | tuple[int, ...] = 0
+    network: str | None = None  # none | bridge | host: the container's network (None: the host's setting)
 
     def argv(self) -> list[str]:
         """Arguments for ``main.py``: each pass-as split like a POSIX shell splits words,
@@ -89,18 +119,11 @@ class ConfigError(UserError):
 
 
 def validate_input_name(name: str) -> str | None:
-    """Why ``name`` cannot be a file directly inside ``inputs/``, or None if it can."""
-    if not name:
-        return "input name is empty"
-    if name in (".", ".."):
-        return f"input name {name!r} is not a file name"
-    if "\0" in name:
-        return "input name contains a NUL character"
-    if "/" in name or "\\" in name:
-        return f"input name {name!r} must be a plain file name, not a path"
-    if len(name.encode("utf-8", "surrogatepass")) > 255:
-        return "input name is longer than 255 bytes"
-    return None
+    """Why ``name`` cannot be a file directly inside ``inputs/``, or None if it can
+    (the agent's check: the host applies the same rule)."""
+    from mldesk.agent.inputs import validate_name
+
+    return validate_name(name)
 
 
 def _url_problem(url: str) -> tuple[str, str] | None:
@@ -198,6 +221,17 @@ class _Checker:
             image = self.text(node, "dockerImageId", "put the image name in quotes")
             if image is not None and not image.strip():
                 self.add(node, "dockerImageId is empty", f"use {DEFAULT_IMAGE} or a Docker image reference")
+            elif image is not None and image_problem(image):
+                self.add(node, f"dockerImageId {image_problem(image)}", f"use {DEFAULT_IMAGE} or a Docker image reference")
+                image = None
+        network = None
+        if "network" in values:
+            node = values["network"]
+            network = self.text(node, "network", "use none, bridge or host")
+            if network is not None and network not in NETWORKS:
+                self.add(node, f"network must be none, bridge or host, not {network!r}",
+                         "none: no network at all; bridge: Docker's default; host: the host's network")
+                network = None
         if "hardwareType" in values:
             node = values["hardwareType"]
             hardware = self.text(node, "hardwareType", "use cpu or gpu")
@@ -214,17 +248,65 @@ class _Checker:
                     exclude += self.patterns(found["exclude"], "cli.exclude")
             else:
                 self.add(cli, f"cli must be a mapping, not {_kind(cli)}", "write cli: {exclude: ['.*']}")
+        gpus: int | tuple[int, ...] = 1 if hardware and hardware.lower() == "gpu" else 0
+        if "gpus" in values:
+            given = self.gpus(values["gpus"])
+            if given is not None:
+                if hardware and hardware.lower() == "cpu" and "hardwareType" in values and given:
+                    self.add(values["hardwareType"], "hardwareType is cpu but gpus asks for GPUs; gpus wins",
+                             "remove hardwareType, or set it to gpu", "warning")
+                elif hardware and hardware.lower() == "gpu" and not given:
+                    self.add(values["gpus"], "gpus is 0 but hardwareType is gpu; gpus wins",
+                             "remove hardwareType, or ask for gpus: 1", "warning")
+                gpus = given
+                hardware = "gpu" if given else "cpu"
         parameters = self.parameters(values["parameters"]) if "parameters" in values else []
         inputs = self.inputs(values["inputs"]) if "inputs" in values else []
+        metrics = self.metrics(values["metrics"]) if "metrics" in values else MetricsConfig()
         return LabConfig(
             docker_image_id=image,
             hardware_type=hardware and hardware.lower(),
             parameters=tuple(parameters),
             inputs=tuple(inputs),
+            gpus=gpus,
             exclude=tuple(exclude) if "exclude" in values or "cli" in values else DEFAULT_EXCLUDE,
+            metrics=metrics,
+            network=network,
             warnings=tuple(sorted(p for p in self.problems if p.severity == "warning")),
             path=path,
         )
+
+    def gpus(self, node: yaml.Node) -> int | tuple[int, ...] | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "int":
+            try:
+                n = int(node.value, 0)
+            except ValueError:
+                n = -1
+            if n < 0:
+                self.add(node, f"gpus must be a count of 0 or more, not {node.value}", _GPUS_HINT)
+                return None
+            return n
+        if isinstance(node, yaml.SequenceNode):
+            out: list[int] = []
+            for item in node.value:
+                value = None
+                if isinstance(item, yaml.ScalarNode) and item.tag == _TAG + "int":
+                    try:
+                        value = int(item.value, 0)
+                    except ValueError:
+                        value = None
+                if value is None or value < 0:
+                    self.add(item, f"each gpus item must be a GPU index (0, 1, ...), not "
+                                   f"{item.value if isinstance(item, yaml.ScalarNode) else _kind(item)}", _GPUS_HINT)
+                    return None
+                if value in out:
+                    self.add(item, f"GPU {value} is listed twice in gpus", "list each GPU once")
+                    return None
+                out.append(value)
+            return tuple(sorted(out))
+        shown = repr(node.value) if isinstance(node, yaml.ScalarNode) else _kind(node)
+        self.add(node, f"gpus must be a number or a list of GPU indices, not {shown}", _GPUS_HINT)
+        return None
 
     def patterns(self, node: yaml.Node, what: str) -> list[str]:
         nodes = [node] if isinstance(node, yaml.ScalarNode) else self.items(node, what, _EXCLUDE_HINT)
@@ -238,7 +320,11 @@ class _Checker:
         return out
 
     def parameters(self, node: yaml.Node) -> list[str]:
-        out = []
+        out: list[str] = []
+        if isinstance(node, yaml.SequenceNode) and len(node.value) > MAX_PARAMETERS:
+            self.add(node, f"parameters has {len(node.value)} items; at most {MAX_PARAMETERS} are allowed",
+                     "pass many values through a file in the lab instead")
+            return out
         for item in self.mapping_items(node, "parameters", _PARAM_HINT):
             fields = self.fields(item, ("pass-as",), " in a parameters item")
             if "pass-as" not in fields:
@@ -258,8 +344,79 @@ class _Checker:
             out.append(value)
         return out
 
+    def metrics(self, node: yaml.Node) -> MetricsConfig:
+        """The ``metrics:`` section (see mldesk.core.metrics and the README)."""
+        if not isinstance(node, yaml.MappingNode):
+            self.add(node, f"metrics must be a mapping, not {_kind(node)}", _METRICS_HINT)
+            return MetricsConfig()
+        found = {k: v for k, v in self.fields(node, _METRICS_KEYS, " in metrics").items() if v.tag != _TAG + "null"}
+        patterns: list[tuple[str, str | None]] = []
+        if "patterns" in found:
+            value = found["patterns"]
+            items = [value] if isinstance(value, (yaml.ScalarNode, yaml.MappingNode)) else \
+                self.items(value, "metrics.patterns", _PATTERN_HINT)
+            for item in items:
+                regex_node, key = item, None
+                if isinstance(item, yaml.MappingNode):
+                    fields = self.fields(item, ("regex", "key"), " in a metrics pattern")
+                    if "regex" not in fields:
+                        self.add(item, "metrics pattern has no regex", _PATTERN_HINT)
+                        continue
+                    regex_node = fields["regex"]
+                    if "key" in fields:
+                        key = self.text(fields["key"], "metrics pattern key", "write key: val/acc")
+                        if key is None:
+                            continue
+                        if not key.strip():
+                            self.add(fields["key"], "metrics pattern key is empty", "write key: val/acc")
+                            continue
+                regex = self.text(regex_node, "metrics pattern", "put the regex in single quotes")
+                if regex is None:
+                    continue
+                try:
+                    compile_pattern(regex, key)
+                except MetricsConfigError as exc:
+                    self.add(regex_node, f"metrics pattern {regex!r}: {exc}", _PATTERN_HINT)
+                    continue
+                patterns.append((regex, key))
+        replace = False
+        if "replace_defaults" in found:
+            rnode = found["replace_defaults"]
+            if rnode.tag == _TAG + "bool":
+                replace = rnode.value.lower() in ("true", "yes", "on", "y")
+            else:
+                self.add(rnode, f"metrics.replace_defaults must be true/false, not {_kind(rnode)}", "write true or false")
+        ignore = self.patterns(found["ignore"], "metrics.ignore") if "ignore" in found else []
+        primary = goal = None
+        if "primary" in found:
+            pnode = found["primary"]
+            key_node = pnode
+            if isinstance(pnode, yaml.MappingNode):
+                fields = self.fields(pnode, ("key", "goal"), " in metrics.primary")
+                key_node = fields.get("key")
+                if key_node is None:
+                    self.add(pnode, "metrics.primary has no key", "write primary: {key: val/acc, goal: max}")
+                if "goal" in fields:
+                    goal = self.text(fields["goal"], "metrics.primary.goal", "use min or max")
+                    if goal is not None and goal.lower() not in ("min", "max"):
+                        self.add(fields["goal"], f"metrics.primary.goal must be min or max, not {goal!r}",
+                                 "min: lower is better (a loss), max: higher is better (an accuracy)")
+                        goal = None
+                    goal = goal and goal.lower()
+            if key_node is not None:
+                primary = self.text(key_node, "metrics.primary", "write primary: val/acc", numbers=True)
+                if primary is not None and not primary.strip():
+                    self.add(key_node, "metrics.primary is empty", "write primary: val/acc")
+                    primary = None
+        return MetricsConfig(patterns=tuple(patterns), replace_defaults=replace, ignore=tuple(ignore),
+                             primary=primary, goal=goal)
+
     def inputs(self, node: yaml.Node) -> list[InputSpec]:
-        out = []
+        out: list[InputSpec] = []
+        if isinstance(node, yaml.SequenceNode) and len(node.value) > MAX_INPUTS:
+            self.add(node, f"inputs has {len(node.value)} items; at most {MAX_INPUTS} are allowed",
+                     "fetch an archive and unpack it in main.py instead")
+            return out
         seen: dict[str, tuple[str, int]] = {}
         for item in self.mapping_items(node, "inputs", _INPUT_HINT):
             fields = self.fields(item, ("name", "url"), " in an inputs item")
@@ -323,6 +480,9 @@ def _yaml_problem(exc: Exception, text: str) -> Problem:
 def parse_config(text: str, path: Path | str | None = None) -> LabConfig:
     """Validate ml.yaml text; raises ConfigError holding every error."""
     text = text.removeprefix("\ufeff")
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError([Problem(1, 1, f"ml.yaml is over {MAX_CONFIG_BYTES:,} characters",
+                                   "keep ml.yaml small: put data in files the lab reads", "error")])
     try:
         root = yaml.compose(text, Loader=_Loader)
     except Exception as exc:  # malformed input of any kind is the user's to fix, never a traceback
@@ -333,6 +493,23 @@ def parse_config(text: str, path: Path | str | None = None) -> LabConfig:
     if errors:
         raise ConfigError(errors)
     return config
+
+
+def parse_gpus_option(text: str) -> int | tuple[int, ...]:
+    """``--gpus``: ``N`` (any N free GPUs) or ``0,2`` (those indices)."""
+    text = text.strip()
+    try:
+        if "," in text or text.startswith("["):
+            values = [int(v) for v in text.strip("[]").split(",") if v.strip()]
+            if any(v < 0 for v in values) or len(set(values)) != len(values):
+                raise ValueError
+            return tuple(sorted(values))
+        n = int(text)
+        if n < 0:
+            raise ValueError
+        return n
+    except ValueError:
+        raise ValueError(f"--gpus takes a count (2) or GPU indices (0,2), not {text!r}") from None
 
 
 def find_config(lab_dir: Path | str) -> Path | None:
@@ -346,7 +523,15 @@ def find_config(lab_dir: Path | str) -> Path | None:
 def _read(path: Path) -> str:
     """The file's text, a BOM kept (parse_config drops it), line endings untouched."""
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError([Problem(1, 1, f"ml.yaml is {size:,} bytes; at most {MAX_CONFIG_BYTES:,} are read",
+                                       "keep ml.yaml small: put data in files the lab reads", "error")])
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError([Problem(1, 1, f"ml.yaml is over {MAX_CONFIG_BYTES:,} bytes",
+                                       "keep ml.yaml small: put data in files the lab reads", "error")])
     except OSError as exc:
         raise ConfigError([Problem(1, 1, f"cannot read {path}: {exc.strerror}", "check the file's permissions", "error")])
     try:
@@ -360,7 +545,13 @@ def _read(path: Path) -> str:
 def load_lab_config(lab_dir: Path | str) -> LabConfig:
     """The lab's configuration; all defaults when it has no ml.yaml."""
     path = find_config(lab_dir)
-    return LabConfig() if path is None else parse_config(_read(path), path)
+    if path is None:
+        others = sorted(e.name for e in os.scandir(lab_dir) if e.name.lower() == "ml.yaml")
+        if others:  # a folder (or a broken link) named ml.yaml is a mistake, not "no config"
+            raise ConfigError([Problem(1, 1, f"{others[0]} in {lab_dir} is not a file",
+                                       "ml.yaml must be a file; rename or remove that folder", "error")])
+        return LabConfig()
+    return parse_config(_read(path), path)
 
 
 def _edit_inputs(lab_dir: Path | str, edit) -> None:
@@ -418,10 +609,20 @@ def _index(seq, name: str) -> int:
     raise ConfigError([Problem(1, 1, f"ml.yaml has no input named {name!r}", "reload the lab", "error")])
 
 
+def _check_new_names(entries) -> None:
+    """Names are checked before they are written: YAML would turn some (NEL, LS, PS) into
+    other text, and the file read back could then not show the problem."""
+    problems = [Problem(1, 1, why, "choose a plain file name", "error")
+                for why in (validate_input_name(e.name) for e in entries) if why]
+    if problems:
+        raise ConfigError(problems)
+
+
 def add_inputs(lab_dir: Path | str, entries: list[InputSpec]) -> None:
     """Append inputs to ml.yaml (created when missing); duplicates are a ConfigError."""
     from ruamel.yaml import CommentedMap
 
+    _check_new_names(entries)
     _edit_inputs(lab_dir, lambda seq: seq.extend(CommentedMap(name=e.name, url=e.url) for e in entries))
 
 
@@ -430,6 +631,8 @@ def remove_input(lab_dir: Path | str, name: str) -> None:
 
 
 def replace_input(lab_dir: Path | str, old_name: str, new: InputSpec) -> None:
+    _check_new_names([new])
+
     def edit(seq) -> None:
         item = seq[_index(seq, old_name)]
         item["name"], item["url"] = new.name, new.url

@@ -42,6 +42,18 @@ class SnapshotError(UserError):
     pass
 
 
+def _blob_writer(blob: Path):
+    def write(fd: int) -> int:
+        from mldesk.agent.outputs import copy_sparse
+
+        src = os.open(blob, os.O_RDONLY)
+        try:
+            return copy_sparse(src, fd, os.fstat(src).st_size)
+        finally:
+            os.close(src)
+    return write
+
+
 def _excluded(rel: str, name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
 
@@ -52,14 +64,14 @@ class SnapshotStore:
         self.manifests = Path(manifests)
         self.statcache = Path(statcache) if statcache else self.manifests / "statcache"
         for d in (self.blobs, self.manifests, self.statcache):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lockfile = self.blobs / ".lock"
 
     # -- locking ----------------------------------------------------------
     @contextmanager
     def hold(self, exclusive: bool = False) -> Iterator[None]:
         """Shared: snapshots being made stay safe from GC. Exclusive: GC."""
-        fd = os.open(self._lockfile, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._lockfile, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -106,8 +118,8 @@ class SnapshotStore:
             if target.exists():
                 os.unlink(tmp)
                 return sha, 0
-            target.parent.mkdir(exist_ok=True)
-            os.chmod(tmp, 0o444)
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(tmp, 0o400)  # owner-only, and never written again
             os.replace(tmp, target)
             return sha, target.stat().st_size
         except BaseException:
@@ -181,11 +193,14 @@ class SnapshotStore:
         os.replace(tmp, path)
 
     # -- reading back ---------------------------------------------------------
-    def materialize(self, snap_id: str, dest: Path | str) -> None:
-        """Write the snapshot's files into ``dest`` (created; existing files overwritten)."""
+    def materialize(self, snap_id: str, dest: Path | str, *, owner_only: bool = False) -> None:
+        """Write the snapshot's files into ``dest`` (created; existing files overwritten).
+        ``owner_only``: modes without group/other bits (a workspace in the store)."""
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         for rel, entry in self.manifest(snap_id).items():
+            if owner_only and entry[0] != "link":
+                entry = [entry[0], entry[1], entry[2] & 0o700]
             self._write_entry(dest, rel, entry)
 
     def _write_entry(self, dest: Path, rel: str, entry: list) -> None:
@@ -201,8 +216,29 @@ class SnapshotStore:
             raise SnapshotError(f"blob {entry[0]} of {rel} is missing from the store")
         tmp = target.with_name(f".{target.name}.mldesk-tmp")
         shutil.copyfile(blob, tmp)
-        os.chmod(tmp, entry[2] | stat.S_IWUSR)
+        os.chmod(tmp, (entry[2] & 0o777) | stat.S_IWUSR)  # never set-uid/set-gid
         os.replace(tmp, target)
+
+    def export_entries(self, snap_id: str) -> list:
+        """The snapshot as ``mldesk.core.export.Entry`` items (folders first)."""
+        from mldesk.core.export import Entry
+
+        manifest = self.manifest(snap_id)
+        dirs: set[str] = set()
+        for rel in manifest:
+            parts = rel.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                dirs.add("/".join(parts[:i]))
+        out = [Entry(d, "dir") for d in sorted(dirs)]
+        for rel, entry in sorted(manifest.items()):
+            if entry[0] == "link":
+                out.append(Entry(rel, "link", link_target=entry[1]))
+                continue
+            blob = self.blob_path(entry[0])
+            if not blob.exists():
+                raise SnapshotError(f"blob {entry[0]} of {rel} is missing from the store")
+            out.append(Entry(rel, "file", mode=entry[2] & 0o777, write=_blob_writer(blob)))
+        return out
 
     def read_file(self, snap_id: str, rel: str) -> bytes:
         entry = self.manifest(snap_id).get(rel)

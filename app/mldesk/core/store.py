@@ -9,6 +9,7 @@ stored on the row it touched, so a watcher can ask "what changed since seq N".
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import string
@@ -16,12 +17,40 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Any, Iterator
+
 from mldesk.agent.errors import UserError
 
-ACTIVE_STATES = ("queued", "preparing", "fetching", "running", "collecting")
-FINAL_STATES = ("finished", "failed", "stopped")
+
+class State(str, Enum):
+    """An execution's state; members compare equal to the strings stored in the table."""
+
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    FETCHING = "fetching"
+    RUNNING = "running"
+    COLLECTING = "collecting"
+    FINISHED = "finished"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Hidden(IntEnum):
+    """``executions.hidden``: a Remove with Undo hides a row before it is deleted."""
+
+    SHOWN = 0
+    PENDING_UNDO = 1  # hidden, the Undo window is open
+    REMOVING = 2      # being removed for good
+
+
+ACTIVE_STATES = tuple(s.value for s in (State.QUEUED, State.PREPARING, State.FETCHING, State.RUNNING,
+                                        State.COLLECTING))
+FINAL_STATES = tuple(s.value for s in (State.FINISHED, State.FAILED, State.STOPPED))
 STATES = ACTIVE_STATES + FINAL_STATES
 
 MIGRATIONS: list[str] = [
@@ -73,11 +102,72 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE executions ADD COLUMN note TEXT;
     """,
+    # 4: parameter overrides of a "Run with..." ({flag name: value}) and the sweep an
+    # execution is a trial of
+    """
+    ALTER TABLE executions ADD COLUMN overrides TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE executions ADD COLUMN sweep TEXT;
+    CREATE INDEX executions_sweep ON executions(sweep);
+    """,
+    # 5: leases: which execution holds which GPU of a host (gpu >= 0), and a slot row
+    # (gpu = -1) for every execution let through the queue. Taken in the one write
+    # transaction that lets an execution leave `queued` (Store.claim_start); released
+    # (released_at set, the row kept so an ended execution still says which GPUs it
+    # had) in the transaction that makes it final. The partial unique index makes a
+    # second holder of one GPU impossible, whichever process asks.
+    """
+    CREATE TABLE gpu_leases (
+        exec_id TEXT NOT NULL,
+        host TEXT NOT NULL,
+        gpu INTEGER NOT NULL,
+        taken_at REAL NOT NULL,
+        released_at REAL,
+        PRIMARY KEY (exec_id, gpu)
+    );
+    CREATE UNIQUE INDEX gpu_leases_held ON gpu_leases(host, gpu) WHERE released_at IS NULL AND gpu >= 0;
+    """,
+    # 6: the user's consent for a lab to read a local file outside it (file:// inputs)
+    """
+    CREATE TABLE input_consents (
+        lab TEXT NOT NULL, path TEXT NOT NULL, granted_at REAL NOT NULL, PRIMARY KEY (lab, path)
+    );
+    """,
 ]
 
 
 class StoreError(UserError):
     """A user-facing store problem (unknown id, ambiguous prefix...)."""
+
+
+RUNNING_STATES = ("preparing", "fetching", "running", "collecting")
+SLOT = -1  # the lease row of a slot (max parallel), not of a GPU
+
+
+@dataclass
+class StartClaim:
+    """The answer of ``Store.claim_start``: go (with these GPUs), wait (why), or
+    never (``impossible``: the request cannot be met on this host)."""
+    ok: bool
+    reason: str | None = None
+    gpus: list[int] = field(default_factory=list)
+    impossible: bool = False
+
+
+def gpu_request(value: Any) -> int | list[int]:
+    """A GPU request as stored in an execution's options: a count or indices."""
+    if value is None or value is False:
+        return 0
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, (list, tuple)):
+        return sorted({int(v) for v in value})
+    return 0
+
+
+def _gpu_word(n: int) -> str:
+    return "GPU" if n == 1 else "GPUs"
 
 
 @dataclass
@@ -102,12 +192,14 @@ class Execution:
     handle: dict[str, Any] = field(default_factory=dict)
     supervisor_pid: int | None = None
     stop_requested_at: float | None = None
-    hidden: int = 0  # 0 shown, 1 hidden pending undo, 2 being removed
+    hidden: int = Hidden.SHOWN
     seq: int = 0
     hidden_at: float | None = None
     note: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    sweep: str | None = None
 
-    JSON_COLUMNS = ("argv", "inputs", "options", "handle")
+    JSON_COLUMNS = ("argv", "inputs", "options", "handle", "overrides")
 
     @property
     def active(self) -> bool:
@@ -120,6 +212,8 @@ class Execution:
     def public(self) -> dict[str, Any]:
         """The fields shown by ``--json`` output."""
         d = asdict(self)
+        if (self.handle or {}).get("slurm_job"):
+            d["slurm_job"] = str(self.handle["slurm_job"])
         for key in ("handle", "supervisor_pid", "seq", "hidden", "hidden_at", "options"):
             d.pop(key)
         return d
@@ -148,7 +242,10 @@ class Store:
 
     def __init__(self, path: Path | str, *, timeout: float = 30.0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = timeout
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():  # owner-only from the start (-wal/-shm inherit it)
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(
             str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
@@ -175,7 +272,25 @@ class Store:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:  # e.g. a full disk: never leave the transaction open
+                try:
+                    self.conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise
+
+    @contextmanager
+    def brief(self, timeout: float = 1.0) -> Iterator[None]:
+        """Writes inside wait at most ``timeout`` seconds for a busy store (for
+        status updates that must not hold anything up)."""
+        with self._lock:
+            self.conn.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+            try:
+                yield
+            finally:
+                self.conn.execute("PRAGMA busy_timeout = %d" % int(self.timeout * 1000))
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq'")
@@ -238,6 +353,9 @@ class Store:
             changes["seq"] = self._next_seq(conn)
             sets = ", ".join(f"{k} = :{k}" for k in changes)
             conn.execute(f"UPDATE executions SET {sets} WHERE id = :_id", {**changes, "_id": exec_id})
+            if changes.get("state") in FINAL_STATES:  # its GPUs are free in the same commit
+                conn.execute("UPDATE gpu_leases SET released_at = ? WHERE exec_id = ? AND released_at IS NULL",
+                             (time.time(), exec_id))
         return self.get(exec_id)
 
     def claim_removal(self, exec_id: str) -> bool:
@@ -246,20 +364,25 @@ class Store:
         with self.write() as conn:
             seq = self._next_seq(conn)
             return conn.execute(
-                f"UPDATE executions SET hidden = 2, hidden_at = ?, seq = ? WHERE id = ? AND hidden != 2 "
+                f"UPDATE executions SET hidden = {int(Hidden.REMOVING)}, hidden_at = ?, seq = ? WHERE id = ? AND hidden != {int(Hidden.REMOVING)} "
                 f"AND state IN ({','.join('?' * len(FINAL_STATES))})",
                 (time.time(), seq, exec_id, *FINAL_STATES)).rowcount == 1
 
     def delete_execution(self, exec_id: str) -> None:
         with self.write() as conn:
             conn.execute("DELETE FROM executions WHERE id = ?", (exec_id,))
+            conn.execute("DELETE FROM gpu_leases WHERE exec_id = ?", (exec_id,))
             conn.execute(
                 "INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (exec_id, self._next_seq(conn))
             )
 
-    def list(self, *, lab: str | None = None, include_hidden: bool = False, states: tuple[str, ...] | None = None) -> list[Execution]:
+    def list(self, *, lab: str | None = None, include_hidden: bool = False, states: tuple[str, ...] | None = None,
+             sweep: str | None = None) -> list[Execution]:
         sql = "SELECT * FROM executions WHERE 1=1"
         args: list[Any] = []
+        if sweep is not None:
+            sql += " AND sweep = ?"
+            args.append(sweep)
         if lab is not None:
             sql += " AND lab = ?"
             args.append(lab)
@@ -271,6 +394,44 @@ class Store:
         sql += " ORDER BY created_at DESC, id DESC"
         with self._lock:
             return [Execution.from_row(r) for r in self.conn.execute(sql, args)]
+
+    def list_page(self, lab: str, limit: int, before: tuple[float, str] | None = None) -> list[Execution]:
+        """The visible executions of ``lab``, newest first (the order of ``list``), at
+        most ``limit``, all older than ``before`` (a ``(created_at, id)`` key) if given."""
+        sql = "SELECT * FROM executions WHERE lab = ? AND hidden = 0"
+        args: list[Any] = [lab]
+        if before is not None:
+            sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
+            args += [before[0], before[0], before[1]]
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        args.append(int(limit))
+        with self._lock:
+            return [Execution.from_row(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    def queue_position(self, host: str, exec_id: str) -> tuple[int, int]:
+        """(executions busy on ``host`` other than ``exec_id``, queued ones ahead of it),
+        read in one write transaction so racing supervisors agree."""
+        with self.write() as conn:
+            busy = conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE host = ? AND id != ? AND state IN "
+                "('preparing','fetching','running','collecting')", (host, exec_id)).fetchone()[0]
+            ahead = conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE host = ? AND state = 'queued' AND id < ?",
+                (host, exec_id)).fetchone()[0]
+        return busy, ahead
+
+    def count(self, lab: str) -> int:
+        """How many visible executions ``lab`` has."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT COUNT(*) FROM executions WHERE lab = ? AND hidden = 0", (lab,)).fetchone()[0]
+
+    def sweep_ids(self, prefix: str = "") -> list[str]:
+        """The sweep ids that start with ``prefix``, sorted."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT DISTINCT sweep FROM executions WHERE sweep IS NOT NULL AND substr(sweep, 1, ?) = ? "
+                "ORDER BY sweep", (len(prefix), prefix))]
 
     def changes_since(self, seq: int) -> tuple[list[Execution], list[str], int]:
         """Rows changed and ids deleted after ``seq``, and the current seq."""
@@ -317,6 +478,131 @@ class Store:
             used |= {r[0] for r in self.conn.execute("SELECT DISTINCT snapshot FROM lab_backups")}
         return used
 
+    # -- the queue: slots and GPU leases -----------------------------------------
+    def claim_start(self, exec_id: str, *, max_parallel: int = 0, gpus: Any = None,
+                    host_gpus: list[int] | tuple[int, ...] = ()) -> StartClaim:
+        """May ``exec_id`` leave ``queued`` now? In ONE ``BEGIN IMMEDIATE`` transaction:
+        release leases whose execution ended or is gone, check the host's
+        ``max_parallel`` slots and GPUs (first come, first served in the order the
+        executions were created), take the GPUs and move the execution to
+        ``preparing`` (clearing its queued reason) -- or mark it ``queued`` with the
+        reason it waits. ``gpus``: a count or a list of indices; ``host_gpus``: the
+        indices the host has. An execution already holding GPUs (a resumed supervisor)
+        goes on with them."""
+        want = gpu_request(gpus)
+        host_gpus = sorted({int(g) for g in host_gpus})
+        count = len(want) if isinstance(want, list) else want
+        with self.write() as conn:
+            me = conn.execute("SELECT host, state, created_at FROM executions WHERE id = ?", (exec_id,)).fetchone()
+            if me is None or me["state"] not in ACTIVE_STATES:
+                return StartClaim(False, "the execution ended or was removed", impossible=True)
+            host, now = me["host"], time.time()
+            self._release_stale(conn, host, now)
+            mine = [r[0] for r in conn.execute(
+                "SELECT gpu FROM gpu_leases WHERE exec_id = ? AND released_at IS NULL ORDER BY gpu", (exec_id,))]
+            if mine:  # let through before (a resumed supervisor): go on with what it has
+                self._leave_queue(conn, exec_id, me["state"])
+                return StartClaim(True, None, [g for g in mine if g >= 0])
+            if isinstance(want, list):
+                missing = [g for g in want if g not in host_gpus]
+                if missing:
+                    return StartClaim(False, f"{host} has no GPU {', '.join(map(str, missing))} "
+                                             f"(it has {len(host_gpus)} {_gpu_word(len(host_gpus))})", impossible=True)
+            elif count > len(host_gpus):
+                return StartClaim(False, f"asks for {count} {_gpu_word(count)} but {host} has "
+                                         f"{len(host_gpus)}", impossible=True)
+            order = (me["created_at"], exec_id)
+            others = [r for r in conn.execute(
+                f"SELECT id, state, created_at, options FROM executions WHERE host = ? AND id != ? "
+                f"AND state IN ({','.join('?' * len(ACTIVE_STATES))})", (host, exec_id, *ACTIVE_STATES))]
+            held, holders = {}, set()
+            for r in conn.execute("SELECT gpu, exec_id FROM gpu_leases WHERE host = ? AND released_at IS NULL",
+                                  (host,)):
+                holders.add(r["exec_id"])
+                if r["gpu"] >= 0:
+                    held[r["gpu"]] = r["exec_id"]
+            earlier = [r for r in others if (r["created_at"], r["id"]) < order]
+            reason = None
+            if max_parallel and max_parallel > 0:
+                # busy: let through (a lease row), past preparing (started before leases
+                # existed), or created earlier and not yet checked (it goes first)
+                busy = sum(1 for r in others if r["state"] in RUNNING_STATES and (
+                    r["id"] in holders or r["state"] != "preparing" or (r["created_at"], r["id"]) < order))
+                ahead = sum(1 for r in earlier if r["state"] == "queued")
+                if busy + ahead >= max_parallel:
+                    reason = (f"waiting for a free slot on {host} ({busy} of {max_parallel} running"
+                              + (f", {ahead} queued before it)" if ahead else ")"))
+            if reason is None and count:
+                free = [g for g in host_gpus if g not in held]
+                # an earlier execution still waiting for GPUs goes first
+                waiting = [r for r in earlier if r["id"] not in holders and r["state"] in ("queued", "preparing")
+                           and gpu_request(json.loads(r["options"]).get("gpus"))]
+                if isinstance(want, list):
+                    ok = all(g in free for g in want) and not waiting
+                    pick = want
+                else:
+                    ok = len(free) >= count and not waiting
+                    pick = free[:count]
+                if not ok:
+                    busy_n = len([g for g in host_gpus if g in held])
+                    what = (f"GPU {', '.join(map(str, want))}" if isinstance(want, list)
+                            else f"{count} free {_gpu_word(count)}")
+                    reason = f"waiting for {what} on {host} ({busy_n} of {len(host_gpus)} busy)"
+                    if waiting and (len(free) >= count if not isinstance(want, list) else all(g in free for g in want)):
+                        reason = (f"waiting for {what} on {host} ({len(waiting)} earlier "
+                                  f"execution{'s' if len(waiting) != 1 else ''} first)")
+                else:
+                    conn.executemany("INSERT OR REPLACE INTO gpu_leases VALUES (?, ?, ?, ?, NULL)",
+                                     [(exec_id, host, g, now) for g in [SLOT, *pick]])
+                    self._leave_queue(conn, exec_id, me["state"])
+                    return StartClaim(True, None, list(pick))
+            if reason is not None:
+                row = conn.execute("SELECT reason FROM executions WHERE id = ?", (exec_id,)).fetchone()
+                if me["state"] != "queued" or row["reason"] != reason:
+                    conn.execute("UPDATE executions SET state = 'queued', reason = ?, seq = ? WHERE id = ?",
+                                 (reason, self._next_seq(conn), exec_id))
+                return StartClaim(False, reason)
+            conn.execute("INSERT OR REPLACE INTO gpu_leases VALUES (?, ?, ?, ?, NULL)", (exec_id, host, SLOT, now))
+            self._leave_queue(conn, exec_id, me["state"])
+            return StartClaim(True, None, [])
+
+    def _leave_queue(self, conn: sqlite3.Connection, exec_id: str, state: str) -> None:
+        if state == "queued":
+            conn.execute("UPDATE executions SET state = 'preparing', reason = NULL, seq = ? WHERE id = ?",
+                         (self._next_seq(conn), exec_id))
+
+    def _release_stale(self, conn: sqlite3.Connection, host: str, now: float) -> None:
+        """Leases of executions that ended (or were removed) without releasing them."""
+        conn.execute(
+            f"UPDATE gpu_leases SET released_at = ? WHERE host = ? AND released_at IS NULL AND exec_id NOT IN "
+            f"(SELECT id FROM executions WHERE state IN ({','.join('?' * len(ACTIVE_STATES))}))",
+            (now, host, *ACTIVE_STATES))
+
+    def release_gpus(self, exec_id: str) -> None:
+        with self.write() as conn:
+            conn.execute("UPDATE gpu_leases SET released_at = ? WHERE exec_id = ? AND released_at IS NULL",
+                         (time.time(), exec_id))
+
+    def gpus_of(self, exec_id: str) -> list[int]:
+        """The GPU indices ``exec_id`` holds, or held once it has ended."""
+        with self._lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT gpu FROM gpu_leases WHERE exec_id = ? AND gpu >= 0 ORDER BY gpu", (exec_id,))]
+
+    def gpu_leases(self, host: str | None = None) -> dict[str, dict[int, str]]:
+        """Held leases: ``{host: {gpu: exec_id}}`` (leases of ended executions left out)."""
+        sql = ("SELECT l.host, l.gpu, l.exec_id FROM gpu_leases l JOIN executions e ON e.id = l.exec_id "
+               f"WHERE l.released_at IS NULL AND l.gpu >= 0 AND e.state IN ({','.join('?' * len(ACTIVE_STATES))})")
+        args: list[Any] = list(ACTIVE_STATES)
+        if host is not None:
+            sql += " AND l.host = ?"
+            args.append(host)
+        out: dict[str, dict[int, str]] = {}
+        with self._lock:
+            for r in self.conn.execute(sql, args):
+                out.setdefault(r[0], {})[r[1]] = r[2]
+        return out
+
     # -- lab backups (the lab's files before a restart overwrote them) -------
     def add_lab_backup(self, snapshot: str, lab: str, reason: str) -> None:
         with self.write() as conn:
@@ -328,6 +614,21 @@ class Store:
         with self._lock:
             return [dict(r) for r in self.conn.execute(
                 "SELECT * FROM lab_backups WHERE lab = ? ORDER BY created_at DESC", (lab,))]
+
+    # -- consents for local-file inputs outside a lab ---------------------------
+    def add_input_consents(self, lab: str, paths: list[str]) -> None:
+        with self.write() as conn:
+            now = time.time()
+            conn.executemany("INSERT OR REPLACE INTO input_consents VALUES (?, ?, ?)",
+                             [(lab, p, now) for p in paths])
+
+    def input_consents(self, lab: str) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self.conn.execute("SELECT path FROM input_consents WHERE lab = ?", (lab,))}
+
+    def remove_input_consents(self, lab: str) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM input_consents WHERE lab = ?", (lab,))
 
     # -- hosts ------------------------------------------------------------
     def put_host(self, name: str, config: dict) -> None:

@@ -17,6 +17,7 @@ Listeners are called from the watcher thread; a GUI marshals them to its own thr
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -25,10 +26,14 @@ from typing import Any, Callable
 
 from mldesk.agent import logstore
 from mldesk.agent.errors import UserError
-from mldesk.core import labconfig
+from mldesk.core import compare as compare_mod
+from mldesk.core import labconfig, metrics as metrics_mod
+from mldesk.core import params as params_mod
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
-from mldesk.core.store import ACTIVE_STATES, FINAL_STATES, Execution, Store, StoreError, new_execution_id
+from mldesk.core.store import (
+    ACTIVE_STATES, FINAL_STATES, Execution, Hidden, Store, StoreError, gpu_request, new_execution_id,
+)
 from mldesk.engine.events import Event, EventKind, ProgressFeed
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
@@ -59,6 +64,23 @@ NAME_MAX = 100
 
 class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
+
+
+class LocalInputsNeedConsent(EngineError):
+    """ml.yaml lists ``file://`` inputs outside the lab that the user has not allowed
+    yet (``paths``); nothing was started. The window asks; the CLI names them."""
+
+    def __init__(self, lab: Path, paths: list[str]):
+        self.lab = lab
+        self.paths = paths
+        shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+        super().__init__(
+            f"ml.yaml asks to read {len(paths)} local file(s) outside the lab: {shown}; nothing was started. "
+            "If you trust this lab with them, run again with --allow-local-inputs "
+            "(asked once per lab and file)")
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 class Engine:
@@ -100,8 +122,19 @@ class Engine:
         except StoreError as exc:
             raise EngineError(str(exc)) from None
 
-    def list(self, lab: str | Path | None = None) -> list[Execution]:
-        return self.store.list(lab=str(Path(lab).resolve()) if lab else None)
+    def lookup(self, exec_id: str) -> Execution | None:
+        """The execution with exactly this id, or None (removed); hidden ones too."""
+        return self.store.get(exec_id)
+
+    def log_path(self, exec_id: str) -> Path:
+        return self.layout.log_path(exec_id)
+
+    def code_manifest(self, ref: str) -> dict[str, list]:
+        """The files of an execution's snapshot: {path: [sha256 or "link", size or target, mode]}."""
+        return self.snapshots.manifest(self.get(ref).snapshot)
+
+    def list(self, lab: str | Path | None = None, *, sweep: str | None = None) -> list[Execution]:
+        return self.store.list(lab=str(Path(lab).resolve()) if lab else None, sweep=sweep)
 
     def log_reader(self, exec_id: str) -> logstore.LogReader:
         return logstore.LogReader(self.layout.log_path(exec_id))
@@ -123,9 +156,89 @@ class Engine:
         return hosts
 
     # -- run -----------------------------------------------------------------
+    # -- consent for local files outside the lab ------------------------------
+    def local_inputs_outside(self, lab: str | Path, config=None) -> list[str]:
+        """The ``file://`` inputs of ``lab`` that resolve outside it (real paths)."""
+        from urllib.parse import unquote, urlsplit
+
+        lab = Path(lab).expanduser().resolve()
+        config = config or labconfig.load_lab_config(lab)
+        out = []
+        for spec in config.inputs:
+            parts = urlsplit(spec.url)
+            if parts.scheme.lower() != "file":
+                continue
+            real = Path(os.path.realpath(unquote(parts.path)))
+            if real != lab and lab not in real.parents:
+                out.append(str(real))
+        return out
+
+    def local_inputs_needing_consent(self, lab: str | Path, config=None) -> list[str]:
+        """Those of :meth:`local_inputs_outside` the user has not allowed for this lab."""
+        lab = Path(lab).expanduser().resolve()
+        allowed = self.store.input_consents(str(lab))
+        return [p for p in self.local_inputs_outside(lab, config) if p not in allowed]
+
+    def allow_local_inputs(self, lab: str | Path, paths: list[str]) -> None:
+        """Record the user's consent for ``lab`` to read ``paths`` (the window's
+        "Allow" and ``mldesk run --allow-local-inputs``)."""
+        self.store.add_input_consents(str(Path(lab).expanduser().resolve()), list(paths))
+
     def run(self, lab: str | Path, *, host: str = "local", runtime: str | None = None,
-            name: str | None = None) -> Execution:
-        """Snapshot ``lab`` and start an execution of it; returns at once."""
+            name: str | None = None, overrides: dict[str, str] | None = None,
+            gpus: int | list[int] | tuple[int, ...] | None = None,
+            allow_local_inputs: bool = False) -> Execution:
+        """Snapshot ``lab`` and start an execution of it; returns at once.
+        Raises :class:`LocalInputsNeedConsent` when ml.yaml lists local files outside
+        the lab the user has not allowed (unless ``allow_local_inputs``).
+        ``overrides`` (``{flag name: value}``) replace pass-as values for this execution
+        only; an unknown name is an error and nothing is started. ``gpus`` (a count or
+        nvidia-smi indices) overrides ml.yaml's ``gpus``; more than the host has is an
+        error and nothing is started."""
+        return self._start(lab, host=host, runtime=runtime, name=name, trials=[dict(overrides or {})],
+                           gpus=gpus, allow_local_inputs=allow_local_inputs)[0]
+
+    def run_sweep(self, lab: str | Path, sweeps: list[str], *, host: str = "local", runtime: str | None = None,
+                  name: str | None = None, overrides: dict[str, str] | None = None,
+                  max_trials: int | None = None, random: int | None = None,
+                  gpus: int | list[int] | tuple[int, ...] | None = None,
+                  allow_local_inputs: bool = False) -> tuple[str, list[Execution]]:
+        """Start one execution per trial of a sweep (``["lr=[0.1,0.01]", "epochs=1:3"]``,
+        grammar in mldesk.core.params), all of one snapshot, through the host's queue.
+        Returns (sweep id, executions)."""
+        try:
+            axes = [params_mod.parse_sweep(spec) for spec in sweeps]
+            trials = params_mod.trials(axes, random=random, max_trials=max_trials)
+        except params_mod.ParamError as exc:
+            raise EngineError(str(exc)) from None
+        if not trials:
+            raise EngineError("the sweep has no trials")
+        base = dict(overrides or {})
+        sweep_id = new_execution_id()
+        executions = self._start(lab, host=host, runtime=runtime, name=name,
+                                 trials=[{**base, **t} for t in trials], sweep=sweep_id, gpus=gpus,
+                                 allow_local_inputs=allow_local_inputs)
+        return sweep_id, executions
+
+    def sweep_preview(self, sweeps: list[str], *, max_trials: int | None = None,
+                      random: int | None = None) -> tuple[int, int]:
+        """(size of the grid, number of trials that would start)."""
+        try:
+            axes = [params_mod.parse_sweep(spec) for spec in sweeps]
+        except params_mod.ParamError as exc:
+            raise EngineError(str(exc)) from None
+        total = params_mod.grid_size(axes)
+        n = total if random is None else min(total, random)
+        return total, n if max_trials is None else min(n, max_trials)
+
+    def lab_params(self, lab: str | Path) -> dict[str, str]:
+        """The lab's parameters as ``{flag name: value}`` (from its ml.yaml)."""
+        return params_mod.params(labconfig.load_lab_config(Path(lab).expanduser().resolve()).argv())
+
+    def _start(self, lab: str | Path, *, host: str, runtime: str | None, name: str | None,
+               trials: list[dict[str, str]], sweep: str | None = None,
+               gpus: int | list[int] | tuple[int, ...] | None = None,
+               allow_local_inputs: bool = False) -> list[Execution]:
         from mldesk import runtimes
 
         lab = Path(lab).expanduser().resolve()
@@ -134,7 +247,22 @@ class Engine:
         if not (lab / "main.py").is_file():
             raise EngineError(f"{lab} has no main.py: a lab needs one (mldesk init {lab} creates a lab)")
         config = labconfig.load_lab_config(lab)  # ConfigError lists every problem
-        if runtime is not None and runtime not in runtimes.NAMES:
+        outside = self.local_inputs_needing_consent(lab, config)
+        if outside:
+            if not allow_local_inputs:
+                raise LocalInputsNeedConsent(lab, outside)
+            self.allow_local_inputs(lab, outside)
+        base_argv = config.argv()
+        try:
+            argvs = [params_mod.apply_overrides(base_argv, t) if t else list(base_argv) for t in trials]
+        except params_mod.ParamError as exc:
+            raise EngineError(f"{exc}; nothing was started") from None
+        if runtime == "slurm" and host != "local":
+            cfg = self.store.get_host(host)
+            if cfg is not None and cfg.get("runtime") != "slurm":
+                raise EngineError(f"the slurm runtime needs a Slurm host; {host} is not one "
+                                  f"(mldesk hosts add NAME ... --runtime slurm)")
+        elif runtime is not None and runtime not in runtimes.NAMES:
             raise EngineError(f"unknown runtime '{runtime}' (choose docker or process)")
         profile: dict[str, Any] | None = None
         if host == "local":
@@ -154,8 +282,29 @@ class Engine:
             grace = profile.get("stop_grace") or self.setting("stop_grace")
             network = profile.get("network") or "bridge"
             max_parallel = profile.get("max_parallel") or 0
+        if config.network:  # the lab's own choice (ml.yaml network:) wins
+            network = config.network
+        image = self.resolve_image(config.docker_image_id) if runtime == "docker" else None
+        if image is not None and labconfig.image_problem(image):
+            raise EngineError(f"image {labconfig.image_problem(image)}: fix dockerImageId in ml.yaml "
+                              "or the image alias table (mldesk settings image_aliases)")
         name = self._check_name(name) if name is not None else None
+        want = gpu_request(config.gpus if gpus is None else gpus)
+        slurm_gpus = 0
+        if runtime == "slurm":
+            # the cluster's GPUs are Slurm's to hand out (--gres=gpu:N), not mldesk's queue's
+            if isinstance(want, list):
+                raise EngineError(f"{host} is a Slurm cluster: ask for a number of GPUs (gpus: N or --gpus N), "
+                                  "Slurm picks which; nothing was started")
+            slurm_gpus, want, host_gpus = int(want or 0), 0, []
+        else:
+            host_gpus = self.host_gpu_indices(host, needed=bool(want))
+            self._check_gpu_request(host, want, host_gpus)
+        hardware = "gpu" if (want or slurm_gpus) else ("cpu" if gpus is not None else config.hardware_type)
         options = {
+            "gpus": want,
+            "slurm_gpus": slurm_gpus,
+            "host_gpus": host_gpus,
             "grace": float(grace),
             "network": network,
             "max_parallel": max_parallel,
@@ -166,27 +315,134 @@ class Engine:
             "max_output_files": self.setting("max_output_files"),
             "max_output_file_bytes": self.setting("max_output_file_bytes"),
             "max_output_bytes": self.setting("max_output_bytes"),
+            "metrics": config.metrics.to_dict(),
         }
+        # trials of a sweep wait in the host's queue from the start when it has a limit
+        state = "queued" if sweep is not None and int(max_parallel or 0) > 0 else "preparing"
+        created: list[Execution] = []
         with self.snapshots.hold():
             try:
                 snap = self.snapshots.create(lab, config.exclude)
             except OSError as exc:
                 raise EngineError(f"could not snapshot {lab}: {exc}") from None
-            now = time.time()
-            exec_id = new_execution_id(now)
-            ex = Execution(
-                id=exec_id, name=name or f"#{exec_id}", lab=str(lab), host=host, runtime=runtime,
-                image=self.resolve_image(config.docker_image_id) if runtime == "docker" else None,
-                hardware=config.hardware_type, state="preparing", exit_code=None, reason=None,
-                created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
-                argv=config.argv(), inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
-                options=options,
-            )
-            self.layout.execution_dir(exec_id).mkdir(parents=True, exist_ok=True)
-            self.store.insert_execution(ex)
+            for trial, argv in zip(trials, argvs):
+                now = time.time()
+                exec_id = new_execution_id(now)
+                while any(e.id == exec_id for e in created):
+                    exec_id = new_execution_id(now)
+                changed = params_mod.describe(trial)
+                if name and changed and sweep is not None:
+                    ex_name = self._check_name(f"{name} {changed}"[:NAME_MAX])
+                else:
+                    ex_name = name or (changed[:NAME_MAX].strip() if changed else f"#{exec_id}")
+                ex = Execution(
+                    id=exec_id, name=ex_name, lab=str(lab), host=host, runtime=runtime,
+                    image=image,
+                    hardware=hardware, state=state, exit_code=None, reason=None,
+                    created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
+                    argv=argv, inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
+                    options=options, overrides=dict(trial), sweep=sweep,
+                )
+                self.layout.execution_dir(exec_id).mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.store.insert_execution(ex)
+                created.append(ex)
         self.store.touch_recent_lab(str(lab))
-        self._spawn(exec_id)
-        return ex
+        for ex in created:
+            self._spawn(ex.id)
+        return created
+
+    # -- GPUs and resources ----------------------------------------------------------
+    def host_gpu_indices(self, host: str, *, needed: bool = True) -> list[int]:
+        """The nvidia-smi indices of ``host``'s GPUs. Local: asked now (only where an
+        nvidia-smi exists). SSH hosts: from the last probe (``mldesk hosts test`` or
+        ``hosts status``), probed now when GPUs are ``needed`` and none is known."""
+        import shutil
+
+        from mldesk.agent import resources
+
+        if host == "local":
+            if not shutil.which("nvidia-smi"):
+                return []
+            return [g["index"] for g in resources.list_gpus()]
+        cached = self.store.get_setting(f"host_probe:{host}")
+        if cached is None and needed:
+            status = self._probe_host(host)
+            if not status["reachable"]:
+                raise EngineError(f"cannot tell which GPUs {host} has: {status.get('error')}")
+            cached = self.store.get_setting(f"host_probe:{host}")
+        return [g["index"] for g in (cached or {}).get("gpus", [])]
+
+    def _check_gpu_request(self, host: str, want: int | list[int], host_gpus: list[int]) -> None:
+        if isinstance(want, list):
+            missing = [g for g in want if g not in host_gpus]
+            if missing:
+                have = (f"it has {len(host_gpus)}: {', '.join(map(str, host_gpus))}" if host_gpus
+                        else "it has none (nvidia-smi found no GPU)")
+                raise EngineError(f"GPU {', '.join(map(str, missing))} asked for, but {host} has no such GPU "
+                                  f"({have}); nothing was started")
+        elif want > len(host_gpus):
+            raise EngineError(f"{want} GPU{'s' if want != 1 else ''} asked for, but {host} has "
+                              f"{len(host_gpus) or 'no'} GPU{'s' if len(host_gpus) != 1 else ''}"
+                              f"{'' if host_gpus else ' (nvidia-smi found none)'}; nothing was started "
+                              f"(ask for fewer with gpus/hardwareType in ml.yaml or --gpus, or use another host)")
+
+    def gpus_of(self, ref: str) -> list[int]:
+        """The GPU indices the execution holds, or held once it has ended."""
+        return self.store.gpus_of(self.get(ref).id)
+
+    def resource_samples(self, ref: str) -> list[dict]:
+        from mldesk.agent import resources
+
+        return resources.read_samples(str(self.layout.resources_path(self.get(ref).id)))[0]
+
+    def stats(self, ref: str) -> dict[str, Any]:
+        """``{"cpu_percent": [[t, v]...], "rss_bytes": [...], "gpu": {"0": {"util_percent":
+        [...], "mem_used_bytes": [...], ...}}}`` of an execution, running or ended."""
+        from mldesk.agent import resources
+
+        return resources.series(self.resource_samples(ref))
+
+    def resource_summary(self, ref: str) -> dict[str, Any]:
+        """Peak memory, mean CPU and mean GPU utilisation over the samples."""
+        from mldesk.agent import resources
+
+        return resources.summary(self.resource_samples(ref))
+
+    def host_status(self, name: str | None = None) -> list[dict[str, Any]]:
+        """For each host (or the one named): ``{"name", "reachable", "gpus": [{"index",
+        "name", "memory_total_bytes", "memory_used_bytes", "util_percent"}], "running"}``.
+        SSH hosts are probed now, in parallel (blocking: call it off a UI thread)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = list(self.hosts())
+        if name is not None:
+            if name not in names:
+                raise EngineError(f"unknown host '{name}' (see `mldesk hosts ls`)")
+            names = [name]
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+            return list(pool.map(self._probe_host, names))
+
+    def _probe_host(self, name: str) -> dict[str, Any]:
+        from mldesk.agent import resources
+
+        running = len([ex for ex in self.store.list(states=ACTIVE_STATES)
+                       if ex.host == name and ex.state != "queued"])
+        leases = self.store.gpu_leases(name).get(name, {})
+        out: dict[str, Any] = {"name": name, "reachable": True, "gpus": [], "running": running}
+        try:
+            if name == "local":
+                devices = resources.query_gpus()
+            else:
+                info = self.profiles.test(name, slurm_shared_check=False)  # caches the GPUs it found
+                devices = info.info.get("gpu_devices") or []
+                if info.info.get("slurm"):  # a Slurm login node: the cluster's partitions (GRES)
+                    out["slurm"] = info.info["slurm"]
+        except Exception as exc:  # noqa: BLE001 - unreachable is an answer, not an error
+            out.update(reachable=False, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return out
+        keys = ("index", "name", "memory_total_bytes", "memory_used_bytes", "util_percent")
+        out["gpus"] = [dict({k: g.get(k) for k in keys}, held_by=leases.get(g["index"])) for g in devices]
+        return out
 
     def _spawn(self, exec_id: str) -> None:
         from mldesk.engine import supervisor
@@ -199,6 +455,106 @@ class Engine:
                 self.store = Store(self.layout.db)
         else:
             supervisor.spawn(self.layout, exec_id)
+
+    # -- parameters, metrics, compare, diff -----------------------------------------
+    def resolve_sweep(self, ref: str) -> str:
+        """A sweep id from the id or a unique prefix of it."""
+        ref = ref.strip()
+        ids = self.store.sweep_ids(ref)
+        if ref in ids:
+            return ref
+        if not ids or not ref:
+            raise EngineError(f"no sweep matches '{ref}' (see `mldesk ls`)")
+        if len(ids) > 1:
+            raise EngineError(f"'{ref}' matches {len(ids)} sweeps ({', '.join(ids[:5])}); give more of the id")
+        return ids[0]
+
+    def params(self, ex: Execution) -> dict[str, str]:
+        """The resolved parameters of an execution: ``{flag name: value}``."""
+        return params_mod.params(ex.argv)
+
+    def metrics_config(self, ex: Execution) -> metrics_mod.MetricsConfig:
+        return metrics_mod.MetricsConfig.from_dict(ex.options.get("metrics"))
+
+    def metrics(self, ref: str | Execution, key: str | None = None) -> dict[str, list[tuple]]:
+        """``{key: [(step, value, time), ...]}`` of an execution, in the order printed.
+        Scanned as the log is stored; a log stored before (or without) a scanner is
+        scanned once, here, and cached. For a finished execution this waits until its
+        scanner is done, so the result is complete."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        exec_dir = self.layout.execution_dir(ex.id)
+        data = metrics_mod.read_metrics(exec_dir, self.metrics_config(ex), final=ex.final, wait=ex.final)
+        if key is not None:
+            return {key: data[key]} if key in data else {}
+        return data
+
+    def metrics_since(self, ref: str | Execution, offset: int = 0) -> tuple[list[list], int]:
+        """Points ``[key, step, value, time]`` stored after ``offset`` (0: all) and the
+        offset to pass next time: what a live chart polls."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        exec_dir = self.layout.execution_dir(ex.id)
+        metrics_mod.update(exec_dir, self.metrics_config(ex), final=ex.final)  # no-op while a scanner runs
+        return metrics_mod.read_points_from(exec_dir, offset)
+
+    def metrics_summary(self, ref: str | Execution) -> dict[str, dict]:
+        """``{key: {"last", "min", "max", "count"}}``."""
+        return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
+
+    def primary_metric(self, ref: str | Execution) -> dict | None:
+        """The ml.yaml's ``metrics.primary`` of an execution with its latest and best
+        values: ``{"key", "goal", "last", "best"}`` (None when ml.yaml names none)."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        cfg = self.metrics_config(ex)
+        if not cfg.primary:
+            return None
+        s = self.metrics(ex, key=cfg.primary)
+        summary = metrics_mod.summarize(s.get(cfg.primary, []))
+        goal = "min" if cfg.lower_is_better else "max"
+        return {"key": cfg.primary, "goal": goal, "last": summary["last"], "best": summary[goal]}
+
+    def compare(self, refs: list[str]) -> list[dict]:
+        """One row per execution: id, name, state, host, runtime, duration (seconds or
+        None), params, overrides, sweep, metrics (summaries), primary (key, goal)."""
+        rows = []
+        for ref in refs:
+            ex = ref if isinstance(ref, Execution) else self.get(ref)
+            cfg = self.metrics_config(ex)
+            duration = (ex.finished_at or time.time()) - ex.started_at if ex.started_at else None
+            rows.append({
+                "id": ex.id, "name": ex.name, "state": ex.state, "host": ex.host, "runtime": ex.runtime,
+                "duration": duration, "params": self.params(ex), "overrides": ex.overrides, "sweep": ex.sweep,
+                "metrics": self.metrics_summary(ex),
+                "primary": {"key": cfg.primary, "goal": cfg.goal or (metrics_mod.default_goal(cfg.primary)
+                                                                     if cfg.primary else None)},
+            })
+        return rows
+
+    def diff(self, a: str, b: str | None = None) -> dict:
+        """Parameters and code of execution ``a`` against execution ``b`` or, without
+        ``b``, the current lab of ``a``: ``{"a", "b", "params": [(name, va, vb)],
+        "files": [{"path", "status", "diff"}]}`` (ml.yaml first among the files)."""
+        ea = self.get(a)
+        with self.snapshots.hold():
+            if b is None:
+                lab = Path(ea.lab)
+                if not lab.is_dir():
+                    raise EngineError(f"the lab {lab} of {ea.id} does not exist any more; give a second execution")
+                snap_b = self.snapshots.create(lab, self.snapshot_exclude(ea)).id
+                label_b = str(lab)
+                try:
+                    params_b = self.lab_params(lab)
+                except labconfig.ConfigError:
+                    params_b = {}
+            else:
+                eb = self.get(b)
+                snap_b, label_b, params_b = eb.snapshot, eb.id, self.params(eb)
+            files = compare_mod.diff_files(
+                self.snapshots.manifest(ea.snapshot), self.snapshots.manifest(snap_b),
+                lambda rel: self.snapshots.read_file(ea.snapshot, rel),
+                lambda rel: self.snapshots.read_file(snap_b, rel),
+                label_a=ea.id, label_b=label_b if b is not None else "lab")
+        return {"a": ea.id, "b": label_b, "params": compare_mod.diff_params(self.params(ea), params_b),
+                "files": files}
 
     # -- stop / restart ------------------------------------------------------
     def stop(self, ref: str) -> Execution:
@@ -220,7 +576,7 @@ class Engine:
         return updated
 
     def restart(self, ref: str, *, name: str | None = None, host: str | None = None,
-                runtime: str | None = None) -> tuple[Execution, str | None]:
+                runtime: str | None = None, allow_local_inputs: bool = False) -> tuple[Execution, str | None]:
         """Make the lab equal to the execution's snapshot, then run it where it ran
         (or on ``host`` / ``runtime`` when given). Returns (new execution, id of the
         backup snapshot of the lab's previous files, or None when the lab already
@@ -230,7 +586,8 @@ class Engine:
         if host is None:
             host, runtime = ex.host, runtime or ex.runtime
         backup = self.restore_code(ex.id, lab)
-        return self.run(lab, host=host, runtime=runtime, name=name), backup
+        return self.run(lab, host=host, runtime=runtime, name=name, overrides=ex.overrides or None,
+                        allow_local_inputs=allow_local_inputs), backup
 
     def snapshot_exclude(self, ex: Execution) -> tuple[str, ...]:
         try:
@@ -289,13 +646,13 @@ class Engine:
         if ex.active:
             raise EngineError(f"execution {ex.id} is {ex.state}; stop it first")
         try:
-            self.store.update(ex.id, hidden=1, hidden_at=time.time(), only_if_state=FINAL_STATES)
+            self.store.update(ex.id, hidden=Hidden.PENDING_UNDO, hidden_at=time.time(), only_if_state=FINAL_STATES)
         except StoreError:
             raise EngineError(f"execution {ex.id} was removed meanwhile") from None
         return ex
 
     def unhide(self, exec_id: str) -> None:
-        self.store.update(exec_id, hidden=0, hidden_at=None)
+        self.store.update(exec_id, hidden=Hidden.SHOWN, hidden_at=None)
 
     def remove(self, ref: str) -> Execution:
         """Delete an execution's record, log, workspace and outputs, then GC blobs."""
@@ -319,20 +676,38 @@ class Engine:
         return self.snapshots.gc(self.store.snapshots_in_use)
 
     # -- code and outputs ----------------------------------------------------------
-    def export_code(self, ref: str, dest: Path | str) -> Path:
+    def _export_forbidden(self, ex: Execution) -> list[tuple[Path, str]]:
+        return [(self.layout.execution_dir(ex.id), f"execution {ex.id}'s own folder"),
+                (self.layout.root, "mldesk's data folder")]
+
+    def export_code(self, ref: str, dest: Path | str, *, overwrite: bool = False) -> Path:
+        """Write an execution's code into ``dest`` (see ``mldesk.core.export``: new
+        names only, a conflict stops it before anything is written)."""
+        from mldesk.core import export
+
         ex = self.get(ref)
-        dest = Path(dest)
-        self.snapshots.materialize(ex.snapshot, dest)
+        try:
+            dest = export.check_destination(Path(dest), self._export_forbidden(ex))
+            entries = self.snapshots.export_entries(ex.snapshot)
+            export.export_tree(entries, dest, overwrite=overwrite)
+        except export.ExportError as exc:
+            raise EngineError(str(exc)) from None
         return dest
 
-    def export_outputs(self, ref: str, dest: Path | str) -> tuple[int, int]:
-        from mldesk.agent import outputs
+    def export_outputs(self, ref: str, dest: Path | str, *, overwrite: bool = False) -> tuple[int, int]:
+        """Copy an execution's collected outputs into ``dest`` (same rules as
+        :meth:`export_code`). Returns (files, bytes)."""
+        from mldesk.core import export
 
         ex = self.get(ref)
         src = self.layout.outputs(ex.id)
-        if not src.is_dir():
-            return 0, 0
-        result = outputs.collect_outputs(src, Path(dest), incremental=False)
+        try:
+            dest = export.check_destination(Path(dest), self._export_forbidden(ex))
+            if not src.is_dir():
+                return 0, 0
+            result = export.export_tree(export.tree_entries(src), dest, overwrite=overwrite)
+        except export.ExportError as exc:
+            raise EngineError(str(exc)) from None
         return result.files, result.bytes
 
     # -- reattach -------------------------------------------------------------
@@ -344,7 +719,7 @@ class Engine:
         for ex in self.store.list(include_hidden=True):
             if not ex.hidden or (ex.hidden_at or 0) > stale:
                 continue
-            if ex.hidden == 2:
+            if ex.hidden == Hidden.REMOVING:
                 self._purge(ex.id)
             else:
                 self.unhide(ex.id)
@@ -363,6 +738,8 @@ class Engine:
         ex = self.store.get(exec_id)
         if ex is None or ex.final or supervisor.is_supervised(self.layout, exec_id):
             return False
+        if supervisor.apply_outcome(self.layout, self.store, exec_id):
+            return False  # its supervisor ended it while the store was unavailable
         self._spawn(exec_id)
         return True
 

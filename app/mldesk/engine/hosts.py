@@ -41,6 +41,14 @@ class HostReport:
                        f"(mldesk hosts add {self.name} ... --runtime process, or start Docker there)")
         if self.wants_gpus and not self.info.get("gpus"):
             out.append(f"{self.name} is set up for GPUs but nvidia-smi found none")
+        slurm = self.info.get("slurm")
+        if self.runtime == "slurm" and slurm is not None:
+            if slurm.get("error"):
+                out.append(f"{self.name} uses the slurm runtime but {slurm['error']}")
+            elif (slurm.get("shared") or {}).get("ok") is False:
+                out.append(slurm["shared"].get("error") or "the work folder is not shared with the compute nodes")
+            elif (slurm.get("shared") or {}).get("ok") is None and slurm.get("shared"):
+                out.append(slurm["shared"].get("error") or "sharing of the work folder is unchecked")
         return out
 
     def lines(self) -> list[str]:
@@ -58,6 +66,19 @@ class HostReport:
             f"  Disk      {human_bytes(info.get('disk_free') or 0)} free in {info.get('disk_path')}",
             f"  Work dir  {info.get('workdir')}",
         ]
+        slurm = info.get("slurm")
+        if slurm and not slurm.get("error"):
+            for part in slurm.get("partitions") or []:
+                out.append(f"  Partition {part['name']}{' (default)' if part.get('default') else ''}: "
+                           f"{part.get('avail')}, {part.get('nodes')} node(s) {part.get('state')}, "
+                           f"GRES {part.get('gres')}, time limit {part.get('timelimit')}")
+            config = slurm.get("config") or {}
+            out.append(f"  Slurm     {config.get('SLURM_VERSION', '?')}: KillWait {config.get('KillWait', '?')}, "
+                       f"MinJobAge {config.get('MinJobAge', '?')}, accounting "
+                       f"{config.get('AccountingStorageType', '?')}")
+            shared = slurm.get("shared") or {}
+            if shared.get("ok"):
+                out.append(f"  Shared    yes: test job {shared.get('job')} wrote into the work folder")
         return out + [f"warning: {w}" for w in self.warnings]
 
     def text(self) -> str:
@@ -114,9 +135,12 @@ class Hosts:
         return conn.host_key, conn.trust
 
     def test(self, name: str, *, accept_fingerprint: str | None = None,
-             ask_host_key: AskHostKey | None = None, ask_secret: AskSecret | None = None) -> HostReport:
+             ask_host_key: AskHostKey | None = None, ask_secret: AskSecret | None = None,
+             slurm_shared_check: bool = True) -> HostReport:
         """Connect to the saved host ``name`` and probe it (blocking: run it off the UI
-        thread). Raises ``HostError`` (and its kinds) for what the user can fix."""
+        thread). Raises ``HostError`` (and its kinds) for what the user can fix. A Slurm
+        host also reports its cluster and, with ``slurm_shared_check``, runs a tiny job
+        to see that the work folder is shared with the compute nodes."""
         from mldesk.runtimes.ssh import runtime as ssh
 
         profile = self.get(name)
@@ -126,7 +150,15 @@ class Hosts:
                             ask_secret=ask_secret)
         try:
             info = ssh.probe(conn)
+            if profile.runtime == "slurm":
+                info["slurm"] = ssh.slurm_info(conn, profile.slurm_settings(), shared_check=slurm_shared_check)
         finally:
             conn.close()
+        # what the probe found replaces the profile's GPU flag for the GPU queue
+        import time
+
+        self._engine.store.set_setting(f"host_probe:{name}", {
+            "t": time.time(), "gpus": [{"index": g["index"], "name": g.get("name")}
+                                       for g in info.get("gpu_devices") or []]})
         return HostReport(name=name, address=conn.endpoint.label, login=conn.login, host_key=conn.host_key,
                           trust=conn.trust, info=info, runtime=profile.runtime, wants_gpus=bool(profile.gpus))

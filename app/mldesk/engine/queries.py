@@ -1,6 +1,6 @@
-"""What the desktop window needs beyond the engine facade.
+"""Read queries the desktop window needs beyond the engine facade.
 
-No Qt here, ever (the import-linter contract covers all of ``mldesk.core``). Nothing
+No Qt here, ever (an import-linter contract keeps Qt in ``mldesk.ui``). Nothing
 in this module changes an execution: it pages through the store so the window can
 open fast on a store with many thousands of executions, answers "is this input in
 the download cache?" for the Inputs panel, and brings back a lab's earlier files
@@ -30,27 +30,12 @@ def list_page(engine: "Engine", lab: str | Path, limit: int,
     """The visible executions of ``lab``, newest first (the order of
     ``Engine.list``), at most ``limit`` of them, all older than ``before``
     (a ``(created_at, id)`` key) when given."""
-    store = engine.store
-    lab = str(Path(lab).expanduser().resolve())
-    sql = "SELECT * FROM executions WHERE lab = ? AND hidden = 0"
-    args: list = [lab]
-    if before is not None:
-        sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
-        args += [before[0], before[0], before[1]]
-    sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-    args.append(int(limit))
-    with store._lock:  # noqa: SLF001 - the store's own guard for its connection
-        rows = store.conn.execute(sql, args).fetchall()
-    return [Execution.from_row(r) for r in rows]
+    return engine.store.list_page(str(Path(lab).expanduser().resolve()), limit, before)
 
 
 def count(engine: "Engine", lab: str | Path) -> int:
     """How many visible executions ``lab`` has."""
-    store = engine.store
-    lab = str(Path(lab).expanduser().resolve())
-    with store._lock:  # noqa: SLF001
-        return store.conn.execute(
-            "SELECT COUNT(*) FROM executions WHERE lab = ? AND hidden = 0", (lab,)).fetchone()[0]
+    return engine.store.count(str(Path(lab).expanduser().resolve()))
 
 
 def input_cache_info(engine: "Engine", url: str) -> dict | None:

@@ -9,6 +9,7 @@ supervisor died), it resumes from the stage the store records.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -23,13 +24,14 @@ import traceback
 from pathlib import Path
 
 from mldesk.agent import logstore
-from mldesk.core.paths import Layout
+from mldesk.core.paths import Layout, no_space_message
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, Execution, Store
 from mldesk.runtimes import get_runtime
 from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable, exit_reason
 
 STOP_POLL = 0.2
+METRICS_DELAY = 1.0  # seconds before a supervisor starts its metrics scanner
 
 
 class StopRequested(Exception):
@@ -39,7 +41,7 @@ class StopRequested(Exception):
 def try_lock(path: Path) -> int | None:
     """Take the writer lock; None when another live process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -66,7 +68,7 @@ def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
     fork); everyone else starts a fresh interpreter."""
     fork = fork and hasattr(os, "fork") and threading.active_count() == 1
     exec_dir = layout.execution_dir(exec_id)
-    exec_dir.mkdir(parents=True, exist_ok=True)
+    exec_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if fork:
         _spawn_forked(layout, exec_id, exec_dir / "supervisor.log")
         return
@@ -78,7 +80,8 @@ def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
     if not getattr(sys, "frozen", False):
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with open(exec_dir / "supervisor.log", "ab") as log:
+    fd = os.open(exec_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(fd, "ab") as log:
         subprocess.Popen(
             cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True, cwd="/",
@@ -101,7 +104,7 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> None:
         # SQLite connection included: it is never touched here)
         os.chdir("/")
         null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -118,6 +121,7 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> None:
 
 def supervise(layout: Layout, exec_id: str) -> int:
     """Run the supervisor for ``exec_id`` unless another one holds its lock."""
+    os.umask(0o077)  # everything it writes under MLDESK_HOME is owner-only
     lock = try_lock(layout.writer_lock(exec_id))
     if lock is None:
         return 0  # another supervisor owns it
@@ -125,6 +129,45 @@ def supervise(layout: Layout, exec_id: str) -> int:
         return Supervisor(layout, exec_id).run()
     finally:
         os.close(lock)
+
+
+def start_metrics(exec_dir: Path, config: dict | None) -> subprocess.Popen | None:
+    """Start the execution's metrics scanner (``mldesk.core.metrics.follow``): a
+    low-priority child that tails the log this supervisor writes, so scanning never
+    slows the ingest down and every runtime's output (SSH hosts' copied back
+    included) is scanned the same way. It stops when its pipe closes."""
+    if getattr(sys, "frozen", False):
+        cmd = [sys.executable, "__metrics", str(exec_dir)]
+    else:
+        cmd = [sys.executable, "-m", "mldesk.core.metrics", "follow", str(exec_dir)]
+    env = dict(os.environ)
+    if not getattr(sys, "frozen", False):
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    nice = shutil.which("nice")
+    if nice:  # low priority from its first instruction (follow() nices itself too)
+        cmd = [nice, "-n", "10", *cmd]
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env, close_fds=True, cwd="/")
+        proc.stdin.write(json.dumps(config or {}).encode() + b"\n")
+        proc.stdin.flush()
+        return proc
+    except OSError as exc:  # metrics are computed on first request instead
+        print(f"metrics scanner could not start: {exc}", file=sys.stderr)
+        return None
+
+
+def end_metrics(proc: subprocess.Popen | None, *, complete: bool) -> None:
+    """Tell the scanner the log is complete (``F``: partial last lines count) or only
+    that this supervisor is going away; it finishes on its own."""
+    if proc is None:
+        return
+    try:
+        if complete:
+            proc.stdin.write(b"F")
+        proc.stdin.close()
+    except OSError:
+        pass
 
 
 class Supervisor:
@@ -140,8 +183,24 @@ class Supervisor:
         self._progress: dict[str, dict] = {}
         self._progress_written = 0.0
         self._plock = threading.Lock()
+        self._metrics: subprocess.Popen | None = None
+        self._mlock = threading.Lock()
+        self._metrics_ended = False
+        self._finished = False
+        self.gpus: list[int] = []
+        self.sampler = None
+        self.log_error: OSError | None = None
+        self.keep_workspace = False
+        self._reserve = layout.execution_dir(exec_id) / "space.reserve"
 
     # -- helpers -------------------------------------------------------------
+    def _start_metrics(self, ex: Execution) -> None:
+        """The metrics scanner, once the execution has lasted METRICS_DELAY (a short
+        one is scanned on the first request instead: no extra process to start)."""
+        with self._mlock:
+            if not self._metrics_ended:
+                self._metrics = start_metrics(self.layout.execution_dir(ex.id), ex.options.get("metrics"))
+
     def set_state(self, state: str, **changes) -> Execution | None:
         return self.store.update(self.exec_id, state=state, **changes)
 
@@ -158,12 +217,12 @@ class Supervisor:
                 if ex is None or ex.stop_requested_at:
                     self.stop_event.set()
                     if self.handle and self.runtime is not None:
-                        self.writer.message("stop requested: sending SIGTERM, "
-                                            f"SIGKILL after {self.ctx.grace:g} s")
+                        self.message("stop requested: sending SIGTERM, "
+                                     f"SIGKILL after {self.ctx.grace:g} s")
                         try:
                             self.runtime.stop(self.handle, self.ctx.grace)
                         except Exception as exc:  # noqa: BLE001 - shown in the log
-                            self.writer.message(f"stop failed: {exc}")
+                            self.message(f"stop failed: {exc}")
                     return
         finally:
             store.close()
@@ -191,57 +250,170 @@ class Supervisor:
         ex = self.store.get(self.exec_id)
         if ex is None or ex.final:
             return 0
-        self.store.update(self.exec_id, supervisor_pid=os.getpid())
+        if apply_outcome(self.layout, self.store, self.exec_id):
+            return 0  # an earlier supervisor ended it while the store was unavailable
+        self._patient("recording the supervisor", lambda: self.store.update(self.exec_id, supervisor_pid=os.getpid()))
+        self._make_reserve()
         try:
             self.writer = logstore.LogWriter(self.layout.log_path(self.exec_id))
         except (OSError, logstore.LogCorrupt) as exc:  # never leave it active forever
-            self.store.update(self.exec_id, state="failed", finished_at=time.time(), only_if_state=ACTIVE_STATES,
-                              reason=f"mldesk cannot write this execution's log: {exc}")
+            self._release_reserve()
+            self._record_final("failed", None, f"mldesk cannot write this execution's log: {_os_reason(exc)}")
             return 1
+        self._metrics_timer = threading.Timer(METRICS_DELAY, self._start_metrics, (ex,))
+        self._metrics_timer.daemon = True
+        self._metrics_timer.start()
         opts = ex.options
         self.ctx = RunContext(
             exec_id=ex.id, name=ex.name, lab=Path(ex.lab), workspace=self.layout.workspace(ex.id),
             argv=list(ex.argv), image=ex.image, hardware=ex.hardware, env={},
             grace=float(opts.get("grace", 10.0)), network=opts.get("network", "bridge"),
-            options=dict(opts, snapshot=ex.snapshot, runtime=ex.runtime), message=self.writer.message, log_path=self.layout.log_path(ex.id),
-            set_note=lambda note: self.store.update(self.exec_id, note=note),
+            options=dict(opts, snapshot=ex.snapshot, runtime=ex.runtime), message=self.message,
+            log_path=self.layout.log_path(ex.id),
+            set_note=self._set_note,
             exec_dir=self.layout.execution_dir(ex.id),
+            set_state=lambda state, **kw: self.store.update(
+                self.exec_id, state=state, only_if_state=("queued", "running"), **kw),
         )
         threading.Thread(target=self._watch_stop, name="stop-watch", daemon=True).start()
         self.handle = dict(ex.handle)
         code: int | None = ex.exit_code
+        # the outcome is decided first, recorded last: nothing in between may lose it
+        state, reason = "failed", None
         try:
             self.runtime = get_runtime("ssh" if ex.host != "local" else ex.runtime)
-            if ex.state in ("queued", "preparing", "fetching"):
+            started = ex.state == "running" or (ex.state == "queued" and ex.handle.get("slurm_job"))
+            if not started and ex.state in ("queued", "preparing", "fetching"):
                 code = self._fresh_run(ex)
-            elif ex.state == "running":
-                self.writer.message(f"mldesk reattached to execution {ex.id}")
-                code = self.runtime.stream(self.ctx, self.handle, self.writer.write, resume=True)
-            self._collect(final=True, code=code)
-            if self.stop_event.is_set():
-                self._finish("stopped", code, "stopped by the user")
+            elif started:
+                self.message(f"mldesk reattached to execution {ex.id}")
+                self.gpus = self.store.gpus_of(ex.id)
+                self._start_sampler()
+                code = self.runtime.stream(self.ctx, self.handle, self._sink, resume=True)
+            self._stop_sampler()
+            if self.log_error is not None:
+                state, reason = "failed", self._log_error_reason()
+            elif self.stop_event.is_set():
+                state, reason = "stopped", "stopped by the user"
             elif code == 0:
-                self._finish("finished", code, None)
+                state, reason = "finished", None
             else:
-                self._finish("failed", code, exit_reason(code))
+                state, reason = "failed", exit_reason(code)
         except StopRequested:
-            self._collect(final=True, code=code)
-            self._finish("stopped", None, "stopped by the user before the program started")
+            state, reason, code = "stopped", "stopped by the user before the program started", None
         except (ExecutionFailed, RuntimeUnavailable) as exc:
-            self._collect(final=True, code=code)
             if self.stop_event.is_set():
-                self._finish("stopped", code, "stopped by the user")
+                state, reason = "stopped", "stopped by the user"
             else:
-                self._finish("failed", code, str(exc))
+                state, reason = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - never leave an execution hanging
             traceback.print_exc()
-            self._finish("failed", code, f"internal error in mldesk: {type(exc).__name__}: {exc} "
-                                        f"(details in {self.layout.execution_dir(ex.id) / 'supervisor.log'})")
+            state, reason = "failed", self._internal_reason(exc)
+        try:
+            problem = self._collect(final=True, code=code)
+            if problem:
+                state, reason = "failed", problem if state == "finished" or reason is None else f"{reason}; {problem}"
+            self._finish(state, code, reason)
         finally:
             self.done.set()
+            self._stop_sampler()
             self._cleanup()
             self.writer.close()
+            with self._mlock:
+                self._metrics_timer.cancel()
+                end_metrics(self._metrics, complete=self._finished)
+                self._metrics_ended = True
         return 0
+
+    def _internal_reason(self, exc: BaseException) -> str:
+        if _is_no_space(exc):
+            return no_space_message(getattr(exc, "filename", None) or self.layout.root)
+        return (f"internal error in mldesk: {type(exc).__name__}: {exc} "
+                f"(details in {self.layout.execution_dir(self.exec_id) / 'supervisor.log'})")
+
+    # -- never losing the outcome ----------------------------------------------
+    def message(self, text: str) -> None:
+        """A stage message in the log; a log that cannot be written (full disk) does
+        not stop the supervisor (the reason is recorded on the execution)."""
+        try:
+            self.writer.message(text)
+        except (OSError, ValueError) as exc:
+            print(f"log message lost ({exc}): {text}", file=sys.stderr)
+            if isinstance(exc, OSError) and self.log_error is None:
+                self.log_error = exc
+
+    def _sink(self, stream: int, data: bytes, ts: float | None = None) -> None:
+        """The program's output into the log. When the log cannot be written (full
+        disk) the program is stopped: its output could no longer be recorded."""
+        if self.log_error is not None:
+            return
+        try:
+            self.writer.write(stream, data, ts)
+        except OSError as exc:
+            self.log_error = exc
+            print(f"writing the log failed: {exc}", file=sys.stderr)
+            if self.handle and self.runtime is not None:
+                try:
+                    self.runtime.stop(self.handle, 0.0)
+                except Exception:  # noqa: BLE001 - the reason is recorded anyway
+                    traceback.print_exc()
+
+    def _log_error_reason(self) -> str:
+        exc = self.log_error
+        path = self.layout.log_path(self.exec_id)
+        if _is_no_space(exc):
+            return no_space_message(path) + " (the program was stopped: its output could no longer be recorded)"
+        return f"cannot write the log {path}: {_os_reason(exc)} (the program was stopped)"
+
+    def _set_note(self, note: str | None) -> None:
+        try:
+            self.store.update(self.exec_id, note=note)
+        except sqlite3.Error as exc:  # a status line only
+            print(f"note not recorded ({exc}): {note}", file=sys.stderr)
+
+    def _patient(self, what: str, fn):
+        """Run a store write, retrying while the store is busy, locked or full for up
+        to ``store_patience()`` seconds; then raise :class:`StoreUnavailable`."""
+        deadline = time.monotonic() + store_patience()
+        delay = 0.2
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"{what}: {exc}") from exc
+                print(f"{what}: {exc}; trying again", file=sys.stderr)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _make_reserve(self) -> None:
+        """A little space set aside while the program runs, given back before the
+        outcome is written: a disk the program filled still takes the final state."""
+        try:
+            with open(self._reserve, "wb") as f:
+                f.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            self._release_reserve()
+
+    def _release_reserve(self) -> None:
+        try:
+            os.unlink(self._reserve)
+        except OSError:
+            pass
+
+    def _record_final(self, state: str, code: int | None, reason: str | None) -> None:
+        """The final state into the store, patiently; when the store stays
+        unavailable, into ``outcome.json`` beside the execution for the next mldesk
+        process to apply (``Engine.recover``)."""
+        self._release_reserve()
+        changes = dict(state=state, exit_code=code, reason=reason, note=None, finished_at=time.time())
+        try:
+            self._patient("recording the outcome", lambda: self.store.update(
+                self.exec_id, only_if_state=ACTIVE_STATES, **changes))
+            return
+        except StoreUnavailable as exc:
+            print(f"{exc}: keeping the outcome in {outcome_path(self.layout, self.exec_id)}", file=sys.stderr)
+        write_outcome(self.layout, self.exec_id, changes)
 
     def _cleanup(self) -> None:
         """Remove the container (or the like) and the workspace; idempotent."""
@@ -251,38 +423,75 @@ class Supervisor:
             except Exception:  # noqa: BLE001 - the execution's result stands
                 traceback.print_exc()
             self.handle = {}
-        if not self.ctx.options.get("keep_workspace") and self.ctx.workspace.exists():
+        if self._workspace_kept():
+            self._strip_workspace()
+        elif self.ctx.workspace.exists():
             shutil.rmtree(self.ctx.workspace, ignore_errors=True)
 
     def _wait_for_slot(self, ex: Execution) -> None:
+        """Wait in ``queued`` until the host has a free slot (max parallel) and the
+        GPUs asked for; the store takes them in one transaction (see
+        ``Store.claim_start``), so no other mldesk process can take them too."""
         limit = int(ex.options.get("max_parallel") or 0)
-        if limit <= 0:
-            return
-        announced = False
+        host_gpus = list(ex.options.get("host_gpus") or [])
+        said = None
         while True:
             self.check_stop()
-            with self.store.write() as conn:
-                busy = conn.execute(
-                    "SELECT COUNT(*) FROM executions WHERE host = ? AND id != ? AND state IN "
-                    "('preparing','fetching','running','collecting')", (ex.host, ex.id)).fetchone()[0]
-                ahead = conn.execute(
-                    "SELECT COUNT(*) FROM executions WHERE host = ? AND state = 'queued' AND id < ?",
-                    (ex.host, ex.id)).fetchone()[0]
-                if busy + ahead < limit:
-                    return
-            if not announced:
-                self.set_state("queued")
-                self.writer.message(f"queued: {busy} execution(s) already running on {ex.host} (limit {limit})")
-                announced = True
+            claim = self.store.claim_start(ex.id, max_parallel=limit, gpus=ex.options.get("gpus"),
+                                           host_gpus=host_gpus)
+            if claim.ok:
+                self._use_gpus(claim.gpus, host_gpus)
+                return
+            if claim.impossible:
+                raise ExecutionFailed(claim.reason or "the execution cannot be queued")
+            if claim.reason != said:
+                self.message(f"queued: {claim.reason}")
+                said = claim.reason
             time.sleep(0.5)
 
+    def _use_gpus(self, gpus: list[int], host_gpus: list[int]) -> None:
+        """The program sees only its GPUs (nvidia-smi indices, numbered like CUDA)."""
+        self.gpus = list(gpus)
+        if gpus or host_gpus:
+            self.ctx.env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+            self.ctx.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        self.ctx.options["gpu_ids"] = list(gpus)
+        if gpus:
+            self.message(f"GPUs {', '.join(map(str, gpus))} of {self.store.get(self.exec_id).host}"
+                                if len(gpus) > 1 else
+                                f"GPU {gpus[0]} of {self.store.get(self.exec_id).host}")
+
+    def _start_sampler(self) -> None:
+        """Resource samples every 2 s into resources.jsonl, next to the log."""
+        if self.sampler is not None or self.runtime is None or not self.handle:
+            return
+        try:
+            root = self.runtime.sample_root(self.handle)
+        except Exception:  # noqa: BLE001 - no samples is no reason to fail
+            traceback.print_exc()
+            return
+        if root is None:
+            return
+        from mldesk.agent.resources import GpuCache, Sampler
+
+        cache = GpuCache(str(self.layout.root / "cache" / "gpus.json")) if self.gpus else None
+        kwargs = {"root": root} if callable(root) else {"root_pid": int(root)}
+        self.sampler = Sampler(str(self.layout.resources_path(self.exec_id)), gpus=self.gpus,
+                               interval=float(self.ctx.options.get("sample_interval") or 2.0),
+                               gpu_cache=cache, **kwargs).start()
+
+    def _stop_sampler(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+            self.sampler = None
+
     def _fresh_run(self, ex: Execution) -> int:
-        msg = self.writer.message
+        msg = self.message
         self._wait_for_slot(ex)
         self.set_state("preparing")
         where = f"image {ex.image}" if ex.runtime == "docker" else "the host's Python"
         msg(f"preparing execution {ex.id} on {ex.host} with the {ex.runtime} runtime ({where})")
-        self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest))
+        self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest, owner_only=True))
         self.runtime.prepare(self.ctx)
         self.check_stop()
         if ex.inputs:
@@ -297,33 +506,129 @@ class Supervisor:
                 self.layout.input_cache, self.on_progress, cancel)
             self.check_stop()
         self.handle = self.runtime.start(self.ctx)
-        self.set_state("running", started_at=time.time(), handle=self.handle)
+        if self.handle.get("state") == "queued":  # a scheduler's (Slurm's) queue
+            self._patient("recording the start", lambda: self.set_state("queued", handle=self.handle))
+        else:
+            self._patient("recording the start", lambda: self.set_state("running", started_at=time.time(),
+                                                                        handle=self.handle))
+        self._start_sampler()
         msg("running: python main.py " + shlex.join(self.ctx.argv))
         if self.stop_event.is_set():  # asked while starting: the watcher may have missed the handle
             self.runtime.stop(self.handle, self.ctx.grace)
-        return self.runtime.stream(self.ctx, self.handle, self.writer.write)
+        return self.runtime.stream(self.ctx, self.handle, self._sink)
 
-    def _collect(self, final: bool, code: int | None = None) -> None:
+    def _collect(self, final: bool, code: int | None = None) -> str | None:
+        """Collect outputs/ (before anything else can fail). Returns a reason when
+        they could not all be collected (the workspace is then kept)."""
         if not self.ctx.workspace.exists() or self.runtime is None:
-            return
-        self.set_state("collecting", exit_code=code)  # a resumed supervisor needs the code
+            return None
+        try:  # a status only: a busy store must not hold the outputs back
+            with self.store.brief():
+                self.store.update(self.exec_id, state="collecting", exit_code=code,
+                                  only_if_state=ACTIVE_STATES)
+        except sqlite3.Error as exc:
+            print(f"state 'collecting' not recorded: {exc}", file=sys.stderr)
+        dest = self.layout.outputs(self.exec_id)
         try:
-            self.runtime.collect_outputs(self.ctx, self.layout.outputs(self.exec_id), final=final)
+            self.runtime.collect_outputs(self.ctx, dest, final=final)
         except OSError as exc:
-            self.writer.message(f"collecting outputs failed: {exc}")
+            self.keep_workspace = True
+            where = f"; what was not collected is still in {self.ctx.workspace}" if self.exec_local() else ""
+            if _is_no_space(exc):
+                problem = no_space_message(dest) + " while collecting outputs" + where
+            else:
+                problem = f"collecting outputs failed: {_os_reason(exc)}{where}"
+            self.message(problem)
+            return problem
+        return None
+
+    def exec_local(self) -> bool:
+        return self.runtime is not None and getattr(self.runtime, "name", "") != "ssh"
 
     def _finish(self, state: str, code: int | None, reason: str | None) -> None:
+        self._finished = True
         if state == "failed":
-            self.writer.message(f"failed: {reason}")
+            self.message(f"failed: {reason}")
         elif state == "stopped":
-            self.writer.message("stopped" + (f" (exit code {code})" if code is not None else ""))
+            self.message("stopped" + (f" (exit code {code})" if code is not None else ""))
         else:
-            self.writer.message("finished (exit code 0)")
+            self.message("finished (exit code 0)")
         self.done.set()
-        self._cleanup()
-        self.writer.flush()
-        self.store.update(self.exec_id, state=state, exit_code=code, reason=reason, note=None,
-                          finished_at=time.time(), only_if_state=ACTIVE_STATES)
+        if self._workspace_kept():
+            self._strip_workspace()  # before anyone is told it is over
+        self._record_final(state, code, reason)  # first the outcome, then the cleanup
+
+    def _workspace_kept(self) -> bool:
+        return bool(self.ctx.options.get("keep_workspace") or self.keep_workspace) and self.ctx.workspace.exists()
+
+    def _strip_workspace(self) -> None:
+        from mldesk.agent.outputs import strip_special_bits
+
+        strip_special_bits(self.ctx.workspace)  # a kept workspace: owner-only, never set-uid
+
+
+class StoreUnavailable(Exception):
+    """The store stayed locked, busy or full for longer than the patience."""
+
+
+RESERVE_BYTES = 1 << 20
+DEFAULT_STORE_PATIENCE = 600.0  # seconds of retrying a store write before outcome.json
+
+
+def store_patience() -> float:
+    try:
+        return float(os.environ.get("MLDESK_STORE_PATIENCE", DEFAULT_STORE_PATIENCE))
+    except ValueError:
+        return DEFAULT_STORE_PATIENCE
+
+
+def _is_no_space(exc: BaseException | None) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc)
+
+
+def outcome_path(layout: Layout, exec_id: str) -> Path:
+    return layout.execution_dir(exec_id) / "outcome.json"
+
+
+def write_outcome(layout: Layout, exec_id: str, changes: dict) -> None:
+    path = outcome_path(layout, exec_id)
+    tmp = path.with_name(".outcome.json.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(changes, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        traceback.print_exc()  # nothing more we can do: a later supervisor decides
+
+
+def apply_outcome(layout: Layout, store: Store, exec_id: str) -> bool:
+    """Apply an ``outcome.json`` left by a supervisor that could not reach the
+    store; True when there was one (the execution is final now)."""
+    path = outcome_path(layout, exec_id)
+    try:
+        changes = json.loads(path.read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return False
+    allowed = {"state", "exit_code", "reason", "note", "finished_at"}
+    store.update(exec_id, only_if_state=ACTIVE_STATES, **{k: v for k, v in changes.items() if k in allowed})
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,9 @@ class RunContext:
     set_note: Callable[[str | None], None] = lambda note: None
     # the execution's own folder on this machine (outputs/ and the log live there)
     exec_dir: Path | None = None
+    # a started execution waiting in a scheduler's queue (a Slurm job pending):
+    # set_state("queued", reason="Resources"); set_state("running", reason=None)
+    set_state: Callable[..., None] = lambda state, **changes: None
 
     def program_env(self) -> dict[str, str]:
         return {
@@ -90,6 +93,12 @@ class Runtime:
 
     def cleanup(self, handle: dict[str, Any]) -> None:
         pass
+
+    def sample_root(self, handle: dict[str, Any]):
+        """What the resource sampler of this machine watches: the pid of the program's
+        process tree here, a callable returning it (it may change or appear late), or
+        None when the program does not run on this machine (sampled elsewhere)."""
+        return None
 
     # local workspace stages; remote runtimes override these
     def prepare_workspace(self, ctx: RunContext, materialize: Callable[[Path], None]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 TEMPLATES = {
     "empty": "An empty lab: a main.py that prints its arguments and a commented ml.yaml",
-    "xor": "A small NumPy network learning XOR, with progress, outputs and a checkpoint on Stop",
+    "xor": "A tiny network learning XOR in plain Python, with metrics, outputs and a checkpoint on Stop",
 }
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mldesk.engine import labs, queries
+from mldesk.engine import LocalInputsNeedConsent, labs, queries
 from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.errors import describe, is_user_error, report_unexpected
@@ -73,6 +73,27 @@ class ExecutionActions(QtCore.QObject):
         self.w.selection.menu_targets = None
         self.update()
 
+    def ask_local_inputs(self, exc: "LocalInputsNeedConsent") -> None:
+        """file:// inputs outside the lab: name them and ask once per lab and file."""
+        w = self.w
+        listing = "\n".join(exc.paths[:20]) + (f"\n\u2026 and {len(exc.paths) - 20} more" if len(exc.paths) > 20 else "")
+        answer = self.confirm_local_inputs(
+            "ml.yaml lists these local files outside the lab as inputs:\n\n" + listing +
+            "\n\nThe lab's program will be able to read them, and send them wherever its network "
+            "reaches. Allow this lab to read them?")
+        if answer:
+            self.engine.allow_local_inputs(exc.lab, exc.paths)
+            self.run()
+        else:
+            w.show_banner("The execution was not started", "The local files were not allowed.", "info")
+
+    def confirm_local_inputs(self, text: str) -> bool:
+        """The consent question (tests replace this)."""
+        answer = QtWidgets.QMessageBox.question(
+            self.w, "Let this lab read files outside it?", text,
+            QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.Cancel, QtWidgets.QMessageBox.Cancel)
+        return answer == QtWidgets.QMessageBox.Yes
+
     # -- run -----------------------------------------------------------------------------
     def run(self) -> None:
         w = self.w
@@ -102,6 +123,8 @@ class ExecutionActions(QtCore.QObject):
             w.bottom_tabs.setCurrentIndex(0)
         elif isinstance(exc, labs.ConfigError):
             w.labctl.show_config_problems(exc)
+        elif isinstance(exc, LocalInputsNeedConsent):
+            self.ask_local_inputs(exc)
         elif is_user_error(exc):
             w.show_banner("The execution was not started", describe(exc), "error")
         else:

@@ -111,6 +111,8 @@ class HostEditDialog(QtWidgets.QDialog):
         self.outputs_every.setValue(float(p.outputs_interval))
         self.password = QtWidgets.QCheckBox("Log in with a password (kept in the OS keyring)")
         self.password.setChecked(bool(p.password))
+        self.slurm_box = self._slurm_fields(p)
+        self.runtime.currentTextChanged.connect(self._runtime_changed)
         form.addRow("&Name:", self.name)
         form.addRow("&Address:", self.url)
         key_label = QtWidgets.QLabel("&Key file:")
@@ -125,6 +127,8 @@ class HostEditDialog(QtWidgets.QDialog):
         form.addRow("&Concurrency limit:", self.parallel)
         form.addRow("&Outputs every:", self.outputs_every)
         form.addRow("", self.password)
+        form.addRow(self.slurm_box)
+        self._runtime_changed(self.runtime.currentText())
         self._keep = p  # fields the form does not show (python, keepalive, ...)
         self.error = QtWidgets.QLabel()
         self.error.setObjectName("error")
@@ -138,6 +142,65 @@ class HostEditDialog(QtWidgets.QDialog):
         lay.addLayout(form)
         lay.addWidget(self.error)
         lay.addWidget(buttons)
+
+    def _slurm_fields(self, p: hosts.HostProfile) -> QtWidgets.QGroupBox:
+        """Runtime slurm: the host is a Slurm login node, each execution one batch job."""
+        import shlex
+
+        box = QtWidgets.QGroupBox("Slurm (runtime slurm: the host is a login node)")
+        form = QtWidgets.QFormLayout(box)
+        note = QtWidgets.QLabel("The work folder must be on a file system the compute nodes share "
+                                "(Test checks it with a tiny job).")
+        note.setWordWrap(True)
+        self.partition = QtWidgets.QLineEdit(p.slurm_partition or "")
+        self.partition.setPlaceholderText("the cluster's default")
+        self.time_limit = QtWidgets.QLineEdit(p.slurm_time or "")
+        self.time_limit.setPlaceholderText("e.g. 1:00:00 (default: the partition's)")
+        self.cpus = QtWidgets.QSpinBox()
+        self.cpus.setRange(0, 4096)
+        self.cpus.setSpecialValueText("default")
+        self.cpus.setValue(int(p.slurm_cpus or 0))
+        self.mem = QtWidgets.QLineEdit(p.slurm_mem or "")
+        self.mem.setPlaceholderText("e.g. 8G (default: the partition's)")
+        self.gpus_per_job = QtWidgets.QSpinBox()
+        self.gpus_per_job.setRange(0, 64)
+        self.gpus_per_job.setValue(int(p.slurm_gpus))
+        self.gpus_per_job.setToolTip("--gres=gpu:N for labs with hardwareType: gpu")
+        self.sbatch_args = QtWidgets.QLineEdit(shlex.join(p.slurm_args))
+        self.sbatch_args.setPlaceholderText("e.g. --qos=debug --account=mylab")
+        self.env = QtWidgets.QLineEdit(shlex.join(f"{k}={v}" for k, v in p.env.items()))
+        self.env.setPlaceholderText("NAME=VALUE ... for Slurm's commands and the job")
+        form.addRow(note)
+        form.addRow("&Partition:", self.partition)
+        form.addRow("&Time limit:", self.time_limit)
+        form.addRow("&CPUs per task:", self.cpus)
+        form.addRow("&Memory:", self.mem)
+        form.addRow("&GPUs per job:", self.gpus_per_job)
+        form.addRow("sbatch &options:", self.sbatch_args)
+        form.addRow("&Environment:", self.env)
+        return box
+
+    def _runtime_changed(self, runtime: str) -> None:
+        self.slurm_box.setVisible(runtime == "slurm")
+
+    def _slurm_values(self) -> dict:
+        import shlex
+
+        try:
+            args = shlex.split(self.sbatch_args.text())
+            pairs = shlex.split(self.env.text())
+        except ValueError as exc:
+            raise hosts.HostProfileError(f"sbatch options or environment: {exc}") from None
+        env = {}
+        for item in pairs:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise hosts.HostProfileError(f"environment: write NAME=VALUE, not {item!r}")
+            env[key] = value
+        return dict(slurm_partition=self.partition.text().strip() or None,
+                    slurm_time=self.time_limit.text().strip() or None, slurm_cpus=self.cpus.value() or None,
+                    slurm_mem=self.mem.text().strip() or None, slurm_gpus=self.gpus_per_job.value(),
+                    slurm_args=args, env=env)
 
     def _browse_key(self) -> None:
         import os
@@ -163,7 +226,8 @@ class HostEditDialog(QtWidgets.QDialog):
             stop_grace=self.grace.value() or None, max_parallel=self.parallel.value(),
             outputs_interval=self.outputs_every.value(), password=self.password.isChecked(),
             python=self._keep.python, keepalive=self._keep.keepalive, connect_timeout=self._keep.connect_timeout,
-            reconnect_timeout=self._keep.reconnect_timeout, description=self._keep.description)
+            reconnect_timeout=self._keep.reconnect_timeout, description=self._keep.description,
+            **self._slurm_values())
         return prof
 
     def _try_accept(self) -> None:

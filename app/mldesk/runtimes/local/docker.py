@@ -129,15 +129,21 @@ class DockerRuntime(Runtime):
         ctx.message(f"pulled {image}")
 
     # -- running ----------------------------------------------------------------
-    def start(self, ctx: RunContext) -> dict[str, Any]:
-        docker = _docker()
+    def container_kwargs(self, ctx: RunContext) -> dict[str, Any]:
+        """What ``containers.create`` gets for this execution."""
         from docker.types import DeviceRequest
 
+        env = ctx.program_env()
+        # the container sees only its GPUs, numbered from 0: NVIDIA's runtime sets
+        # NVIDIA_VISIBLE_DEVICES; the host's CUDA numbering would hide them
+        env.pop("CUDA_VISIBLE_DEVICES", None)
         kwargs: dict[str, Any] = dict(
             command=["python", "main.py", *ctx.argv],
             working_dir=WORKDIR,
-            volumes={str(ctx.workspace): {"bind": WORKDIR, "mode": "rw"}},
-            environment=ctx.program_env(),
+            # inputs are read-only to the program (SPEC 10a)
+            volumes={str(ctx.workspace): {"bind": WORKDIR, "mode": "rw"},
+                     str(ctx.workspace / "inputs"): {"bind": WORKDIR + "/inputs", "mode": "ro"}},
+            environment=env,
             init=True,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
@@ -145,22 +151,32 @@ class DockerRuntime(Runtime):
             network_mode=ctx.network,
             labels={"mldesk.execution": ctx.exec_id},
             name=f"mldesk-{ctx.exec_id}",
-            detach=True,
         )
         if os.getuid() != 0:
             kwargs["user"] = f"{os.getuid()}:{os.getgid()}"
+        gpu_ids = ctx.options.get("gpu_ids")
+        if gpu_ids:
+            kwargs["device_requests"] = [DeviceRequest(device_ids=[str(g) for g in gpu_ids],
+                                                       capabilities=[["gpu"]])]
+        elif ctx.hardware == "gpu" and gpu_ids is None:  # no GPU queue in between: all of them
+            kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        return kwargs
+
+    def start(self, ctx: RunContext) -> dict[str, Any]:
+        docker = _docker()
+
+        kwargs = self.container_kwargs(ctx)
         try:  # a supervisor that died between starting it and recording it: adopt it
             return {"container": self.client.containers.get(kwargs["name"]).id}
         except docker.errors.NotFound:
             pass
-        if ctx.hardware == "gpu":
-            kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         try:
-            container = self.client.containers.run(ctx.image, **kwargs)
+            container = self.client.containers.create(ctx.image, **kwargs)
+            container.start()
         except docker.errors.APIError as exc:
             text = _docker_error_text(exc)
             self.cleanup({"container": kwargs["name"]})  # created but not started
-            if ctx.hardware == "gpu" and ("device driver" in text or "gpu" in text.lower()):
+            if "device_requests" in kwargs and ("device driver" in text or "gpu" in text.lower()):
                 raise ExecutionFailed(
                     f"hardwareType is gpu but Docker cannot give this container a GPU ({text}); "
                     "install the NVIDIA Container Toolkit on this host or set hardwareType: cpu"
@@ -236,6 +252,30 @@ class DockerRuntime(Runtime):
                         "lost the connection to the Docker daemon while the container ran "
                         "(was it restarted?); the container's fate is unknown"
                     ) from None
+
+    def sample_root(self, handle: dict[str, Any]):
+        """The container's init process, seen from here (/proc), when the daemon runs
+        on this machine: checked by the execution id in its environment."""
+        from mldesk.runtimes.base import pid_belongs_to
+
+        container_id = handle.get("container")
+        if not container_id:
+            return None
+        found: dict[str, Any] = {}
+
+        def root():
+            pid = found.get("pid")
+            if pid and os.path.exists(f"/proc/{pid}"):
+                return pid
+            info = self.client.api.inspect_container(container_id)
+            pid = (info.get("State") or {}).get("Pid") or 0
+            exec_id = ((info.get("Config") or {}).get("Labels") or {}).get("mldesk.execution", "")
+            if pid and pid_belongs_to(pid, exec_id):
+                found["pid"] = pid
+                return pid
+            return None
+
+        return root
 
     def stop(self, handle: dict[str, Any], grace: float) -> None:
         docker = _docker()

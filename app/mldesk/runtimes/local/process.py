@@ -63,6 +63,9 @@ class ProcessRuntime(Runtime):
         pump(proc.stdout, proc.stderr, sink, proc)
         return normalise_exit(proc.wait())
 
+    def sample_root(self, handle: dict[str, Any]):
+        return handle.get("pid")
+
     def stop(self, handle: dict[str, Any], grace: float) -> None:
         pgid = handle.get("pgid")
         if pgid:

@@ -52,16 +52,10 @@ from typing import Any, Callable
 
 from mldesk.agent import logstore
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, RuntimeUnavailable, Sink
-
-AGENT_ENTRY = "agent.py"  # the launcher in WORKDIR/agent/<hash>/ (the package beside it)
-_AGENT_DIR = Path(__file__).resolve().parent.parent.parent / "agent"
-_LAUNCHER = (
-    '"""mldesk\'s agent on this host: python3 agent.py COMMAND ARGS..."""\n'
-    "import os, sys\n"
-    "sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))\n"
-    "from mldesk.agent.main import main\n"
-    "sys.exit(main(sys.argv[1:]))\n"
+from mldesk.runtimes.ssh.client import (  # noqa: F401 - the agent client, re-exported
+    AGENT_ENTRY, agent_argv, agent_sources, agent_version, ensure_agent, probe, slurm_info,
 )
+
 _HEADER = struct.Struct("<IBdQ")
 CHECKPOINT = "remote_log.json"
 CHECKPOINT_INTERVAL = 0.5
@@ -70,51 +64,6 @@ PROGRESS_MIN_BYTES = 16 << 20  # uploads smaller than this get no progress lines
 SEND_CHUNK = 1 << 20
 STOP_REACH_TIMEOUT = 30.0  # after grace: how long to keep trying to deliver a stop
 FINAL_RECONNECT_TIMEOUT = 60.0  # how long the final output collection keeps trying
-
-# Run by the host's python3: resolve the work folder, say whether this agent version is
-# there. Fixed code (no user text); arguments are passed as argv.
-_PROBE = (
-    "import json,os,sys\n"
-    "w=os.path.abspath(os.path.expanduser(sys.argv[1]))\n"
-    "a=os.path.join(w,'agent',sys.argv[2])\n"
-    "print(json.dumps({'workdir':w,'agent':a,'have':os.path.isfile(os.path.join(a,'agent.py')),"
-    "'version':list(sys.version_info[:3]),'exe':sys.executable}))\n"
-)
-_INSTALL = (
-    "import json,os,sys,tempfile,shutil\n"
-    "a=sys.argv[1]\n"
-    "files=json.loads(sys.stdin.buffer.read().decode('utf-8'))\n"
-    "base=os.path.dirname(a)\n"
-    "os.makedirs(base,exist_ok=True)\n"
-    "t=tempfile.mkdtemp(dir=base,prefix='.tmp-')\n"
-    "for n,text in files.items():\n"
-    "    f=os.path.join(t,*n.split('/'))\n"
-    "    os.makedirs(os.path.dirname(f),exist_ok=True)\n"
-    "    open(f,'w',encoding='utf-8').write(text)\n"
-    "try:\n"
-    "    os.rename(t,a)\n"
-    "except OSError:\n"
-    "    shutil.rmtree(t)\n"
-    "print('ok')\n"
-)
-
-
-def agent_sources() -> dict[str, str]:
-    """What goes to a host: the ``mldesk.agent`` package (with a stub ``mldesk``
-    package above it) and the ``agent.py`` launcher, by relative path."""
-    out = {AGENT_ENTRY: _LAUNCHER, "mldesk/__init__.py": '"""mldesk\'s agent package (shipped)."""\n'}
-    for path in sorted(_AGENT_DIR.glob("*.py")):
-        out[f"mldesk/agent/{path.name}"] = path.read_text(encoding="utf-8")
-    return out
-
-
-def agent_version(sources: dict[str, str] | None = None) -> str:
-    sources = sources or agent_sources()
-    h = hashlib.sha256()
-    for name in sorted(sources):
-        h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
-    return h.hexdigest()[:16]
-
 
 def human(n: float) -> str:
     from mldesk.core.units import human_bytes
@@ -126,60 +75,6 @@ def _layout():
     from mldesk.core.paths import Layout
 
     return Layout()
-
-
-def ensure_agent(conn) -> dict[str, Any]:
-    """Make sure this version of the agent is on the host; returns {workdir, agent,
-    python, version} (cached on the connection)."""
-    from mldesk.runtimes.ssh.transport import HostError
-
-    with conn._agent_lock:
-        if conn.agent_info is not None:
-            return conn.agent_info
-        profile = conn.profile
-        python = profile.python or "python3"
-        sources = agent_sources()
-        version = agent_version(sources)
-        r = conn.run([python, "-c", _PROBE, profile.workdir, version], timeout=max(30.0, profile.connect_timeout))
-        if r.code != 0:
-            err = r.stderr.strip().splitlines()
-            if r.code == 127 or "not found" in r.stderr:
-                raise HostError(f"{python} was not found on {conn.label}: install Python 3.8 or newer "
-                                "there, or set the host's Python in its profile")
-            raise HostError(f"cannot run {python} on {conn.label}: {err[-1] if err else f'exit code {r.code}'}")
-        try:
-            info = json.loads(r.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise HostError(f"{python} on {conn.label} answered something unexpected: "
-                            f"{r.stdout[:200]!r}") from None
-        if tuple(info["version"]) < (3, 8):
-            raise HostError(f"{python} on {conn.label} is Python {'.'.join(map(str, info['version']))}; "
-                            "mldesk's agent needs 3.8 or newer there (set the host's Python in its profile)")
-        if not info["have"]:
-            r = conn.run([python, "-c", _INSTALL, info["agent"]], input=json.dumps(sources).encode(),
-                         timeout=60.0)
-            if r.code != 0:
-                raise HostError(f"cannot install mldesk's agent in {info['agent']} on {conn.label}: "
-                                f"{(r.stderr.strip().splitlines() or ['exit code %d' % r.code])[-1]}")
-        conn.agent_info = {"workdir": info["workdir"], "agent": info["agent"], "python": python,
-                           "version": ".".join(map(str, info["version"])), "exe": info.get("exe")}
-        return conn.agent_info
-
-
-def agent_argv(conn, *args: Any) -> list[str]:
-    info = ensure_agent(conn)
-    return [info["python"], os.path.join(info["agent"], AGENT_ENTRY), *[str(a) for a in args]]
-
-
-def probe(conn) -> dict[str, Any]:
-    """What ``mldesk hosts test`` reports: OS, Python, Docker, GPUs, free disk."""
-    from mldesk.runtimes.ssh.transport import HostError
-
-    info = ensure_agent(conn)
-    r = conn.run(agent_argv(conn, "probe", info["workdir"]), timeout=60.0)
-    if r.code != 0:
-        raise HostError(f"probing {conn.label} failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    return json.loads(r.stdout.decode("utf-8", "replace"))
 
 
 class _Matcher:
@@ -222,6 +117,7 @@ class SshRuntime(Runtime):
         self._checkpoint_at = 0.0
         self._ex = None
         self._wake = threading.Event()
+        self._shown_state: tuple[str | None, str | None] = (None, None)
 
     # -- profile, connection ------------------------------------------------------------
     def _load_profile(self, data: dict[str, Any] | None):
@@ -345,7 +241,7 @@ class SshRuntime(Runtime):
 
     def _remote_runtime(self, ctx: RunContext) -> str:
         rt = ctx.options.get("runtime")
-        if rt in ("docker", "process"):
+        if rt in ("docker", "process", "slurm"):
             return rt
         try:
             return self._execution(ctx).runtime
@@ -473,19 +369,17 @@ class SshRuntime(Runtime):
                 raise ExecutionFailed(f"Docker on {profile.name} is not available ({err}); start it there, "
                                       f"or run with the process runtime (mldesk run --host {profile.name} "
                                       "--runtime process)")
-            if ctx.hardware == "gpu" and not profile.gpus:
-                raise ExecutionFailed(f"hardwareType is gpu but the host {profile.name} is not set up for GPUs; "
-                                      f"turn GPUs on for it (mldesk hosts add {profile.name} ... --gpus) or set "
-                                      "hardwareType: cpu in ml.yaml")
             r = conn.run(["docker", "image", "inspect", "--format", "{{.Id}}", ctx.image], timeout=60.0)
             if r.code != 0:
                 ctx.message(f"image {ctx.image} is not on {profile.name}; pulling it there")
                 self._pull(ctx, conn, ctx.image)
-        elif ctx.hardware == "gpu":
-            r = conn.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], timeout=60.0)
-            if r.code != 0 or not r.stdout.strip():
-                raise ExecutionFailed(f"hardwareType is gpu but {profile.name} has no NVIDIA GPU (nvidia-smi "
-                                      "found none); set hardwareType: cpu in ml.yaml or run on a GPU host")
+        elif runtime == "slurm":
+            if ctx.hardware == "gpu" and not (profile.slurm_gpus or ctx.options.get("slurm_gpus")):
+                raise ExecutionFailed(f"hardwareType is gpu but the Slurm host {profile.name} asks for 0 GPUs "
+                                      "per job; set its GPUs per job (--gres=gpu:N) or hardwareType: cpu")
+            # GPUs are the compute nodes' (--gres=gpu:N); the login node needs none
+        # GPUs on other hosts: the host's probe (through the agent) told the engine which it
+        # has, and the queue handed this execution its own (ctx.options["gpu_ids"]) before this stage
 
     def _pull(self, ctx: RunContext, conn, image: str) -> None:
         p = conn.open(["docker", "pull", image], timeout=3600.0)
@@ -546,6 +440,7 @@ class SshRuntime(Runtime):
         except OSError as exc:
             raise ExecutionFailed(f"input '{name}' ({url}) failed: {exc.strerror or exc}") from None
         sha = h.hexdigest()
+        ctx.message(f"read local file {path} as {name}: {size} B")  # always named (SPEC 10a)
         info = ensure_agent(conn)
         t0 = time.monotonic()
         p = conn.open(agent_argv(conn, "put-input", info["workdir"], ctx.exec_id, name, sha, size),
@@ -629,7 +524,14 @@ class SshRuntime(Runtime):
             "exec_id": ctx.exec_id, "name": ctx.name, "argv": list(ctx.argv), "env": ctx.program_env(),
             "runtime": runtime, "image": ctx.image, "python": profile.python or "python3",
             "network": ctx.network or profile.network, "gpus": bool(profile.gpus), "grace": ctx.grace,
+            # the GPUs the queue gave it (None: no queue in between, the profile's flag decides)
+            "gpu_ids": ctx.options.get("gpu_ids"),
+            "sample_interval": float(ctx.options.get("sample_interval") or 2.0),
         }
+        if runtime == "slurm":
+            spec["slurm"] = profile.slurm_settings(gpu=ctx.hardware == "gpu")
+            if ctx.options.get("slurm_gpus"):  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
+                spec["slurm"]["gpus"] = int(ctx.options["slurm_gpus"])
         conn = self._connection(ctx)
         for attempt in range(1, 4):
             try:
@@ -656,10 +558,14 @@ class SshRuntime(Runtime):
             "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.get("keep_workspace")),
             "log_dir": str(ctx.exec_dir) if ctx.exec_dir is not None else None,
         }
-        for key in ("pid", "pgid", "container"):
+        for key in ("pid", "pgid", "container", "slurm_job"):
             if status.get(key):
                 handle[key] = status[key]
         self._handle = handle
+        if handle.get("slurm_job"):
+            handle["state"] = status.get("state")
+            ctx.message(f"submitted to Slurm on {profile.name} as job {handle['slurm_job']}")
+            return handle
         where = f"container {handle['container'][:12]}" if handle.get("container") else f"pid {handle.get('pid')}"
         ctx.message(f"started on {profile.name} ({runtime} runtime, {where}); it runs detached there")
         return handle
@@ -719,6 +625,8 @@ class SshRuntime(Runtime):
         self._streaming = True
         syncer = _OutputSync(self, ctx, float(profile.outputs_interval or 0))
         syncer.start()
+        samples = _ResourceSync(self, ctx, handle, RESOURCES_INTERVAL)
+        samples.start()
         try:
             try:
                 conn = self._connection(ctx, announce=resume)
@@ -741,7 +649,9 @@ class SshRuntime(Runtime):
         finally:
             self._streaming = False
             syncer.stop()
+            samples.stop()
             self._write_checkpoint(ctx, None, force=True)
+        samples.pull_once()  # the last samples, before cleanup removes them there
         state = status.get("state")
         if state == "exited":
             return int(status.get("exit_code") if status.get("exit_code") is not None else 1)
@@ -785,11 +695,29 @@ class SshRuntime(Runtime):
                             local_end = ret
                     self._offset += n
                     self._write_checkpoint(ctx, local_end)
+                elif kind == b"S":
+                    self._on_status(ctx, json.loads(payload))
                 elif kind == b"E":
                     return json.loads(payload)
                 # H: a heartbeat, nothing to do
         finally:
             p.close()
+
+    def _on_status(self, ctx: RunContext, status: dict[str, Any]) -> None:
+        """A Slurm job's state changed: queued (with Slurm's reason) or running."""
+        state, reason = status.get("state"), status.get("reason")
+        if (state, reason) == self._shown_state:
+            return
+        self._shown_state = (state, reason)
+        if state == "queued":
+            ctx.message(f"queued by Slurm (job {status.get('slurm_job')}): {reason or 'pending'}")
+            ctx.set_state("queued", reason=reason)
+        elif state == "running":
+            ctx.message(f"Slurm job {status.get('slurm_job')} is running")
+            changes: dict[str, Any] = {"reason": None}
+            if status.get("started_at"):
+                changes["started_at"] = status["started_at"]
+            ctx.set_state("running", **changes)
 
     # -- stop / cleanup ----------------------------------------------------------------------
     def _send_stop(self, conn, handle: dict[str, Any], grace: float) -> None:
@@ -935,6 +863,55 @@ class SshRuntime(Runtime):
         finally:
             writer.abort()
             p.close()
+
+
+RESOURCES_INTERVAL = 4.0
+
+
+class _ResourceSync(threading.Thread):
+    """Appends the host's new resource samples (the agent samples the program there)
+    to the local resources.jsonl every ``interval`` seconds. The local file's size is
+    the offset, so a reconnect or a new supervisor continues where it stopped."""
+
+    def __init__(self, runtime: "SshRuntime", ctx: RunContext, handle: dict[str, Any], interval: float):
+        super().__init__(name=f"resources-{ctx.exec_id}", daemon=True)
+        self.runtime = runtime
+        self.ctx = ctx
+        self.handle = handle
+        self.interval = interval
+        self.halt = threading.Event()
+        self._lock = threading.Lock()
+
+    def pull_once(self) -> None:
+        conn = self.runtime._conn
+        if self.ctx.exec_dir is None or conn is None or not conn.alive or not self.handle.get("workdir"):
+            return
+        path = self.ctx.exec_dir / "resources.jsonl"
+        with self._lock:
+            try:
+                offset = path.stat().st_size
+            except FileNotFoundError:
+                offset = 0
+            try:
+                r = conn.run(agent_argv(conn, "resources", self.handle["workdir"], self.handle["exec_id"], offset),
+                             timeout=60.0)
+            except Exception:  # noqa: BLE001 - the next round retries
+                return
+            if r.code == 0 and r.stdout:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                try:
+                    os.write(fd, r.stdout)
+                finally:
+                    os.close(fd)
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            self.pull_once()
+
+    def stop(self) -> None:
+        self.halt.set()
+        if self.is_alive():
+            self.join(70.0)
 
 
 class _OutputSync(threading.Thread):
