@@ -380,3 +380,20 @@ def test_stop_while_queued_cancels_the_job(slurme, slurm_host, shared_dir, tmp_p
         wait_for(lambda: not squeue_has(slurm_host, job), 30, "the job to leave the queue")
     finally:
         slurm_host.ssh(f"scancel {blocker}", check=False)
+
+
+def test_a_four_trial_sweep_runs_each_trial_as_its_own_job(slurme, slurm_host, shared_dir, tmp_path):
+    """A sweep on a Slurm host: one job per trial (not yet one job array), all finish."""
+    add_slurm_host(slurme, slurm_host, shared_dir)
+    lab = lab_in(tmp_path, """
+        import sys
+        print("trial", sys.argv[1])
+        """, "parameters:\n  - pass-as: '--lr=0'\n")
+    sweep_id, executions = slurme.run_sweep(lab, ["lr=[1,2,3,4]"], host="cluster")
+    assert len(executions) == 4
+    finals = [wait_final(slurme, ex.id, timeout=120) for ex in executions]
+    assert [f.state for f in finals] == ["finished"] * 4, [(f.state, f.reason) for f in finals]
+    outputs = sorted(program_output(slurme, f.id) for f in finals)
+    assert outputs == [b"trial --lr=%d\n" % i for i in range(1, 5)]
+    jobs = {f.public()["slurm_job"] for f in finals}
+    assert len(jobs) == 4
