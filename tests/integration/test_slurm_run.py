@@ -397,3 +397,25 @@ def test_a_four_trial_sweep_runs_each_trial_as_its_own_job(slurme, slurm_host, s
     assert outputs == [b"trial --lr=%d\n" % i for i in range(1, 5)]
     jobs = {f.public()["slurm_job"] for f in finals}
     assert len(jobs) == 4
+
+
+def test_a_new_agent_takes_over_when_the_login_nodes_agent_dies(slurme, slurm_host, shared_dir, tmp_path):
+    """SIGKILL the supervising agent on the login node while the job prints (a login
+    node reboot would do the same): the job goes on in Slurm, a new agent takes over
+    following it from the bytes log.bin already holds: nothing lost or doubled."""
+    from tests.integration.test_ssh_run import PRINTER, _alive, expected_printer
+
+    add_slurm_host(slurme, slurm_host, shared_dir)
+    n = 700  # about 15 s of output
+    ex = slurme.run(lab_in(tmp_path, PRINTER, f"parameters:\n  - pass-as: '{n} 0.02'\n"), host="cluster")
+    wait_state(slurme, ex.id, "running", timeout=60)
+    status_path = shared_dir / "executions" / ex.id / "status.json"
+    for round_ in range(2):
+        wait_for(lambda: program_output(slurme, ex.id).count(b"\n") > 80 * (round_ + 1), 60, "some output")
+        agent = json.loads(status_path.read_text())["agent_pid"]
+        os.kill(agent, signal.SIGKILL)
+        wait_for(lambda: not _alive(agent), 10, "the agent to die")
+        wait_for(lambda: json.loads(status_path.read_text())["agent_pid"] != agent, 30, "a new agent")
+    final = wait_final(slurme, ex.id, timeout=90)
+    assert final.state == "finished", (final.reason, messages(slurme, ex.id))
+    assert program_output(slurme, ex.id) == expected_printer(n)
