@@ -195,6 +195,7 @@ def test_metrics_are_stored_live_while_it_runs(engine, make_lab, runtime, tmp_pa
     while time.monotonic() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 5):
         time.sleep(0.05)
     assert engine.store.get(ex.id).state == "running"
+    assert engine.progress_line(ex.id) == "step 4"
     assert [json.loads(line)[:3] for line in path.read_bytes().splitlines()] == \
         [["loss", i, i / 10] for i in range(5)]
     go.touch()
