@@ -500,6 +500,22 @@ class Engine:
         """``{key: {"last", "min", "max", "count"}}``."""
         return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
 
+    def progress_line(self, ref: str | Execution) -> str | None:
+        """A short progress read-out of a running execution's latest output
+        (``epoch 3/10 · 56%``), or None."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        if ex.final:
+            return None
+        with self.log_reader(ex.id) as reader:
+            records, _ = reader.tail(20, streams=(logstore.STDOUT, logstore.STDERR))
+        for stream in (logstore.STDERR, logstore.STDOUT):  # progress bars mostly go to stderr
+            data = b"".join(r.data for r in records if r.stream == stream)
+            for line in reversed(data.split(b"\n")[-20:]):
+                text = metrics_mod.progress_text(line)
+                if text:
+                    return text
+        return None
+
     def primary_metric(self, ref: str | Execution) -> dict | None:
         """The ml.yaml's ``metrics.primary`` of an execution with its latest and best
         values: ``{"key", "goal", "last", "best"}`` (None when ml.yaml names none)."""
