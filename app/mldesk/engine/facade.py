@@ -606,18 +606,67 @@ class Engine:
 
     def restore_code(self, ref: str, lab: Path | None = None) -> str | None:
         """Restore an execution's code into its lab, keeping the current files as a
-        recoverable snapshot (returned; None when nothing had to change)."""
+        backup (its id returned; None when nothing had to change). All or nothing;
+        excluded paths (``.venv``, ``inputs``, ``outputs``, dotfiles, the lab's and the
+        snapshot's exclude globs) are never touched."""
         ex = self.get(ref)
-        lab = Path(lab or ex.lab)
-        exclude = self.snapshot_exclude(ex)
+        return self._restore_snapshot(ex.snapshot, Path(lab or ex.lab),
+                                      f"lab files before restoring the code of {ex.id}")
+
+    def _restore_snapshot(self, snapshot: str, lab: Path, reason: str) -> str | None:
+        from mldesk.core.snapshots import SnapshotError, excluded_path
+
+        lab = Path(lab).expanduser().resolve()
         lab.mkdir(parents=True, exist_ok=True)
+        exclude = self.restore_exclude(snapshot, lab)
         with self.snapshots.hold():
+            wanted = {r: e for r, e in self.snapshots.manifest(snapshot).items() if not excluded_path(r, exclude)}
             current = self.snapshots.create(lab, exclude)
-            if current.id == ex.snapshot:
+            if self.snapshots.manifest(current.id) == wanted:
                 return None
-            self.store.add_lab_backup(current.id, str(lab), f"lab files before restoring the code of {ex.id}")
-            self.snapshots.restore(ex.snapshot, lab, exclude)
+            self.store.add_lab_backup(current.id, str(lab), reason)
+            try:
+                self.snapshots.restore(snapshot, lab, exclude, backup=current.id)
+            except SnapshotError as exc:
+                raise EngineError(str(exc)) from None
         return current.id
+
+    def restore_exclude(self, snapshot: str, lab: Path) -> tuple[str, ...]:
+        """What a restore never touches: the defaults (dotfiles, .venv, inputs,
+        outputs, __pycache__), the snapshot's exclude and the lab's current one."""
+        from types import SimpleNamespace
+
+        patterns = list(labconfig.DEFAULT_EXCLUDE) + list(self.snapshot_exclude(SimpleNamespace(snapshot=snapshot)))
+        try:
+            patterns += list(labconfig.load_lab_config(lab).exclude)
+        except (labconfig.ConfigError, OSError):
+            pass
+        return tuple(dict.fromkeys(patterns))
+
+    # -- backups of a lab's files (kept whenever a restore replaced them) ---------
+    def backups(self, lab: str | Path | None = None) -> list[dict]:
+        """Every backup, newest first: {snapshot, lab, created_at, reason, kept}."""
+        rows = self.store.lab_backups(str(Path(lab).expanduser().resolve())) if lab else self.store.all_lab_backups()
+        return [dict(r, kept=self.snapshots.exists(r["snapshot"])) for r in rows]
+
+    def restore_backup(self, ref: str, lab: str | Path | None = None) -> tuple[dict, str | None]:
+        """Bring a lab's files back from a backup (its snapshot id or a unique prefix,
+        optionally narrowed to ``lab``), keeping the current files as a new backup.
+        Returns (the backup restored, the new backup's id or None)."""
+        ref = ref.strip().lower()
+        rows = [b for b in self.backups(lab) if b["snapshot"].startswith(ref)] if ref else []
+        pairs = {(b["snapshot"], b["lab"]): b for b in rows}
+        if not pairs:
+            raise EngineError(f"no backup matches '{ref}' (see `mldesk backups`)")
+        if len(pairs) > 1:
+            listed = ", ".join(f"{s[:12]} ({lab_})" for s, lab_ in list(pairs)[:5])
+            raise EngineError(f"'{ref}' matches {len(pairs)} backups ({listed}); give more of the id or the lab")
+        backup = next(iter(pairs.values()))
+        if not backup["kept"]:
+            raise EngineError(f"the files of backup {backup['snapshot']} are no longer kept")
+        new = self._restore_snapshot(backup["snapshot"], Path(backup["lab"]),
+                                     f"lab files before bringing back backup {backup['snapshot']}")
+        return backup, new
 
     # -- rename / remove -------------------------------------------------------
     def _check_name(self, name: str) -> str:
