@@ -51,6 +51,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "local_max_parallel": 0,     # 0 = no limit; more executions wait as "queued"
     "input_timeout": 30.0,       # seconds without data before a download counts as stalled
     "input_retries": 4,
+    "input_max_bytes": 50 * 1024 ** 3,  # one input at most; bigger ones fail before they fill the disk
+    "input_min_rate": 1024,  # bytes/s over 4 x input_timeout; slower downloads count as stalled
     "keep_workspace": False,
     "max_output_files": None,
     "max_output_file_bytes": None,
@@ -311,6 +313,8 @@ class Engine:
             "host_profile": profile,
             "input_timeout": self.setting("input_timeout"),
             "input_retries": self.setting("input_retries"),
+            "input_max_bytes": self.setting("input_max_bytes"),
+            "input_min_rate": self.setting("input_min_rate"),
             "keep_workspace": self.setting("keep_workspace"),
             "max_output_files": self.setting("max_output_files"),
             "max_output_file_bytes": self.setting("max_output_file_bytes"),

@@ -119,6 +119,8 @@ class Runtime:
                 on_message=ctx.message, cancel=cancel,
                 timeout=float(ctx.options.get("input_timeout", 30.0)),
                 retries=int(ctx.options.get("input_retries", 4)),
+                max_bytes=ctx.options.get("input_max_bytes", inputs.DEFAULT_MAX_BYTES),
+                min_rate=float(ctx.options.get("input_min_rate", inputs.DEFAULT_MIN_RATE) or 0.0),
             )
         except inputs.InputError as exc:
             raise ExecutionFailed(str(exc)) from None
