@@ -248,7 +248,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    from mldesk.engine import MLDESK, STDERR, STDOUT, write_program_output
+    from mldesk.engine import MLDESK, STDERR, STDOUT, write_program_output, write_tail
 
     engine = _engine()
     ex = engine.get(args.id)
@@ -264,7 +264,7 @@ def cmd_logs(args) -> int:
             if args.head is not None:
                 out.writelines(r.data for r in reader.head(args.head, streams)[0])
             if args.tail is not None:
-                out.writelines(r.data for r in reader.tail(args.tail, streams)[0])
+                write_tail(reader, out, args.tail, streams)  # bounded memory, however long the lines
     out.flush()
     return 0
 
