@@ -63,6 +63,65 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 NAME_MAX = 100
 
+# characters a name may not hold: C0 and C1 controls, DEL, and the bidirectional
+# overrides/isolates/marks that make text display in another order than it is stored
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def _bad_name_char(c: str) -> bool:
+    o = ord(c)
+    return o < 32 or 0x7F <= o <= 0x9F or c in _BIDI or c in "\u2028\u2029"
+
+
+def _number(value: Any, what: str, *, integer: bool = False, minimum: float = 0,
+            maximum: float | None = None, none_ok: bool = False) -> Any:
+    if value is None and none_ok:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value != value:
+        kind = "a whole number" if integer else "a number"
+        raise EngineError(f"{what} must be {kind}" + (" or null" if none_ok else "") + f", not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum:g}" if maximum is not None else ""
+        raise EngineError(f"{what} must be at least {minimum:g}{upper}, not {value!r}")
+    return value
+
+
+def _image_aliases(value: Any) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise EngineError('image_aliases must be a mapping of names to images, like {"my-alias": "python:3.11"}')
+    for alias, image in value.items():
+        problem = labconfig.image_problem(image)
+        if problem:
+            raise EngineError(f"image alias {alias!r}: {problem}")
+    return value
+
+
+def _choice(value: Any, what: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise EngineError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+# every setting is checked when it is set: a bad value must never break every run later
+SETTING_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "image_aliases": _image_aliases,
+    "stop_grace": lambda v: _number(v, "stop_grace (seconds)", maximum=86400),
+    "local_network": lambda v: _choice(v, "local_network", ("bridge", "none", "host")),
+    "local_max_parallel": lambda v: _number(v, "local_max_parallel", integer=True, maximum=10_000),
+    "input_timeout": lambda v: _number(v, "input_timeout (seconds)", minimum=0.1, maximum=86400),
+    "input_retries": lambda v: _number(v, "input_retries", integer=True, maximum=100),
+    "input_max_bytes": lambda v: _number(v, "input_max_bytes", integer=True, minimum=1),
+    "input_min_rate": lambda v: _number(v, "input_min_rate (bytes per second)"),
+    "keep_workspace": lambda v: v if isinstance(v, bool) else (_ for _ in ()).throw(
+        EngineError(f"keep_workspace must be true or false, not {v!r}")),
+    "max_output_files": lambda v: _number(v, "max_output_files", integer=True, none_ok=True),
+    "max_output_file_bytes": lambda v: _number(v, "max_output_file_bytes", integer=True, none_ok=True),
+    "max_output_bytes": lambda v: _number(v, "max_output_bytes", integer=True, none_ok=True),
+    "undo_seconds": lambda v: _number(v, "undo_seconds", maximum=3600),
+    "theme": lambda v: _choice(v, "theme", ("system", "light", "dark")),
+}
+
 
 class EngineError(UserError):
     """A user-facing error: the message says what happened and what to do."""
@@ -107,11 +166,21 @@ class Engine:
 
     # -- settings ------------------------------------------------------------
     def setting(self, key: str) -> Any:
-        return self.store.get_setting(key, DEFAULT_SETTINGS.get(key))
+        value = self.store.get_setting(key, DEFAULT_SETTINGS.get(key))
+        check = SETTING_CHECKS.get(key)
+        if check is not None and value != DEFAULT_SETTINGS.get(key):
+            try:
+                check(value)
+            except EngineError:  # stored by an older mldesk that did not check: the default
+                return DEFAULT_SETTINGS.get(key)
+        return value
 
     def set_setting(self, key: str, value: Any) -> None:
         if key not in DEFAULT_SETTINGS:
             raise EngineError(f"unknown setting '{key}' (known: {', '.join(sorted(DEFAULT_SETTINGS))})")
+        check = SETTING_CHECKS.get(key)
+        if check is not None:
+            value = check(value)
         self.store.set_setting(key, value)
 
     def resolve_image(self, image_id: str) -> str:
@@ -679,8 +748,9 @@ class Engine:
             raise EngineError("a name cannot be empty")
         if len(name) > NAME_MAX:
             raise EngineError(f"a name can have at most {NAME_MAX} characters (this one has {len(name)})")
-        if any(ord(c) < 32 for c in name):
-            raise EngineError("a name cannot contain control characters or line breaks")
+        if any(_bad_name_char(c) for c in name):
+            raise EngineError("a name cannot contain control characters, line breaks or "
+                              "text-direction overrides")
         return name
 
     def rename(self, ref: str, name: str) -> Execution:
