@@ -246,6 +246,18 @@ class SnapshotStore:
         os.chmod(tmp, (entry[2] & 0o777) | stat.S_IWUSR)  # never set-uid/set-gid
         os.replace(tmp, target)
 
+    def outside_links(self, snap_id: str) -> list[tuple[str, str]]:
+        """(path, target) of the snapshot's symbolic links that point outside the lab."""
+        out = []
+        for rel, entry in sorted(self.manifest(snap_id).items()):
+            if entry[0] != "link":
+                continue
+            target = entry[1]
+            joined = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+            if os.path.isabs(target) or joined == ".." or joined.startswith("../"):
+                out.append((rel, target))
+        return out
+
     def export_entries(self, snap_id: str) -> list:
         """The snapshot as ``mldesk.core.export.Entry`` items (folders first)."""
         from mldesk.core.export import Entry
