@@ -730,7 +730,9 @@ class Supervisor(object):
         ws = self.p.workspace
         venv = os.path.join(ws, ".venv", "bin", "python")
         python = venv if os.path.exists(venv) else (spec.get("python") or "python3")
-        env = dict(os.environ)
+        from mldesk.agent.envpolicy import host_env
+
+        env = host_env(os.environ)  # never the rest of the agent's environment (SSH_AUTH_SOCK...)
         env.update(spec.get("env") or {})
         try:
             proc = subprocess.Popen([python, "main.py"] + list(spec["argv"]), cwd=ws, env=env,
