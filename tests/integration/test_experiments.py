@@ -57,7 +57,8 @@ def test_metrics_equal_what_was_printed(engine, make_lab, runtime, mldesk_home):
     expected["final"] = [[1, 7.0]]
     expected["val_loss"] = [[s, round(v, 4)] for s, v in expected["val_loss"]]
     got = json.loads(cli("metrics", ex.id, "--json", home=mldesk_home, check=True).stdout)
-    assert _nan_equal(got, expected), got
+    assert _nan_equal(got, expected), {k: (got.get(k), expected.get(k)) for k in {*got, *expected}
+                                       if not _nan_equal(got.get(k), expected.get(k))}
     assert "lr" not in got  # mldesk's stage line is never scanned
     pts, offset = engine.metrics_since(ex.id)  # what a live chart polls
     assert len(pts) == sum(map(len, got.values())) and engine.metrics_since(ex.id, offset) == ([], offset)
