@@ -3,7 +3,8 @@
 # and munge), no systemd needed. The node is this machine; its login node is the
 # test sshd (sshd.sh), so SSH sessions there reach the cluster like on a real one.
 #
-#   slurm.sh start    munged, slurmctld, slurmd (idempotent; quick when running)
+#   slurm.sh start    munged, slurmctld, slurmd (idempotent; quick when running), and
+#                     when the netns SSH host is up, a relay that lets it reach slurmctld
 #   slurm.sh stop     stop them (state stays in the folder)
 #   slurm.sh status   exit 0 when the node answers and is usable
 #   slurm.sh env      print the shell exports the tests read (eval "$(slurm.sh env)")
@@ -35,6 +36,11 @@ SYSTEM_CONF=/etc/slurm/slurm.conf
 LOGIN_ONLY=$STATE/login-only
 PARTITION=debug
 NODE=$(hostname -s)
+# The netns SSH host (netns-host.sh) reaches slurmctld through a relay in its namespace
+NETNS=mldesk-h1
+NETNS_GATEWAY=198.18.0.1
+RELAY_PID=$STATE/run/netns-relay.pid
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 log() { printf '[slurm] %s\n' "$*" >&2; }
 
@@ -142,6 +148,26 @@ start_munge() {
   return 1
 }
 
+# Inside the netns host, the cluster's name resolves to the namespace's own loopback:
+# a relay there carries slurmctld's port over the namespace's link (cut with it).
+start_netns_relay() {
+  [[ -e /run/netns/$NETNS ]] || return 0
+  if pid_running "$RELAY_PID" tcp-relay.py; then
+    # in the namespace that exists now (not one netns-host.sh has since replaced)?
+    [[ $(stat -L -c %i "/proc/$(<"$RELAY_PID")/ns/net") == $(stat -L -c %i "/run/netns/$NETNS") ]] && return 0
+    kill_pidfile "$RELAY_PID" tcp-relay.py
+  fi
+  local addr port
+  addr=$(getent hosts "$NODE" | awk '{print $1; exit}')
+  port=$(awk -F= '/^SlurmctldPort=/{print $2}' "$CONF")
+  port=${port:-6817}
+  mkdir -p "$STATE/run"
+  ip netns exec "$NETNS" setsid python3 "$HERE/tcp-relay.py" "${addr:-127.0.0.1}" "$port" \
+    "$NETNS_GATEWAY" "$port" </dev/null >>"$STATE/log/netns-relay.log" 2>&1 8>&- &
+  echo $! >"$RELAY_PID"
+  log "relay for the netns host: ${addr:-127.0.0.1}:$port in $NETNS -> $NETNS_GATEWAY:$port"
+}
+
 start() {
   mkdir -p /tmp/mldesk-ci
   exec 8>/tmp/mldesk-ci/slurm.lock
@@ -149,6 +175,7 @@ start() {
   if usable; then
     log "already running: node $NODE $(node_state) (SLURM_CONF=$CONF)"
     link_system_conf
+    start_netns_relay
     return 0
   fi
   command -v slurmctld >/dev/null || { log "slurmctld missing: apt-get install slurm-wlm munge"; return 1; }
@@ -166,6 +193,7 @@ start() {
       "$LOGIN_ONLY" slurmd -f "$CONF" -N "$NODE" </dev/null >/dev/null 2>&1 8>&-
   fi
   link_system_conf
+  start_netns_relay
   local state=
   for _ in $(seq 300); do
     state=$(node_state || true)
@@ -204,6 +232,7 @@ stop_daemons() {
 }
 
 stop() {
+  kill_pidfile "$RELAY_PID" tcp-relay.py
   stop_daemons
   kill_pidfile "$MUNGE_PID" munged
 }

@@ -168,9 +168,15 @@ def slurm_host(sshd_server) -> SlurmHost:
         _unavailable("MLDESK_REQUIRE_SLURM", f"MLDESK_TEST_SLURM_* not set: {hint}")
     host = SlurmHost(sshd_server, env["MLDESK_TEST_SLURM_PARTITION"], env.get("MLDESK_TEST_SLURM_NODE", ""),
                      int(env.get("MLDESK_TEST_SLURM_GPUS", "0")))
-    probe = host.ssh(f"sinfo -h -p {host.partition} -o %T", timeout=30, check=False)
-    states = probe.stdout.split()
-    if probe.returncode != 0 or not any(s in ("idle", "mixed", "allocated", "completing") for s in states):
+    deadline = time.monotonic() + 20  # a node busy with another run's jobs is fine; down is not
+    while True:
+        probe = host.ssh(f"sinfo -h -p {host.partition} -o %T", timeout=30, check=False)
+        states = [st.rstrip("*~#!%$@^-") for st in probe.stdout.split()]
+        ok = probe.returncode == 0 and any(st in ("idle", "mixed", "allocated", "completing") for st in states)
+        if ok or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if not ok:
         _unavailable("MLDESK_REQUIRE_SLURM",
                      f"the test Slurm cluster does not answer over SSH (sinfo: {probe.returncode} "
                      f"{probe.stdout.strip()} {probe.stderr.strip()}): {hint}")

@@ -44,7 +44,8 @@ def test_image_missing_fails_with_reason(lab, mldesk_home, docker_client):
     assert b"could not be pulled" in res.stdout
 
 
-def test_gpu_requested_without_gpu(lab, mldesk_home, busybox_image):
+def test_gpu_requested_without_gpu(lab, mldesk_home, busybox_image, fake_gpus):
+    fake_gpus.set(0)  # a host without GPUs, whether or not this machine has one
     (lab / "ml.yaml").write_text("dockerImageId: mldesk-test/busybox:latest\nhardwareType: GPU\n")
     engine = Engine(mldesk_home)
     engine.set_setting("local_network", "none")
@@ -55,11 +56,8 @@ def test_gpu_requested_without_gpu(lab, mldesk_home, busybox_image):
     assert engine.list() == []
 
 
-def test_gpu_requested_on_process_runtime_without_gpu(lab, mldesk_home):
-    import shutil
-
-    if shutil.which("nvidia-smi"):
-        pytest.skip("this machine has nvidia-smi")
+def test_gpu_requested_on_process_runtime_without_gpu(lab, mldesk_home, fake_gpus):
+    fake_gpus.set(0)  # a host without GPUs, whether or not this machine has one
     (lab / "ml.yaml").write_text("hardwareType: gpu\n")
     engine = Engine(mldesk_home)
     with pytest.raises(EngineError, match="nvidia-smi found none"):

@@ -65,6 +65,17 @@ def _gpu_lab(make_lab, tmp_path, name, yaml="gpus: 1\n"):
     return make_lab(HOLD.format(go=str(go)), yaml), go
 
 
+def _wait_reason(engine, exec_id, reason, timeout=10.0):
+    """The queued reason is refreshed on each claim (every 0.5 s): wait for this one."""
+    deadline = time.monotonic() + timeout
+    ex = engine.store.get(exec_id)
+    while ex.reason != reason and time.monotonic() < deadline:
+        time.sleep(0.05)
+        ex = engine.store.get(exec_id)
+    assert ex.state == "queued" and ex.reason == reason, (ex.state, ex.reason)
+    return ex
+
+
 def _cvd(engine, exec_id, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -85,11 +96,8 @@ def test_gpu_queue_two_gpus_three_executions(engine, make_lab, tmp_path, fake_gp
         exs.append(engine.run(lab, runtime="process"))
         time.sleep(0.01)  # a clear queue order
     a, b = wait_state(engine, exs[0].id, "running"), wait_state(engine, exs[1].id, "running")
-    third = wait_state(engine, exs[2].id, "queued")
-    deadline = time.monotonic() + 10
-    while third.reason is None and time.monotonic() < deadline:
-        third = engine.store.get(third.id)
-    assert third.reason == "waiting for 1 free GPU on local (2 of 2 busy)"
+    wait_state(engine, exs[2].id, "queued")
+    third = _wait_reason(engine, exs[2].id, "waiting for 1 free GPU on local (2 of 2 busy)")
     cvd = {_cvd(engine, a.id), _cvd(engine, b.id)}
     assert cvd == {"0", "1"}
     assert sorted(engine.gpus_of(a.id) + engine.gpus_of(b.id)) == [0, 1]
@@ -268,10 +276,32 @@ def test_max_parallel_still_applies(engine, make_lab, tmp_path):
     first = engine.run(lab1, runtime="process")
     wait_state(engine, first.id, "running")
     second = engine.run(lab2, runtime="process")
-    queued = wait_state(engine, second.id, "queued")
-    assert queued.reason == "waiting for a free slot on local (1 of 1 running)"
+    wait_state(engine, second.id, "queued")
+    _wait_reason(engine, second.id, "waiting for a free slot on local (1 of 1 running)")
     go1.touch()
     wait_final(engine, first.id)
     wait_state(engine, second.id, "running", timeout=10)
     go2.touch()
     assert wait_final(engine, second.id).state == "finished"
+
+
+@pytest.mark.parametrize("runtime", ["process"])
+def test_sweep_trials_fill_the_free_gpus(engine, make_lab, tmp_path, fake_gpus):
+    go = tmp_path / "go-sweep"
+    lab = make_lab(HOLD.format(go=str(go)) + "\nimport sys\nprint('args', sys.argv[1:])\n",
+                   "gpus: 1\nparameters:\n  - pass-as: '--lr=0.1'\n")
+    sweep, trials = engine.run_sweep(lab, ["lr=[0.1,0.01,0.001]"], runtime="process")
+    assert len(trials) == 3
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rows = [engine.store.get(t.id) for t in trials]
+        if sorted(r.state for r in rows) == ["queued", "running", "running"]:
+            break
+        time.sleep(0.1)
+    running = [r for r in rows if r.state == "running"]
+    assert len(running) == 2 and {_cvd(engine, r.id) for r in running} == {"0", "1"}
+    (waiting,) = [r for r in rows if r.state == "queued"]
+    _wait_reason(engine, waiting.id, "waiting for 1 free GPU on local (2 of 2 busy)")
+    go.touch()
+    assert all(wait_final(engine, t.id).state == "finished" for t in trials)
+    assert len(engine.gpus_of(waiting.id)) == 1

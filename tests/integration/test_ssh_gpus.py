@@ -10,6 +10,7 @@ import pytest
 
 from mldesk.agent import resources
 from tests.integration.conftest import cli, program_output, wait_final, wait_state
+from tests.integration.test_gpus_resources import _wait_reason
 from tests.integration.test_ssh_run import (  # noqa: F401 - fixtures
     add_host, isolated_home, lab_in, remote_dir, sshe,
 )
@@ -49,8 +50,8 @@ def test_gpu_queue_and_samples_on_an_ssh_host(sshe, sshd_server, remote_dir, tmp
     first = sshe.run(lab, host="gpu-box")
     wait_state(sshe, first.id, "running", timeout=60)
     second = sshe.run(lab, host="gpu-box")
-    queued = wait_state(sshe, second.id, "queued", timeout=60)
-    assert queued.reason == "waiting for 1 free GPU on gpu-box (1 of 1 busy)"
+    wait_state(sshe, second.id, "queued", timeout=60)
+    _wait_reason(sshe, second.id, "waiting for 1 free GPU on gpu-box (1 of 1 busy)")
     status = json.loads(cli("hosts", "status", "gpu-box", "--json", home=mldesk_home, check=True).stdout)
     (box,) = status
     assert box["reachable"] and box["running"] == 1
@@ -78,3 +79,16 @@ def test_too_many_gpus_for_an_ssh_host(sshe, sshd_server, remote_dir, tmp_path, 
     r = cli("run", str(lab), "--host", "gpu-box", home=mldesk_home)
     assert r.returncode != 0 and "3 GPUs asked for, but gpu-box has 2 GPUs" in r.stderr.decode()
     assert sshe.list() == []
+
+
+def test_samples_from_an_ssh_docker_host(sshe, sshd_server, remote_dir, tmp_path, python_image):
+    """The agent samples a container's process tree on the host (no GPU)."""
+    add_host(sshe, sshd_server, "box", remote_dir, runtime="docker")
+    lab = lab_in(tmp_path, PROGRAM)
+    ex = sshe.run(lab, host="box")
+    done = wait_final(sshe, ex.id, timeout=180)
+    assert done.state == "finished", done.reason
+    assert "CVD=-" in program_output(sshe, ex.id).decode()
+    samples = resources.read_samples(str(sshe.layout.resources_path(ex.id)))[0]
+    assert len(samples) >= 2 and max(s.get("rss", 0) for s in samples) >= 200 * MB
+    assert sshe.gpus_of(ex.id) == []

@@ -704,23 +704,20 @@ def test_large_log_head_tail_are_fast_and_read_little(tmp_path):
     assert b"".join(x.data for x in tail) == b"".join(last[-1000:])
 
 
-def test_ingest_is_cheap(tmp_path):
-    """50k lines/s from 4 processes: the writer's per-batch cost is tiny."""
+def test_batched_writes_from_four_writers_read_back(tmp_path):
+    """4 writers x 50k lines in batches: every record is there (the speed of this is
+    measured by bench/p3 and bench/p9, not asserted here)."""
     batch = b"".join(b"step %6d loss=0.123456 acc=0.9876 lr=1.0e-04 some more text here\n" % i for i in range(500))
     paths = [tmp_path / ("log%d.bin" % i) for i in range(4)]
     writers = [LogWriter(p) for p in paths]
-    t0 = time.perf_counter()
     for _ in range(100):  # 4 x 50k lines
         for w in writers:
             w.write(STDOUT, batch)
-    elapsed = time.perf_counter() - t0
     for w in writers:
         w.close()
-    assert elapsed < 0.5, elapsed  # 200k lines; the budget is 1 s per 200k
-    t0 = time.perf_counter()
     n = sum(len(LogReader(p).read_from(0)[0]) for p in paths)
     assert n == 400
-    assert time.perf_counter() - t0 < 0.5
+    assert all(LogReader(p).total_lines() == 50_000 for p in paths)
 
 
 # -- stdlib only, Python 3.8 ----------------------------------------------------------
@@ -758,3 +755,23 @@ def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path, oldest_python):
         )
         assert res.returncode == 0, res.stderr
         assert res.stdout.startswith("ok (3, 9)")
+
+
+def test_write_tail_streams_the_same_bytes_as_tail(tmp_path):
+    import io
+    import random
+
+    from mldesk.agent import logstore
+
+    rng = random.Random(7)
+    path = tmp_path / "log.bin"
+    with logstore.LogWriter(path) as w:
+        for _ in range(300):
+            stream = rng.choice((logstore.STDOUT, logstore.STDERR, logstore.MLDESK))
+            w.write(stream, b"".join(rng.choice([b"a", b"bb", b"\n", b"ccc\n"]) for _ in range(rng.randint(1, 50))))
+    with logstore.LogReader(path) as r:
+        for n in (0, 1, 2, 5, 17, 100, 10_000):
+            for streams in ((logstore.STDOUT, logstore.STDERR), (logstore.STDOUT,)):
+                buf = io.BytesIO()
+                logstore.write_tail(r, buf, n, streams)
+                assert buf.getvalue() == b"".join(rec.data for rec in r.tail(n, streams)[0]), (n, streams)

@@ -205,3 +205,19 @@ def test_agent_resources_is_stdlib_only():
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module.split(".")[0])
     assert names <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_an_exited_unreaped_process_is_not_sampled():
+    """A zombie (exited, its parent has not waited yet) holds no memory and no longer
+    counts: the root looks gone, rather than a sample of 0 bytes."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(f"/proc/{proc.pid}/stat", "rb") as f:
+            if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                break
+        time.sleep(0.01)
+    try:
+        assert resources.TreeSampler(proc.pid).sample() is None
+    finally:
+        proc.wait()

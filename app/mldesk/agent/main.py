@@ -197,11 +197,15 @@ def jline(obj):
 
 def proc_start_time(pid):
     """The process's start time in clock ticks since boot (guards against pid reuse);
-    None when it does not exist; 0 where /proc is missing but the pid exists."""
+    None when it does not exist or is a zombie (dead, where nobody reaps orphans); 0
+    where /proc is missing but the pid exists."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             data = f.read()
-        return int(data[data.rfind(b")") + 2:].split()[19])
+        fields = data[data.rfind(b")") + 2:].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])
     except (OSError, ValueError, IndexError):
         pass
     if os.path.isdir("/proc/self"):
@@ -612,10 +616,7 @@ def cmd_start(workdir, exec_id):
         return 0
     spec["container_name"] = "mldesk-" + exec_id
     write_json(p.spec, spec)
-    with open(p.agent_log, "ab") as log:
-        proc = subprocess.Popen(agent_command("supervise", p.workdir, exec_id),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=p.exec_dir,
-                                env=agent_env(), start_new_session=True, close_fds=True)
+    proc = spawn_supervisor(p, exec_id)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         status = read_json(p.status)
@@ -640,12 +641,28 @@ def cmd_start(workdir, exec_id):
     return 1
 
 
+def spawn_supervisor(p, exec_id):
+    """The supervising agent, detached (own session, stdio to agent.log)."""
+    with open(p.agent_log, "ab") as log:
+        return subprocess.Popen(agent_command("supervise", p.workdir, exec_id),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=p.exec_dir,
+                                env=agent_env(), start_new_session=True, close_fds=True)
+
+
+def slurm_resumable(status):
+    """A Slurm job whose supervising agent died (killed, login node rebooted): the job
+    goes on in Slurm, so a new agent can take over following it."""
+    return bool(status and status.get("slurm_job") and status.get("state") in ("queued", "running")
+                and not agent_alive(status))
+
+
 class Supervisor(object):
-    def __init__(self, p):
+    def __init__(self, p, resume=None):
         self.p = p
         self.spec = read_json(p.spec)
-        self.status = {"state": "starting", "agent_pid": os.getpid(),
-                       "agent_start": proc_start_time(os.getpid()), "runtime": self.spec["runtime"]}
+        self.resume = resume  # the status of a Slurm job to take over
+        self.status = dict(resume or {"state": "starting", "runtime": self.spec["runtime"]},
+                           agent_pid=os.getpid(), agent_start=proc_start_time(os.getpid()))
         self.stopping = threading.Event()
         self.done = threading.Event()
         self.sampler = None
@@ -676,7 +693,7 @@ class Supervisor(object):
 
     def run(self):
         self.save()
-        if self.stop_requested():
+        if self.stop_requested() and not self.resume:
             self.save(state="stopped", exit_code=None, finished_at=time.time(),
                       error="stopped before the program started")
             return
@@ -713,7 +730,9 @@ class Supervisor(object):
         ws = self.p.workspace
         venv = os.path.join(ws, ".venv", "bin", "python")
         python = venv if os.path.exists(venv) else (spec.get("python") or "python3")
-        env = dict(os.environ)
+        from mldesk.agent.envpolicy import host_env
+
+        env = host_env(os.environ)  # never the rest of the agent's environment (SSH_AUTH_SOCK...)
         env.update(spec.get("env") or {})
         try:
             proc = subprocess.Popen([python, "main.py"] + list(spec["argv"]), cwd=ws, env=env,
@@ -736,9 +755,19 @@ class Supervisor(object):
 
     def run_slurm(self, writer):
         job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
-                                   self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
+                             self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
         try:
-            job.submit()
+            if self.resume:
+                # what of the job's output files log.bin holds already: exactly its
+                # stdout and stderr bytes (the agent writes nothing else there)
+                done = {logstore.STDOUT: 0, logstore.STDERR: 0}
+                with logstore.LogReader(self.p.log) as reader:
+                    for rec in reader.iter_records():
+                        if rec.stream in done:
+                            done[rec.stream] += len(rec.data)
+                job.take_over(self.resume, done[logstore.STDOUT], done[logstore.STDERR])
+            else:
+                job.submit()
             code = job.follow()
         except slurm.SlurmError as exc:
             raise AgentError(str(exc))
@@ -845,9 +874,18 @@ def _container_root(cid, exec_id):
 
 
 def cmd_supervise(workdir, exec_id):
+    import fcntl
+
     p = Paths(workdir, exec_id)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
-    Supervisor(p).run()
+    # one supervising agent per execution (a Slurm take-over may be asked twice at once)
+    lock = os.open(os.path.join(p.exec_dir, "supervise.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0
+    status = read_json(p.status)
+    Supervisor(p, resume=status if slurm_resumable(status) else None).run()
     return 0
 
 
@@ -865,6 +903,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
     lost_since = None
     pause = 0.02
     shown = None  # (state, reason) last sent in an S frame
+    takeovers = 0  # new supervising agents started for a Slurm job (a few, not a crash loop)
     try:
         while True:
             if reader is None and os.path.exists(p.log):
@@ -904,6 +943,14 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                                               "gone from the host" % p.exec_dir}).encode())
                 _OUT.flush()
                 return 0
+            if takeovers < 5 and slurm_resumable(status):
+                # the job goes on in Slurm: a new supervising agent takes over following it
+                spawn_supervisor(p, exec_id)
+                takeovers += 1
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not agent_alive(read_json(p.status)):
+                    time.sleep(0.05)
+                continue
             if status is not None and not agent_alive(status):
                 # dead without a final status (host rebooted, agent killed): confirm twice
                 if lost_since is None:

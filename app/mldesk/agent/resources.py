@@ -236,6 +236,8 @@ def _read_stat(pid: int) -> Optional[Tuple[int, int, int, int]]:
         return None
     rest = data[data.rfind(b")") + 2:].split()
     # rest[0] is field 3 (state); utime is field 14 -> rest[11]
+    if rest[:1] in ([b"Z"], [b"X"]):  # exited, not yet reaped: no longer part of the program
+        return None
     try:
         ticks = int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])
         return int(rest[1]), ticks, int(rest[19]), int(rest[21])

@@ -12,8 +12,11 @@ driver runs ``python main.py ARGV`` as a child in the workspace, forwards SIGTER
 * follows the job's ``slurm.out`` / ``slurm.err`` by byte offset into the execution's
   ``log.bin`` (so the app's follow/resume path is the one of every SSH run),
 * polls ``squeue`` for the job's state: pending is ``queued`` with Slurm's reason,
-* stops it on request: ``scancel JOB`` (SIGTERM to all the job's processes, SIGKILL
-  after Slurm's KillWait), then ``scancel --full --signal=KILL JOB`` after mldesk's grace,
+* stops it on request: ``scancel --batch --signal=TERM JOB`` (the driver passes SIGTERM
+  on to the program and its children; a pending job is simply cancelled); after mldesk's
+  grace a ``kill`` file makes the driver SIGKILL them; if the job is still there
+  KILL_FALLBACK seconds later, ``scancel JOB``. (A plain ``scancel`` leaves the job
+  COMPLETING and Slurm refuses further signals until its KillWait is over.)
 * reads the end from ``exit_code.json``, else ``scontrol show job``, else ``sacct``,
   else reports it unknown.
 
@@ -53,13 +56,46 @@ WHY = {
     "CANCELLED": "it was cancelled (scancel)",
 }
 
-# The job driver. Arguments: the execution folder. Reads spec.json there.
+# The job driver. Arguments: the execution folder. Reads spec.json there. SIGTERM (and
+# SIGINT, SIGUSR1/2) are passed on to the program and everything it started; a file
+# "kill" in the execution folder makes it SIGKILL them all (mldesk's stop after the
+# grace period: Slurm itself treats SIGKILL as a cancel that waits for KillWait).
 DRIVER = r'''import json, os, signal, subprocess, sys, time
 exec_dir = sys.argv[1]
 with open(os.path.join(exec_dir, "spec.json")) as f:
     spec = json.load(f)
 venv = os.path.join(os.getcwd(), ".venv", "bin", "python")
 python = venv if os.path.exists(venv) else (spec.get("python") or "python3")
+me = os.getpid()
+
+
+def descendants():
+    children = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name, "rb") as f:
+                    data = f.read()
+                ppid = int(data[data.rfind(b")") + 2:].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(name))
+    out, todo = [], [me]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            out.append(pid)
+            todo.append(pid)
+    return out
+
+
+def signal_all(signum):
+    for pid in descendants():
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+
 code = None
 try:
     child = subprocess.Popen([python, "main.py"] + list(spec["argv"]), stdin=subprocess.DEVNULL)
@@ -68,14 +104,15 @@ except OSError as exc:
     sys.stderr.flush()
     code = 127
 if code is None:
-    def forward(signum, frame):
-        try:
-            child.send_signal(signum)
-        except OSError:
-            pass
     for name in ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2"):
-        signal.signal(getattr(signal, name), forward)
-    code = child.wait()
+        signal.signal(getattr(signal, name), lambda signum, frame: signal_all(signum))
+    kill_path = os.path.join(exec_dir, "kill")
+    while code is None:
+        try:
+            code = child.wait(0.1)
+        except subprocess.TimeoutExpired:
+            if os.path.exists(kill_path):
+                signal_all(signal.SIGKILL)
     code = 128 - code if code < 0 else code
 path = os.path.join(exec_dir, "exit_code.json")
 tmp = path + ".tmp-%d" % os.getpid()
@@ -86,6 +123,8 @@ with open(tmp, "w") as f:
 os.replace(tmp, path)
 sys.exit(min(code, 255))
 '''
+KILL_FILE = "kill"
+KILL_FALLBACK = 10.0  # after the kill file: plain scancel if the job is still there
 
 
 class SlurmError(Exception):
@@ -299,6 +338,12 @@ class SlurmJob(object):
         self.save(state="queued", slurm_job=self.job, reason=None, submitted_at=time.time())
         return self.job
 
+    def take_over(self, status, out_offset, err_offset):
+        """Follow a job an earlier (dead) agent submitted, from these byte offsets."""
+        self.job = str(status["slurm_job"])
+        self.state, self.reason = status.get("state"), status.get("reason")
+        self.tails[0].offset, self.tails[1].offset = out_offset, err_offset
+
     def _track(self, sstate, reason):
         if sstate == "PENDING":
             state, reason = "queued", reason if reason and reason != "None" else None
@@ -326,7 +371,7 @@ class SlurmJob(object):
         when the job ended some other way)."""
         job = self.job
         stop_at = grace = None
-        killed = False
+        killed = fallback = False
         next_squeue = 0.0
         ended_at = None
         try:
@@ -344,13 +389,18 @@ class SlurmJob(object):
                     req = self.stop_requested()
                     if req:
                         stop_at, grace = now, float(req.get("grace", 10))
-                        run(["scancel", job], env=self.env)
+                        if self.state == "queued" or not terminate(job, self.env):
+                            cancel(job, self.env)
+                            killed = True  # Slurm ends it (SIGKILL after its KillWait)
                 elif not killed and now - stop_at >= grace:
-                    run(["scancel", "--full", "--signal=KILL", job], env=self.env)
+                    kill(self.exec_dir)
                     killed = True
+                elif killed and now - stop_at >= grace + KILL_FALLBACK and not fallback:
+                    cancel(job, self.env)  # the driver did not act (node gone?): Slurm's way
+                    fallback = True
                 if ended_at is not None:
                     # (the file may reach a shared file system after Slurm's record of the end)
-                    if now - ended_at >= EXIT_FILE_WAIT or (stop_at is not None and self.state == "queued"):
+                    if now - ended_at >= EXIT_FILE_WAIT or killed or (stop_at is not None and self.state == "queued"):
                         self._drain()
                         return self._ended_without_file(stop_at is not None)
                 elif now >= next_squeue:
@@ -389,9 +439,26 @@ class SlurmJob(object):
                 os.path.join(self.exec_dir, JOB_ERR)))
 
 
+def terminate(job, env=None):
+    """SIGTERM to the job driver only (``--batch``), which passes it on to the program
+    and everything it started; the job ends when the program does. True when sent.
+    (A plain ``scancel`` would also TERM them all, but leaves the job COMPLETING, and
+    Slurm then refuses any signal until its KillWait is over; ``--signal=KILL`` is a
+    plain cancel too.)"""
+    return run(["scancel", "--batch", "--signal=TERM", job], env=env)[0] == 0
+
+
+def kill(exec_dir):
+    """Ask the job driver to SIGKILL the program and everything it started."""
+    with open(os.path.join(exec_dir, KILL_FILE), "w") as f:
+        f.write("%f\n" % time.time())
+
+
 def cancel(job, env=None, kill=False):
+    """End the job the Slurm way: ``scancel`` (SIGTERM to all its processes, SIGKILL
+    after Slurm's KillWait; a pending job just leaves the queue); ``kill``: now."""
     if kill:
-        return run(["scancel", "--full", "--signal=KILL", job], env=env)
+        return run(["scancel", "--signal=KILL", job], env=env)
     return run(["scancel", job], env=env)
 
 

@@ -202,7 +202,12 @@ def _status(engine, name: str | None, as_json: bool) -> int:
             util = "?" if g.get("util_percent") is None else f"{g['util_percent']:g} %"
             held = f"  held by {g['held_by']}" if g.get("held_by") else ""
             print(f"  GPU {g['index']}  {g['name']}  {mem}  util {util}{held}")
-        if row["reachable"] and not row["gpus"]:
+        slurm = row.get("slurm")
+        if slurm and not slurm.get("error"):
+            for part in slurm.get("partitions") or []:
+                print(f"  Slurm partition {part['name']}: {part.get('nodes')} node(s) {part.get('state')}, "
+                      f"GRES {part.get('gres')}")
+        elif row["reachable"] and not row["gpus"]:
             print("  no GPU")
     return 0 if all(r["reachable"] for r in rows) or not name else EXIT_FAIL
 

@@ -135,9 +135,12 @@ class Hosts:
         return conn.host_key, conn.trust
 
     def test(self, name: str, *, accept_fingerprint: str | None = None,
-             ask_host_key: AskHostKey | None = None, ask_secret: AskSecret | None = None) -> HostReport:
+             ask_host_key: AskHostKey | None = None, ask_secret: AskSecret | None = None,
+             slurm_shared_check: bool = True) -> HostReport:
         """Connect to the saved host ``name`` and probe it (blocking: run it off the UI
-        thread). Raises ``HostError`` (and its kinds) for what the user can fix."""
+        thread). Raises ``HostError`` (and its kinds) for what the user can fix. A Slurm
+        host also reports its cluster and, with ``slurm_shared_check``, runs a tiny job
+        to see that the work folder is shared with the compute nodes."""
         from mldesk.runtimes.ssh import runtime as ssh
 
         profile = self.get(name)
@@ -148,7 +151,7 @@ class Hosts:
         try:
             info = ssh.probe(conn)
             if profile.runtime == "slurm":
-                info["slurm"] = ssh.slurm_info(conn, profile.slurm_settings())
+                info["slurm"] = ssh.slurm_info(conn, profile.slurm_settings(), shared_check=slurm_shared_check)
         finally:
             conn.close()
         # what the probe found replaces the profile's GPU flag for the GPU queue

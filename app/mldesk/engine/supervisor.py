@@ -31,6 +31,7 @@ from mldesk.runtimes import get_runtime
 from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable, exit_reason
 
 STOP_POLL = 0.2
+METRICS_DELAY = 1.0  # seconds before a supervisor starts its metrics scanner
 
 
 class StopRequested(Exception):
@@ -143,6 +144,9 @@ def start_metrics(exec_dir: Path, config: dict | None) -> subprocess.Popen | Non
     if not getattr(sys, "frozen", False):
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    nice = shutil.which("nice")
+    if nice:  # low priority from its first instruction (follow() nices itself too)
+        cmd = [nice, "-n", "10", *cmd]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env, close_fds=True, cwd="/")
         proc.stdin.write(json.dumps(config or {}).encode() + b"\n")
@@ -180,6 +184,8 @@ class Supervisor:
         self._progress_written = 0.0
         self._plock = threading.Lock()
         self._metrics: subprocess.Popen | None = None
+        self._mlock = threading.Lock()
+        self._metrics_ended = False
         self._finished = False
         self.gpus: list[int] = []
         self.sampler = None
@@ -188,6 +194,13 @@ class Supervisor:
         self._reserve = layout.execution_dir(exec_id) / "space.reserve"
 
     # -- helpers -------------------------------------------------------------
+    def _start_metrics(self, ex: Execution) -> None:
+        """The metrics scanner, once the execution has lasted METRICS_DELAY (a short
+        one is scanned on the first request instead: no extra process to start)."""
+        with self._mlock:
+            if not self._metrics_ended:
+                self._metrics = start_metrics(self.layout.execution_dir(ex.id), ex.options.get("metrics"))
+
     def set_state(self, state: str, **changes) -> Execution | None:
         return self.store.update(self.exec_id, state=state, **changes)
 
@@ -247,7 +260,9 @@ class Supervisor:
             self._release_reserve()
             self._record_final("failed", None, f"mldesk cannot write this execution's log: {_os_reason(exc)}")
             return 1
-        self._metrics = start_metrics(self.layout.execution_dir(ex.id), ex.options.get("metrics"))
+        self._metrics_timer = threading.Timer(METRICS_DELAY, self._start_metrics, (ex,))
+        self._metrics_timer.daemon = True
+        self._metrics_timer.start()
         opts = ex.options
         self.ctx = RunContext(
             exec_id=ex.id, name=ex.name, lab=Path(ex.lab), workspace=self.layout.workspace(ex.id),
@@ -304,7 +319,10 @@ class Supervisor:
             self._stop_sampler()
             self._cleanup()
             self.writer.close()
-            end_metrics(self._metrics, complete=self._finished)
+            with self._mlock:
+                self._metrics_timer.cancel()
+                end_metrics(self._metrics, complete=self._finished)
+                self._metrics_ended = True
         return 0
 
     def _internal_reason(self, exc: BaseException) -> str:
@@ -473,6 +491,9 @@ class Supervisor:
         self.set_state("preparing")
         where = f"image {ex.image}" if ex.runtime == "docker" else "the host's Python"
         msg(f"preparing execution {ex.id} on {ex.host} with the {ex.runtime} runtime ({where})")
+        for rel, target in self.snapshots.outside_links(ex.snapshot)[:20]:
+            msg(f"warning: {rel} is a link to {target}, outside the lab; it is copied as a link, "
+                "so in a container or on another host it will not resolve")
         self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest, owner_only=True))
         self.runtime.prepare(self.ctx)
         self.check_stop()

@@ -23,6 +23,7 @@ from mldesk.ui import failure
 from mldesk.ui.actions import ExecutionActions
 from mldesk.ui.aio import Jobs
 from mldesk.ui.closeguard import CloseGuard
+from mldesk.ui.dropzone import DropZone
 from mldesk.ui.errors import describe, is_user_error, report_unexpected
 from mldesk.ui.facade import EngineBridge
 from mldesk.ui.labctl import LabController
@@ -91,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.logview = LogView(engine, self.bridge, self.console, self.jobs, self)
         self.notifier = Notifier(self)
+        self.dropzone = DropZone(self)
         self.notifications = self.notifier.sent
         self.guard = CloseGuard(self)
         self.selection = SelectionController(self)
@@ -298,6 +300,9 @@ class MainWindow(QtWidgets.QMainWindow):
         active = [e for e in (self.model.execution(r) for r in self.model.active_rows()) if e is not None]
         self.runbar.show_running(active)
         self.commands.update()
+        snap = self.code.snapshot_of
+        if snap is not None and (now := self.model.get(snap.id)) is not None:
+            self.code.execution_changed(now)  # e.g. renamed: the snapshot banner follows
         ex = self.model.get(self.logview.exec_id) if self.logview.exec_id else None
         if ex is not None:
             self.selection.update_title(ex)
@@ -389,6 +394,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge.close()
         self.jobs.shutdown()
         self.notifier.close()
+        self.dropzone.close()
         if self.owns_engine:
             self.engine.close()
 
