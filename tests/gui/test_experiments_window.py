@@ -178,6 +178,12 @@ def test_run_with_overrides_and_sweep(qtbot, open_window, make_lab):
     assert window.act_compare_sweep.isEnabled()
     window.act_select_sweep.trigger()
     assert sorted(window.selected_ids()) == sorted(t.id for t in trials)
+    window.act_filter_sweep.trigger()
+    assert sorted(window.sidebar_filter.visible_ids()) == sorted(t.id for t in trials)
+    window.exec_filter.setText(sweep[-5:])  # the short id the rows show
+    assert sorted(window.sidebar_filter.visible_ids()) == sorted(t.id for t in trials)
+    window.exec_filter.clear()
+    assert len(window.sidebar_filter.visible_ids()) == 3
     window.act_compare_sweep.trigger()
     wait_for(qtbot, lambda: any(w.loaded for w in _tool_windows(CompareWindow)), 30, "the sweep compare")
     assert _tool_windows(CompareWindow)[0].view.model.rowCount() == 2
@@ -285,6 +291,8 @@ def test_hosts_dialog_shows_status(qtbot, open_window, make_lab, monkeypatch):
                           {"index": 1, "name": "Fake GPU", "memory_total_bytes": 8 << 30,
                            "memory_used_bytes": 0, "util_percent": 0.0, "held_by": None}]}]
 
+    hs = window.host_status
+    wait_for(qtbot, lambda: hs.rounds >= 1 and not hs._busy, 30, "the first host check to end")
     monkeypatch.setattr(window.engine, "host_status", status)
     dialog = HostsDialog(window.engine, window)
     qtbot.addWidget(dialog)
@@ -300,14 +308,9 @@ def test_hosts_dialog_shows_status(qtbot, open_window, make_lab, monkeypatch):
     dialog.reject()
 
 
-def test_progress_of_a_line():
-    from mldesk.ui.rowinfo import progress_of, resource_text
+def test_resource_text():
+    from mldesk.ui.rowinfo import resource_text
 
-    assert progress_of("epoch 3/10 loss: 0.5") == "epoch 3/10"
-    assert progress_of("32/32 [====] - 1s 5ms/step - loss: 0.41") == "32/32"
-    assert progress_of(" 56%|#####     | 45/80 [00:01<00:01]") == "45/80 \u00b7 56%"
-    for line in ("2026/11/29 12:30 saved", "loss: 0.5", "accuracy 91.25%", "see http://x/1/2", "12/3 is 4"):
-        assert progress_of(line) == "", line
     assert resource_text({"cpu_percent": [[0, 50], [1, 98.4]], "gpu": {"0": {"util_percent": [[1, 40]]},
                                                                        "1": {"util_percent": [[1, 60]]}}}) \
         == "CPU 98% \u00b7 GPU 50%"

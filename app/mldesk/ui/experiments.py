@@ -196,9 +196,12 @@ class ExperimentsController(QtCore.QObject):
                                      "Compare every trial of the selected execution's sweep")
         w.act_select_sweep = action("Select sweep", self.select_sweep, None, "actionSelectSweep",
                                     "Select every trial of the selected execution's sweep")
+        w.act_filter_sweep = action("Show only this sweep", self.filter_sweep, None, "actionFilterSweep",
+                                    "Filter the sidebar to the trials of the selected execution's sweep")
         w.act_compare_code = action("Compare code\u2026", self.compare_code, "Ctrl+Shift+D", "actionCompareCode",
                                     "The code and parameters of two executions, or of one and the lab")
-        self.actions = [w.act_compare, w.act_compare_sweep, w.act_select_sweep, w.act_compare_code]
+        self.actions = [w.act_compare, w.act_compare_sweep, w.act_select_sweep, w.act_filter_sweep,
+                        w.act_compare_code]
         self._add_to_menus()
         w.execution_list.selectionModel().selectionChanged.connect(lambda *_a: self.update())
         w.model.dataChanged.connect(lambda *_a: self.update())
@@ -232,6 +235,7 @@ class ExperimentsController(QtCore.QObject):
         sweep = self._sweep_of(sel)
         w.act_compare_sweep.setEnabled(sweep is not None)
         w.act_select_sweep.setEnabled(sweep is not None)
+        w.act_filter_sweep.setEnabled(sweep is not None and hasattr(w, "exec_filter"))
         w.act_compare_code.setEnabled(len(sel) in (1, 2))
         w.act_compare_code.setText("Compare code with the lab\u2026" if len(sel) == 1 else "Compare code\u2026")
 
@@ -290,6 +294,12 @@ class ExperimentsController(QtCore.QObject):
             if idx.isValid():
                 selection.select(idx, idx)
         lst.selectionModel().select(selection, QtCore.QItemSelectionModel.ClearAndSelect)
+
+    def filter_sweep(self) -> None:
+        """The sidebar's filter box shows only this sweep's trials (clear it to see all)."""
+        sweep = self._sweep_of(self.w.selected())
+        if sweep is not None and hasattr(self.w, "exec_filter"):
+            self.w.exec_filter.setText(f"sweep {sweep}")
 
     # -- compare code --------------------------------------------------------------------------
     def compare_code(self) -> None:

@@ -1,4 +1,4 @@
-"""Live figures on the sidebar's rows: the primary metric's latest value, the step, CPU / GPU use.
+"""Live figures on the sidebar's rows: primary metric, progress (``engine.progress_line``), CPU / GPU use.
 
 :class:`RowInfo` asks the engine every :attr:`RowInfo.INTERVAL_MS`, on a worker
 thread, for what changed: new metric points of the running executions
@@ -10,10 +10,8 @@ The text goes to the model (``ExecutionModel.set_extra``), which the row paints.
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING
 
-from mldesk.engine.values import STDERR, STDOUT
 from mldesk.ui.metricstab import read_since
 from mldesk.ui.qt import QtCore
 
@@ -29,41 +27,6 @@ def number(v) -> str:
     if math.isnan(f) or math.isinf(f):
         return str(f)
     return f"{f:.4g}"
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-_FRACTION = re.compile(r"(?:\b([A-Za-z][A-Za-z_]{0,15})\s*:?\s*)?(?<![\d/.])(\d{1,9})\s*/\s*(\d{1,9})(?![\d/.])")
-_PERCENT = re.compile(r"(?<![\d.])(\d{1,3})%")  # progress bars print whole percents
-
-
-def progress_of(line: str) -> str:
-    """``epoch 3/10 \u00b7 56%`` from a progress line (Keras ``32/32 [===]``, tqdm ``56%|##| 45/80``,
-    ``Epoch 3/10``); "" when the line shows no progress."""
-    parts = []
-    for m in _FRACTION.finditer(line):
-        done, total = int(m.group(2)), int(m.group(3))
-        if 0 < total and done <= total:  # not a date (2026/11) nor a ratio above 1
-            parts.append(f"{m.group(1) + ' ' if m.group(1) else ''}{done}/{total}")
-            break
-    p = _PERCENT.search(line)
-    if p and int(p.group(1)) <= 100:
-        parts.append(f"{int(p.group(1))}%")
-    return " \u00b7 ".join(parts)
-
-
-def latest_progress(engine, exec_id: str, lines: int = 3) -> str:
-    """The progress shown by the last few lines of the program's output (cheap: read
-    backwards from the end of the log); the final state of a ``\\r``-redrawn line."""
-    with engine.log_reader(exec_id) as reader:
-        records, _ = reader.tail(lines, streams=(STDOUT, STDERR))
-    text = b"".join(r.data for r in records).decode("utf-8", "replace")
-    for line in reversed(text.split("\n")):
-        segments = [s for s in _ANSI.sub("", line).split("\r") if s.strip()]
-        if segments:
-            found = progress_of(segments[-1])
-            if found:
-                return found
-    return ""
 
 
 def _last(series) -> float | None:
@@ -163,7 +126,7 @@ class RowInfo(QtCore.QObject):
                     step = p[1] if p[1] is not None else step
                 res = resource_text(self.engine.stats(ex_id))
                 try:
-                    progress = latest_progress(self.engine, ex_id)
+                    progress = self.engine.progress_line(ex_id) or ""  # epoch 3/10 · 56%
                 except Exception:  # noqa: BLE001 - no log yet
                     progress = ""
             except Exception:  # noqa: BLE001 - a row without figures is fine

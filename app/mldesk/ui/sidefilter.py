@@ -9,9 +9,10 @@ from mldesk.ui.qt import QtCore, QtWidgets
 
 def matches(ex: Execution, text: str) -> bool:
     """Every word of ``text`` appears (case-insensitively) in the name, id, state, host,
-    runtime or arguments of ``ex``."""
+    runtime, arguments or sweep (``sweep ID``) of ``ex``."""
     hay = " ".join([ex.name, ex.id, ex.state, fmt.STATE_LABELS.get(ex.state, ex.state), ex.host or "",
-                    ex.runtime or "", fmt.params_line(ex), ex.reason or ""]).lower()
+                    ex.runtime or "", fmt.params_line(ex), ex.reason or "",
+                    f"sweep {ex.sweep}" if getattr(ex, "sweep", None) else ""]).lower()
     return all(word in hay for word in text.lower().split())
 
 
