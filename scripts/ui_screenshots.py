@@ -191,6 +191,35 @@ def main(out_dir: Path) -> None:
     win.console.flush_now()
     shot(win, "code-snapshot")
 
+    # -- a failed execution: the failure banner above its console, the traceback's links
+    win.select_execution(b.id, show_code=False)
+    pump(0.8)
+    win.console.flush_now()
+    shot(win, "failure-banner")
+
+    # -- a narrow window (1024x700) with a 200-character name and a 2,000-character reason
+    from mldesk.engine.values import Execution as _Execution
+
+    long_name = "hyperparameter-sweep-" + "-".join(f"lr{i}e-4-batch{2 ** i}" for i in range(12))
+    long_name = (long_name + "-x" * 100)[:200]
+    long_reason = ("image registry.example.org/team/" + "very-long-image-name-" * 12 + ":latest is not on this "
+                   "machine and could not be pulled: " + " ".join(["manifest unknown"] * 200))[:2000]
+    eng3 = win.engine
+    now = time.time()
+    narrow = _Execution(id="20261129-235959-nrrow", name=long_name, lab=str(lab.resolve()), host="local",
+                        runtime="docker", image="x", hardware="cpu", state="failed", exit_code=None,
+                        reason=long_reason, created_at=now, started_at=now, finished_at=now + 3,
+                        snapshot=eng3.get(a.id).snapshot)
+    eng3.store.insert_execution(narrow)
+    pump(1.0)
+    win.resize(1024, 700)
+    pump(0.5)
+    win.select_execution(narrow.id, show_code=False)
+    pump(0.8)
+    shot(win, "narrow-window")
+    win.resize(1360, 860)
+    pump(0.3)
+
     # -- the big log: head, banner, tail
     eng2 = win.engine
     big = eng2.run(big_lab, runtime="process", name="200k lines")
@@ -213,6 +242,19 @@ def main(out_dir: Path) -> None:
     pump(0.3)
     shot(win, "console-banner")
     win.console.set_following(True)
+
+    # -- live following past the scrollback cap: the first lines stay, the middle goes
+    win.console.set_max_lines(20_000)
+    live = eng2.run(big_lab, runtime="process", name="200k lines, live")
+    pump(0.8)
+    win.select_execution(live.id, show_code=False)
+    end = time.time() + 60
+    while time.time() < end and not eng2.get(live.id).final:
+        pump(0.1)
+    pump(1.0)
+    win.console.flush_now()
+    pump(0.3)
+    shot(win, "console-following")
 
     # -- back to the demo lab: Outputs with the loss image
     win.open_lab(lab)

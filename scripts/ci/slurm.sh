@@ -152,7 +152,11 @@ start_munge() {
 # a relay there carries slurmctld's port over the namespace's link (cut with it).
 start_netns_relay() {
   [[ -e /run/netns/$NETNS ]] || return 0
-  pid_running "$RELAY_PID" tcp-relay.py && return 0
+  if pid_running "$RELAY_PID" tcp-relay.py; then
+    # in the namespace that exists now (not one netns-host.sh has since replaced)?
+    [[ $(stat -L -c %i "/proc/$(<"$RELAY_PID")/ns/net") == $(stat -L -c %i "/run/netns/$NETNS") ]] && return 0
+    kill_pidfile "$RELAY_PID" tcp-relay.py
+  fi
   local addr port
   addr=$(getent hosts "$NODE" | awk '{print $1; exit}')
   port=$(awk -F= '/^SlurmctldPort=/{print $2}' "$CONF")

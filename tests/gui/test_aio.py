@@ -59,3 +59,16 @@ def test_shutdown_cancels_the_slots_and_waits_for_running_calls(qtbot):
         QtWidgets.QApplication.processEvents()
     assert after == []  # but no UI code ran after shutdown
     assert jobs.start(slot()) is None
+
+
+def test_a_second_app_hands_its_lab_to_the_running_one(qtbot, tmp_path):
+    from mldesk.ui import single
+
+    name = single.server_name(tmp_path)
+    assert not single.forward(name, "nobody listens", timeout_ms=200)
+    got = []
+    server = single.InstanceServer(name, got.append)
+    assert server.listening()
+    assert single.forward(name, "/some/lab")
+    qtbot.waitUntil(lambda: got == ["/some/lab"], timeout=3000)
+    server.close()

@@ -555,3 +555,21 @@ def test_stderr_is_distinct_but_not_red(qtbot, console):
     assert color.isValid()
     hue_red = color.hsvHue() in range(0, 15) or color.hsvHue() >= 345
     assert not (hue_red and color.hsvSaturation() > 120), color.name()
+
+
+def test_a_flood_past_the_cap_keeps_the_head_and_counts_every_line(qtbot, console):
+    console.set_max_lines(3000)
+    console.set_keep_head(1000)
+    console.append(STDOUT, b"".join(b"line %d\n" % i for i in range(1500)))
+    console.flush_now()
+    # faster than the screen: buffered past the backlog check, dropped unseen, then rendered at once
+    console.append(STDOUT, b"".join(b"line %d\n" % i for i in range(1500, 150_000)))
+    console.append(STDOUT, b"".join(b"line %d\n" % i for i in range(150_000, 160_000)))
+    console.flush_now()
+    shown = lines(console)
+    assert shown[:1000] == [f"line {i}" for i in range(1000)]
+    assert "lines not shown" in shown[1000]
+    assert shown[-1] == "line 159999"
+    kept = [x for x in shown if x.startswith("line ")]
+    assert console.skipped_lines() + len(kept) == 160_000
+    assert console.line_count() <= 3000

@@ -201,3 +201,48 @@ def test_ml_yaml_changed_elsewhere_is_read_again(qtbot, panel):
     (panel.lab / "ml.yaml").write_text(text)
     wait_for(qtbot, lambda: panel.table.rowCount() == 2, 3, "the panel to re-read ml.yaml")
     assert table_rows(panel)[1] == ("more.csv", "https://example.org/more.csv")
+
+
+def _drag(kind, widget, mime):
+    from mldesk.ui.qt import QtCore, QtGui, Qt
+
+    pos = QtCore.QPointF(10, 10)
+    if kind == "enter":
+        return QtGui.QDragEnterEvent(pos.toPoint(), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    return QtGui.QDropEvent(pos, Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+
+
+def test_drop_anywhere_on_the_window_adds_an_input_once(qtbot, open_window, make_lab, tmp_path):
+    from mldesk.ui.qt import QtCore, QtWidgets
+
+    data = tmp_path / "train data.csv"
+    data.write_text("a,b\n1,2\n")
+    window = open_window(make_lab("print('x')\n"))
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(data))])
+    target = window.code  # not the Inputs panel
+    enter = _drag("enter", target, mime)
+    QtWidgets.QApplication.sendEvent(target, enter)
+    assert enter.isAccepted()
+    assert window.bottom_tabs.currentWidget() is window.inputs_panel  # forward on hover
+    QtWidgets.QApplication.sendEvent(target, _drag("drop", target, mime))
+    assert window.inputs_panel.names() == ["train data.csv"]
+    # shown decoded, as written in the tooltip
+    item = window.inputs_panel.table.item(0, 1)
+    assert item.text() == data.as_uri().replace("%20", " ") and item.toolTip() == data.as_uri()
+    # the same file again: said so, not added as train data-2.csv
+    QtWidgets.QApplication.sendEvent(target, _drag("enter", target, mime))
+    QtWidgets.QApplication.sendEvent(target, _drag("drop", target, mime))
+    assert window.inputs_panel.names() == ["train data.csv"]
+    assert window.inputs_panel.bar.isVisible() and "already" in window.inputs_panel.bar.text.text()
+
+
+def test_add_dialog_shows_no_error_before_anything_is_typed(qtbot):
+    from mldesk.ui.inputs import InputDialog
+
+    dialog = InputDialog(None)
+    qtbot.addWidget(dialog)
+    assert dialog.problem.text() == ""
+    assert not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
+    dialog.url.setText("ftp://x")
+    assert dialog.problem.text() != ""

@@ -77,7 +77,8 @@ def test_failure_banner_shows_the_whole_reason_and_next_steps(qtbot, open_window
     window.select_execution(ex.id, show_code=False)
     banner = window.failure_banner
     assert banner.isVisible()
-    assert banner.reason.toPlainText() == LONG_REASON  # whole, not cut
+    assert banner.reason.toPlainText().startswith(LONG_REASON + "\n")  # whole, not cut; then the hint
+    assert banner.reason.toPlainText().endswith("run on the process runtime.")
     labels = [b.text() for b in banner.buttons()]
     assert labels == ["Open image settings", "Run on the process runtime", "Restart"]
     # the next step acts: Run on the process runtime switches the runtime and runs
@@ -143,7 +144,7 @@ def test_save_log_as_plain_text_without_colour_codes(qtbot, open_window, make_la
 def test_traceback_links_open_the_snapshot_at_the_line(qtbot, open_window, make_lab):
     from tests.gui.windowkit import wait_final
 
-    lab = make_lab("import helper\n\nhelper.boom()\n", helper_py="")
+    lab = make_lab("import helper\n\nhelper.boom()\n")
     (lab / "helper.py").write_text("x = 1\n\n\ndef boom():\n    raise ValueError('bad value')\n")
     window = open_window(lab)
     window.run()
@@ -173,3 +174,71 @@ def test_traceback_links_open_the_snapshot_at_the_line(qtbot, open_window, make_
     editor = window.code.current_editor()
     assert editor.textCursor().blockNumber() == 4
     assert "raise ValueError" in editor.textCursor().block().text()
+
+
+def test_ml_yaml_banner_clears_when_the_file_is_fixed_and_saved(qtbot, open_window, make_lab):
+    lab = make_lab("print('x')\n", ml_yaml="hardwareType: tpu\n")
+    window = open_window(lab)
+    window.run()
+    wait_for(qtbot, lambda: window.banner.isVisible() and "ml.yaml" in window.banner.title.text(), 10, "banner")
+    editor = window.code.editor_for("ml.yaml")
+    editor.setPlainText("hardwareType: cpu\n")
+    window.code.save(editor)
+    wait_for(qtbot, lambda: not window.banner.isVisible(), 5, "the banner to go")
+
+
+def test_snapshot_banner_follows_a_rename_and_tabs_stay_open(qtbot, open_window, make_lab):
+    from tests.gui.windowkit import wait_final
+
+    lab = make_lab("print('x')\n")
+    (lab / "helper.py").write_text("X = 1\n")
+    window = open_window(lab)
+    window.code.open_file("ml.yaml")
+    window.code.open_file("helper.py")
+    window.run()
+    wait_for(qtbot, lambda: window.model.rowCount() == 1, 5, "the execution")
+    ex = wait_final(qtbot, window, window.model.execution(0).id)
+    window.select_execution(ex.id, show_code=True)
+    assert window.code.in_snapshot()
+    open_tabs = {e.property("rel") for e in window.code.editors(window.code.snap_tabs)}
+    assert {"ml.yaml", "helper.py"} <= open_tabs
+    assert window.code.current_editor().property("rel") == "helper.py"
+    window.rename(ex.id, "renamed run")
+    wait_for(qtbot, lambda: "renamed run" in window.code.snapshot_bar.title.text(), 5, "the banner to follow")
+
+
+def test_where_it_runs_one_rule(qtbot, open_window, make_lab, tmp_path):
+    """Run uses the toolbar (remembered per lab); Restart runs where it ran unless the user
+    ticks the toolbar's choice in its dialog, which names host and runtime."""
+    from tests.gui.windowkit import wait_final
+
+    lab = make_lab("print('v1')\n")
+    window = open_window(lab, runtime=None)
+    window.runbar.set_runtime("process")
+    window.run()
+    wait_for(qtbot, lambda: window.model.rowCount() == 1, 5, "the execution")
+    first = wait_final(qtbot, window, window.model.execution(0).id)
+    assert (first.host, first.runtime) == ("local", "process")
+    window.shutdown()
+    again = open_window(lab, runtime=None)  # the lab remembers the runtime chosen for it
+    assert again.runbar.runtime_choice == "process" and again.runtime_button.text() == "process"
+    assert not again.runtime_button.autoRaise()  # a framed drop-down, not flat text
+    # the lab differs: the dialog says where it runs again and offers the toolbar's choice
+    (lab / "main.py").write_text("print('v2')\n")
+    again.runbar.set_runtime("docker")
+    again.restart(first.id)
+    wait_for(qtbot, lambda: again.restart_box is not None, 5, "the restart question")
+    box = again.restart_box
+    assert "local \u00b7 process" in box.text()
+    assert box.checkBox() is not None and "local \u00b7 docker" in box.checkBox().text()
+    box.done(0)
+
+
+def test_choosing_a_host_shows_its_runtime(qtbot, open_window, make_lab):
+    window = open_window(make_lab("print('x')\n"), runtime=None)
+    window.engine.store.put_host("gpu1", {"name": "gpu1", "host": "gpu1.example.org", "runtime": "process"})
+    window.runbar.fill_hosts()
+    window.runbar.set_runtime(None)
+    assert window.runbar.set_host("gpu1")
+    assert window.runtime_button.text() == "process"
+    assert "gpu1" in window.runtime_button.toolTip()

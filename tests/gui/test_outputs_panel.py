@@ -60,3 +60,37 @@ def test_no_outputs_message(qtbot, open_window, make_lab):
     assert panel.list_stack.currentWidget() is panel.empty
     assert "no files" in panel.empty.text()
     assert ex.state == "finished"
+
+
+def test_open_that_cannot_launch_says_so_menu_and_drag_out(qtbot, open_window, make_lab):
+    from mldesk.ui.qt import QtWidgets
+
+    lab = make_lab("""
+        import os
+        os.makedirs("outputs", exist_ok=True)
+        open("outputs/model.bin", "wb").write(b"\\0" * 10)
+    """)
+    window = open_window(lab)
+    panel = window.outputs_panel
+    panel.open_url = lambda url: False  # no application can open anything here
+    window.run()
+    wait_for(qtbot, lambda: window.model.rowCount() == 1, 2, "the execution")
+    ex = wait_final(qtbot, window, window.model.execution(0).id)
+    window.select_execution(ex.id, show_code=False)
+    window.bottom_tabs.setCurrentWidget(panel)
+    wait_for(qtbot, lambda: panel.select("model.bin"), 5, "the outputs to be listed")
+    panel.open_selected()
+    path = window.engine.outputs_dir(ex.id) / "model.bin"
+    assert panel.bar.isVisible() and "Nothing could open" in panel.bar.title.text()
+    assert str(path) in panel.bar.text.text()
+    copy = next(b for b in panel.bar.buttons() if b.text() == "Copy path")
+    copy.click()
+    assert QtWidgets.QApplication.clipboard().text() == str(path)
+    # the context menu
+    menu = panel.context_menu()
+    assert [a.text() for a in menu.actions()] == ["Open", "Open folder", "Copy path", "Copy into lab"]
+    assert all(a.isEnabled() for a in menu.actions())
+    menu.deleteLater()
+    # dragging files out gives the file manager their paths
+    mime = panel.tree.mimeData([panel.tree.currentItem()])
+    assert [u.toLocalFile() for u in mime.urls()] == [str(path)]

@@ -161,15 +161,18 @@ def test_context_menu_and_three_dots(qtbot, open_window, make_lab, mldesk_home):
     menu = window.execution_menu
     assert menu.isVisible()
     texts = [a.text() for a in menu.actions() if not a.isSeparator()]
-    assert texts == ["Stop", "Restart", "Edit (rename)\u2026", "Remove", "Show code", "Open outputs folder"]
-    enabled = {a.text(): a.isEnabled() for a in menu.actions() if not a.isSeparator()}
+    assert texts[:6] == ["Stop", "Restart", "Edit (rename)\u2026", "Remove", "Show code", "Open outputs folder"]
+    assert texts[6:] == ["Compare code with the lab\u2026"]  # the experiments' actions that apply
+    enabled = {a.text(): a.isEnabled() for a in menu.actions()[:8] if not a.isSeparator()}
     assert enabled == {"Stop": False, "Restart": True, "Edit (rename)\u2026": True, "Remove": True,
                        "Show code": True, "Open outputs folder": True}
-    assert window.selected_ids() == [first.id]
+    assert window.selected_ids() == []  # the dots do not change the selection
+    # Show code (from that menu): the snapshot of that row, read-only
+    next(a for a in menu.actions() if a.text() == "Show code").trigger()
     menu.close()
-    # Show code: the snapshot, read-only
-    window.act_show_code.trigger()
     assert window.code.in_snapshot() and window.code.current_editor().toPlainText() == "print('x')\n"
+    assert window.code.snapshot_of.id == first.id
+    window.select_execution(first.id, show_code=False)
     # Open outputs folder: none yet -> a banner, nothing opened
     window.act_open_outputs.trigger()
     assert not opened and window.banner.isVisible()
@@ -195,3 +198,30 @@ def test_sidebar_shows_new_execution_from_the_cli_side(qtbot, open_window, make_
         wait_for(qtbot, lambda: window.model.get(ex.id).final, 20, "its end")
     finally:
         other.close()
+
+
+def test_filter_box_and_readable_default_names(qtbot, open_window, make_lab, mldesk_home):
+    from mldesk.ui import fmt
+
+    lab = make_lab("print('x')\n")
+    eng = Engine(mldesk_home)
+    snap = eng.snapshots.create(lab).id
+    a = insert(eng, lab, name="baseline", snapshot=snap, created=time.time() - 30)
+    b = insert(eng, lab, snapshot=snap, created=time.time() - 20)  # a default name: #<id>
+    c = insert(eng, lab, name="sweep", state="failed", snapshot=snap, created=time.time() - 10)
+    eng.store.update(c.id, argv=["--lr=0.1"])
+    eng.close()
+    window = open_window(lab)
+    wait_for(qtbot, lambda: window.model.rowCount() == 3, 5, "the executions")
+    window.exec_filter.setText("failed")
+    assert window.sidebar_filter.visible_ids() == [c.id]
+    window.exec_filter.setText("lr=0.1")
+    assert window.sidebar_filter.visible_ids() == [c.id]
+    window.exec_filter.setText("BASE")
+    assert window.sidebar_filter.visible_ids() == [a.id]
+    window.exec_filter.clear()
+    assert len(window.sidebar_filter.visible_ids()) == 3
+    shown, muted = fmt.name_parts(window.model.get(b.id))
+    assert shown == "#" + b.id.rsplit("-", 1)[1] and b.id.rsplit("-", 1)[0] in muted
+    assert fmt.name_parts(window.model.get(a.id)) == ("baseline", "")
+    window.execution_list.grab()  # the delegate paints both kinds of names

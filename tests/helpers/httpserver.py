@@ -140,7 +140,29 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "stall":
             self._send_body(route, head, stall=True)
             return
+        if kind == "endless":
+            self._send_endless(route)
+            return
         self._send_body(route, head)
+
+    def _send_endless(self, route: Route) -> None:
+        """A body that never ends (no Content-Length): ``chunk`` bytes every
+        ``interval`` seconds until the client goes or the server stops."""
+        self._rec.status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        stop = self.server.owner._stop
+        piece = b"\0" * route.chunk
+        try:
+            while not stop.is_set():
+                self.wfile.write(piece)
+                self._rec.body_bytes += len(piece)
+                if route.interval and stop.wait(route.interval):
+                    return
+        except OSError:
+            return
 
     def _not_modified(self, route: Route) -> bool:
         inm = self.headers.get("If-None-Match")
@@ -364,6 +386,12 @@ class HTTPTestServer:
         """Serve ``data`` ``chunk`` bytes at a time, ``interval`` seconds apart."""
         route = self._route("slow", data, kw.get("etag", True), kw.get("last_modified", True),
                             kw.get("accept_ranges", True), kw.get("content_length", True), None)
+        route.chunk, route.interval = chunk, interval
+        return self._add(path, route)
+
+    def endless(self, path: str, chunk: int = 64 * 1024, interval: float = 0.0) -> str:
+        """A body without Content-Length that never ends."""
+        route = self._route("endless", b"", False, False, False, False, None)
         route.chunk, route.interval = chunk, interval
         return self._add(path, route)
 

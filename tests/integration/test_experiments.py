@@ -57,7 +57,8 @@ def test_metrics_equal_what_was_printed(engine, make_lab, runtime, mldesk_home):
     expected["final"] = [[1, 7.0]]
     expected["val_loss"] = [[s, round(v, 4)] for s, v in expected["val_loss"]]
     got = json.loads(cli("metrics", ex.id, "--json", home=mldesk_home, check=True).stdout)
-    assert _nan_equal(got, expected), got
+    assert _nan_equal(got, expected), {k: (got.get(k), expected.get(k)) for k in {*got, *expected}
+                                       if not _nan_equal(got.get(k), expected.get(k))}
     assert "lr" not in got  # mldesk's stage line is never scanned
     pts, offset = engine.metrics_since(ex.id)  # what a live chart polls
     assert len(pts) == sum(map(len, got.values())) and engine.metrics_since(ex.id, offset) == ([], offset)
@@ -195,8 +196,24 @@ def test_metrics_are_stored_live_while_it_runs(engine, make_lab, runtime, tmp_pa
     while time.monotonic() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 5):
         time.sleep(0.05)
     assert engine.store.get(ex.id).state == "running"
+    assert engine.progress_line(ex.id) == "step 4"
     assert [json.loads(line)[:3] for line in path.read_bytes().splitlines()] == \
         [["loss", i, i / 10] for i in range(5)]
     go.touch()
     wait_final(engine, ex.id)
     assert engine.metrics(ex.id)["loss"][-1][:2] == (6, 9.0)
+
+
+@pytest.mark.parametrize("runtime", ["process"])
+def test_attached_sweep_waits_for_every_trial(engine, make_lab, runtime, mldesk_home):
+    lab = make_lab("import sys; print('x:', sys.argv[1].split('=')[1])\n", "parameters:\n  - pass-as: '--x=0'\n")
+    res = cli("run", str(lab), "--runtime", runtime, "--sweep", "x=1..3", "--max-trials", "2", "--json",
+              "--name", "grid", home=mldesk_home)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    rows = [engine.get(i) for i in out["ids"]]
+    assert [r.state for r in rows] == ["finished", "finished"]  # all final when the command returns
+    assert [r.name for r in rows] == ["grid x=1", "grid x=2"] and [r.overrides for r in rows] == [{"x": "1"}, {"x": "2"}]
+    assert [engine.metrics(r)["x"][0][1] for r in rows] == [1.0, 2.0]
+    bad = cli("run", str(lab), "--runtime", runtime, "--sweep", "y=[1,2]", home=mldesk_home)
+    assert bad.returncode != 0 and b"unknown parameter 'y' (known: x)" in bad.stderr

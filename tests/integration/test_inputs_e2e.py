@@ -111,3 +111,16 @@ def test_program_rewriting_its_input_does_not_poison_the_cache(engine, make_lab,
     assert good.state == "finished", good.reason
     assert f"data.bin {len(data)} {hashlib.sha256(data).hexdigest()}" in program_output(engine, good.id).decode()
     assert http.requests("/data.bin")[-1].status == 304, "the cached copy is used again"
+
+
+def test_unbounded_inputs_fail_fast(engine, make_lab, runtime, http):
+    """Issue 10 item 9: an endless body stops at the limit setting; /dev/zero at once."""
+    engine.set_setting("input_max_bytes", 3 << 20)
+    lab = make_lab("print('must not run')\n", inputs_yaml([("big.bin", http.endless("/forever"))]))
+    final = wait_final(engine, engine.run(lab, runtime=runtime).id, timeout=30)
+    assert final.state == "failed" and "over the limit of" in final.reason, final.reason
+    lab = make_lab("print('must not run')\n", inputs_yaml([("zero.bin", "file:///dev/zero")]))
+    t0 = time.monotonic()
+    final = wait_final(engine, engine.run(lab, runtime=runtime, allow_local_inputs=True).id, timeout=30)
+    assert final.state == "failed" and "not a regular file" in final.reason, final.reason
+    assert time.monotonic() - t0 < 15

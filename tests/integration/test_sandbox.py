@@ -116,3 +116,43 @@ def test_lab_turns_the_container_network_off(mldesk_home, make_lab, python_image
         assert "interfaces: ['lo']" in program_output(engine, ex.id).decode()
     finally:
         engine.close()
+
+
+ENV = """
+import json, os
+print("ENV", json.dumps(sorted(os.environ)))
+"""
+
+
+def test_program_environment_is_a_deliberate_set(engine, make_lab, runtime, monkeypatch):
+    """PATH, HOME and LANG on the process runtime; secrets of the caller never."""
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    monkeypatch.setenv("SSH_AUTH_SOCK", "/tmp/agent.sock")
+    ex = engine.run(make_lab(ENV), runtime=runtime)
+    final = wait_final(engine, ex.id)
+    assert final.state == "finished", final.reason
+    import json
+
+    line = next(l for l in program_output(engine, ex.id).decode().splitlines() if l.startswith("ENV "))
+    names = set(json.loads(line[4:]))
+    assert {"PYTHONUNBUFFERED", "MLDESK_EXECUTION_ID", "MLDESK_EXECUTION_NAME"} <= names
+    assert not names & {"AWS_SECRET_ACCESS_KEY", "SSH_AUTH_SOCK", "MLDESK_HOME", "PYTHONPATH"}
+    if runtime == "process":
+        assert {"PATH", "HOME", "LANG"} <= names
+
+
+def test_link_out_of_the_lab_is_named_in_a_warning(engine, make_lab, runtime, tmp_path):
+    from mldesk.agent import logstore
+
+    lab = make_lab("print('ok')\n")
+    (lab / "data").symlink_to(tmp_path)
+    (lab / "sibling").symlink_to("../elsewhere")
+    (lab / "inside").symlink_to("main.py")
+    final = wait_final(engine, engine.run(lab, runtime=runtime).id)
+    assert final.state == "finished", final.reason
+    with engine.log_reader(final.id) as reader:
+        messages = b"".join(r.data for r in reader.iter_records() if r.stream == logstore.MLDESK).decode()
+    assert f"warning: data is a link to {tmp_path}, outside the lab" in messages
+    assert "warning: sibling is a link to ../elsewhere" in messages
+    assert "inside is a link" not in messages

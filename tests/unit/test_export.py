@@ -181,3 +181,37 @@ def test_collected_outputs_lose_setuid_bits(tmp_path):
     collect_outputs(src, tmp_path / "dest")
     mode = os.stat(tmp_path / "dest" / "shell").st_mode
     assert not mode & (stat.S_ISUID | stat.S_ISGID)
+
+
+def test_logs_tail_of_a_1gb_last_line_uses_bounded_memory(done, mldesk_home):
+    """``mldesk logs --tail N`` streams: a 1 GB last line is not held in memory."""
+    import resource
+
+    from mldesk.agent import logstore
+
+    eng, ex = done
+    path = eng.layout.log_path(ex.id)
+    block = b"y" * (1 << 20)
+    with logstore.LogWriter(path) as w:
+        w.write(logstore.STDOUT, b"first line\nsecond line\n")
+        for _ in range(1024):
+            w.write(logstore.STDOUT, block)
+        w.write(logstore.STDOUT, b"\n")
+    env = dict(os.environ, MLDESK_HOME=str(mldesk_home), PYTHONPATH=APP)
+    proc = subprocess.Popen([sys.executable, "-m", "mldesk", "logs", "--tail", "1", ex.id], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    size = 0
+    while True:
+        chunk = proc.stdout.read(1 << 20)
+        if not chunk:
+            break
+        size += len(chunk)
+    assert proc.wait(120) == 0, proc.stderr.read()
+    assert size == (1 << 30) + 1
+    # peak memory of the command alone (a fresh parent whose only child it is)
+    meter = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", meter, sys.executable, "-m", "mldesk", "logs", "--tail", "2", ex.id],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) < 150 * 1024, f"peak RSS {int(r.stdout) // 1024} MB"

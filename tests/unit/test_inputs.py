@@ -622,3 +622,77 @@ def test_cached_blob_changed_in_place_is_detected_by_its_hash(tmp_path):
         got = (tmp_path / "ws2" / "d.bin").read_bytes()
         assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
         assert any("damaged" in m for m in messages), messages
+
+
+# -- bounded inputs (issue 10 item 9) -------------------------------------------------
+
+def test_dev_zero_fails_fast(tmp_path):
+    from mldesk.agent.inputs import InputError, fetch_inputs
+
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="not a regular file"):
+        fetch_inputs([("zero.bin", "file:///dev/zero")], tmp_path / "ws")
+    assert time.monotonic() - t0 < 2
+    assert os.listdir(tmp_path / "ws") == []
+
+
+def test_endless_body_stops_at_the_limit(tmp_path):
+    from mldesk.agent.inputs import InputError, fetch_inputs
+    from tests.helpers.httpserver import HTTPTestServer
+
+    with HTTPTestServer() as srv:
+        url = srv.endless("/forever")
+        t0 = time.monotonic()
+        with pytest.raises(InputError, match="over the limit of"):
+            fetch_inputs([("big.bin", url)], tmp_path / "ws", max_bytes=4 << 20, retries=0)
+        assert time.monotonic() - t0 < 10
+    assert os.listdir(tmp_path / "ws") == []  # no partial file left
+
+
+def test_announced_size_over_the_limit_fails_before_reading(tmp_path):
+    from mldesk.agent.inputs import InputError, fetch_inputs
+    from tests.helpers.httpserver import HTTPTestServer
+
+    with HTTPTestServer() as srv:
+        url = srv.serve("/big", os.urandom(2 << 20))
+        with pytest.raises(InputError, match="announced size, 2.1 MB, is over the limit"):
+            fetch_inputs([("big.bin", url)], tmp_path / "ws", max_bytes=1 << 20, retries=0)
+    assert os.listdir(tmp_path / "ws") == []
+
+
+def test_announced_size_over_the_free_space_fails_early(tmp_path):
+    import subprocess
+
+    from mldesk.agent.inputs import InputError, fetch_inputs
+    from tests.helpers.httpserver import HTTPTestServer
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        with HTTPTestServer() as srv:
+            url = srv.serve("/big", os.urandom(12 << 20))
+            with pytest.raises(InputError, match="not enough free space"):
+                fetch_inputs([("big.bin", url)], small / "ws", retries=0)
+            endless = srv.endless("/forever")
+            with pytest.raises(InputError, match="almost full"):
+                fetch_inputs([("big.bin", endless)], small / "ws", retries=0)
+        assert os.listdir(small / "ws") == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+
+
+def test_trickling_server_is_stalled_after_the_rate_window(tmp_path):
+    from mldesk.agent.inputs import InputError, fetch_inputs
+    from tests.helpers.httpserver import HTTPTestServer
+
+    with HTTPTestServer(max_stall=30) as srv:
+        url = srv.slow("/trickle", b"x" * 1000, chunk=1, interval=5.0)  # 1 byte every 5 s
+        t0 = time.monotonic()
+        with pytest.raises(InputError, match="stalled: .*at least 1.0 kB/s"):
+            fetch_inputs([("t.bin", url)], tmp_path / "ws", timeout=6.0, retries=0)
+        took = time.monotonic() - t0
+    assert 20 <= took < 40, took  # the window: 4 x timeout

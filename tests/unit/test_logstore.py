@@ -760,3 +760,23 @@ def test_module_is_stdlib_only_and_runs_on_old_python(tmp_path, oldest_python):
         )
         assert res.returncode == 0, res.stderr
         assert res.stdout.startswith("ok (3, 9)")
+
+
+def test_write_tail_streams_the_same_bytes_as_tail(tmp_path):
+    import io
+    import random
+
+    from mldesk.agent import logstore
+
+    rng = random.Random(7)
+    path = tmp_path / "log.bin"
+    with logstore.LogWriter(path) as w:
+        for _ in range(300):
+            stream = rng.choice((logstore.STDOUT, logstore.STDERR, logstore.MLDESK))
+            w.write(stream, b"".join(rng.choice([b"a", b"bb", b"\n", b"ccc\n"]) for _ in range(rng.randint(1, 50))))
+    with logstore.LogReader(path) as r:
+        for n in (0, 1, 2, 5, 17, 100, 10_000):
+            for streams in ((logstore.STDOUT, logstore.STDERR), (logstore.STDOUT,)):
+                buf = io.BytesIO()
+                logstore.write_tail(r, buf, n, streams)
+                assert buf.getvalue() == b"".join(rec.data for rec in r.tail(n, streams)[0]), (n, streams)

@@ -343,3 +343,23 @@ def test_read_points_from_an_offset(tmp_path):
         f.write(b'["half"')  # a line being written is not returned yet
     assert metrics.read_points_from(tmp_path, off2) == ([], off2)
     assert metrics.read_points_from(tmp_path, 10 ** 9)[0][0][0] == "loss"  # past the end: start over
+
+
+@pytest.mark.parametrize("line,text", [
+    (b"Epoch 3/10", "epoch 3/10"),
+    (b"Epoch 2:  56%|#####     | 18/32 [00:01<00:00, loss=0.5]", "epoch 2 \xb7 56%"),
+    (b"18/32 [=====>....] - ETA: 1s - loss: 0.5", "56%"),
+    (b"\r 10%|#| 1/10\r 20%|#| 2/10", "20%"),
+    (b"\x1b[32mstep 300/1000\x1b[0m loss=0.2", "step 300/1000"),
+    (b"iter 500: loss 2.44", "iter 500"),
+    (b"loss: 0.5", None),
+    (b"version 1.2.3", None),
+])
+def test_progress_text(line, text):
+    assert metrics.progress_text(line) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_progress_text_never_fails(data):
+    metrics.progress_text(data)

@@ -112,11 +112,15 @@ def kill_group(pgid, grace, gone=None):
 
 def proc_start_time(pid):
     """The process's start time in clock ticks since boot (guards against pid reuse);
-    None when it does not exist; 0 where /proc is missing but the pid exists."""
+    None when it does not exist or is a zombie (dead, where nobody reaps orphans); 0
+    where /proc is missing but the pid exists."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as f:
             data = f.read()
-        return int(data[data.rfind(b")") + 2:].split()[19])
+        fields = data[data.rfind(b")") + 2:].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])
     except (OSError, ValueError, IndexError):
         pass
     if os.path.isdir("/proc/self"):

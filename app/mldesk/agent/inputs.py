@@ -62,6 +62,11 @@ USER_AGENT = "mldesk-inputs/1 (+python-urllib)"
 SCHEMES = ("http", "https", "file")
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")  # never through a proxy
+DEFAULT_MAX_BYTES = 50 * 1024 ** 3  # one input at most (setting input_max_bytes)
+DEFAULT_MIN_RATE = 1024.0  # bytes/s averaged over RATE_WINDOW_FACTOR x timeout: slower is stalled
+RATE_WINDOW_FACTOR = 4
+RESERVE_MAX = 1024 ** 3  # free space an input download never takes: 5% of the disk, at most 1 GiB
+SPACE_CHECK_BYTES = 16 << 20  # re-check the free space every so many bytes
 
 
 # -- public types ---------------------------------------------------------------------
@@ -544,20 +549,29 @@ class _Fetch:
                     st = os.fstat(src.fileno())
                     if stat.S_ISDIR(st.st_mode):
                         raise _Fatal("is a folder, not a file: %s" % path)
-                    self.total = st.st_size if stat.S_ISREG(st.st_mode) else None
+                    if not stat.S_ISREG(st.st_mode):  # /dev/zero, a FIFO: no end to wait for
+                        raise _Fatal("is not a regular file (a device, pipe or socket): %s" % path)
+                    self.total = st.st_size
                     self.done = 0
+                    self.job.check_size(self.name, self.total, 0, announced=False)
+                    self.bounds = _Bounds(self, 0, rate=False)
                     self.report("downloading")
                     with self.new_part() as out:
                         while True:
                             self.job.check()
-                            buf = src.read(CHUNK)
+                            buf = src.read(min(CHUNK, self.total + 1 - self.done))
                             if not buf:
                                 break
                             out.write(buf)
                             self.done += len(buf)
+                            if self.done > self.total:
+                                raise _Fatal("grew while it was read: %s" % path)
+                            self.bounds.check(self.done)
                             self.report("downloading")
                 return self.install_part(None)
             except _Fatal as exc:
+                cause = exc.cause
+            except _Retryable as exc:
                 cause = exc.cause
             except OSError as exc:
                 if exc.errno in _DISK_FULL:
@@ -658,6 +672,8 @@ class _Fetch:
             offset = 0
             mode = None
         self.total = (offset + length) if length is not None else None
+        if self.total is not None:
+            self.job.check_size(self.name, self.total, self.done if mode else 0, announced=True)
         validator = ("etag", etag) if etag and not etag.startswith("W/") else (
             ("date", last_modified) if last_modified else None)
         self.resume_ok = (h.get("Accept-Ranges", "").strip().lower() == "bytes") and validator is not None
@@ -669,6 +685,7 @@ class _Fetch:
         else:
             out = open(self.part, "ab")
             self.done = offset
+        self.bounds = _Bounds(self, self.done)
         self.report("downloading")
         read = getattr(resp, "read1", None) or resp.read
         try:
@@ -691,8 +708,12 @@ class _Fetch:
                         raise _Retryable("%s%s" % (_describe_os_error(exc), self._after()))
                     if not buf:
                         break
+                    if self.total is not None and self.done + len(buf) > self.total:
+                        self.discard_part()
+                        raise _Fatal("the server sent more than the %s it announced" % human_bytes(self.total))
                     out.write(buf)
                     self._account(buf)
+                    self.bounds.check(self.done)
                     self.report("downloading")
             job.check()  # a cancel shuts the socket down, which reads as an early end
         except OSError as exc:  # writing
@@ -785,6 +806,46 @@ class _Fetch:
         return Path(job.dest_given) / self.name
 
 
+class _Bounds:
+    """The running checks of one download: the size limit, the free space (every
+    SPACE_CHECK_BYTES) and, for network downloads, a minimum rate: less than
+    ``min_rate`` bytes/s averaged over RATE_WINDOW_FACTOR x timeout is a stall."""
+
+    def __init__(self, fetch: "_Fetch", start: int, rate: bool = True):
+        self.fetch = fetch
+        self.job = fetch.job
+        space = self.job.free_bytes()
+        # often enough that the reserve cannot be written full between two checks
+        self.space_step = max(CHUNK, min(SPACE_CHECK_BYTES, space[1] // 2)) if space else SPACE_CHECK_BYTES
+        self.next_space = start + self.space_step
+        self.rate = rate and self.job.min_rate > 0
+        self.window = RATE_WINDOW_FACTOR * self.job.timeout
+        self.t0 = time.monotonic()
+        self.d0 = start
+
+    def check(self, done: int) -> None:
+        job = self.job
+        if job.max_bytes is not None and done > job.max_bytes:
+            self.fetch.discard_part()
+            raise _Fatal("over the limit of %s per input (setting input_max_bytes)" % human_bytes(job.max_bytes))
+        if done >= self.next_space:
+            self.next_space = done + self.space_step
+            space = job.free_bytes()
+            if space is not None and space[0] < space[1]:
+                self.fetch.discard_part()
+                raise _Fatal("the disk of %s is almost full (%s free, %s kept in reserve); stopped after %s"
+                             % (job.dest, human_bytes(space[0]), human_bytes(space[1]), human_bytes(done)))
+        if self.rate:
+            elapsed = time.monotonic() - self.t0
+            if elapsed >= self.window:
+                rate = (done - self.d0) / elapsed
+                if rate < job.min_rate:
+                    raise _Retryable("stalled: %s/s over the last %s (at least %s/s is needed)%s" % (
+                        human_bytes(rate), _fmt_timeout(self.window), human_bytes(job.min_rate),
+                        self.fetch._after()))
+                self.t0, self.d0 = time.monotonic(), done
+
+
 def _content_range_start(value: Optional[str]) -> Optional[int]:
     # "bytes 100-199/200"
     if not value:
@@ -802,7 +863,10 @@ def _content_range_start(value: Optional[str]) -> Optional[int]:
 
 class _Job:
     def __init__(self, dest: str, dest_given, cache: Optional[_Cache], on_progress, on_message,
-                 timeout: float, retries: int, backoff: float, cancel):
+                 timeout: float, retries: int, backoff: float, cancel,
+                 max_bytes: Optional[int] = DEFAULT_MAX_BYTES, min_rate: float = DEFAULT_MIN_RATE):
+        self.max_bytes = max_bytes
+        self.min_rate = float(min_rate or 0.0)
         self.dest = dest
         self.dest_given = dest_given
         self.cache = cache
@@ -824,6 +888,26 @@ class _Job:
             self.halt()
         if self.stop.is_set():
             raise _Cancelled()
+
+    def free_bytes(self) -> Optional[tuple]:
+        """(bytes free to us, the reserve kept free) on the inputs' disk."""
+        try:
+            st = os.statvfs(self.dest)
+        except (OSError, AttributeError):
+            return None
+        total = st.f_blocks * st.f_frsize
+        return st.f_bavail * st.f_frsize, min(RESERVE_MAX, total // 20)
+
+    def check_size(self, name: str, size: int, have: int, announced: bool) -> None:
+        """Fail early for an input over the limit or over the free space."""
+        what = "announced size" if announced else "size"
+        if self.max_bytes is not None and size > self.max_bytes:
+            raise _Fatal("its %s, %s, is over the limit of %s per input (setting input_max_bytes)"
+                         % (what, human_bytes(size), human_bytes(self.max_bytes)))
+        space = self.free_bytes()
+        if space is not None and size - have > space[0] - space[1]:
+            raise _Fatal("not enough free space on %s for its %s of %s (%s free, %s kept in reserve)"
+                         % (self.dest, what, human_bytes(size), human_bytes(space[0]), human_bytes(space[1])))
 
     def halt(self) -> None:
         with self.lock:
@@ -880,7 +964,9 @@ def _normalise(specs) -> List[tuple]:
 
 def fetch_inputs(specs, dest_dir, *, cache_dir=None, on_progress: Optional[Callable] = None,
                  on_message: Optional[Callable] = None, timeout: float = 30.0, retries: int = 4,
-                 backoff: float = 0.5, max_workers: int = 4, cancel=None) -> List[Path]:
+                 backoff: float = 0.5, max_workers: int = 4, cancel=None,
+                 max_bytes: Optional[int] = DEFAULT_MAX_BYTES,
+                 min_rate: float = DEFAULT_MIN_RATE) -> List[Path]:
     """Fetch every input of ``specs`` into ``dest_dir/NAME``; see the module doc.
 
     Returns the paths in the order of ``specs``. Raises :class:`InputError` (the first
@@ -920,7 +1006,8 @@ def fetch_inputs(specs, dest_dir, *, cache_dir=None, on_progress: Optional[Calla
         except OSError as exc:
             if on_message is not None:
                 on_message("input cache unavailable (%s): downloading without it" % _describe_os_error(exc))
-    job = _Job(dest, dest_given, cache, on_progress, on_message, float(timeout), retries, backoff, cancel)
+    job = _Job(dest, dest_given, cache, on_progress, on_message, float(timeout), retries, backoff, cancel,
+               max_bytes=max_bytes, min_rate=min_rate)
     fetches = [_Fetch(job, name, url) for name, url in items]
     first_error = []  # type: List[BaseException]
     errors_lock = threading.Lock()

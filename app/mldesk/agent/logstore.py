@@ -705,6 +705,67 @@ class LogReader:
         return rev, (rev[0].offset if rev else end)
 
 
+def tail_start(reader: "LogReader", n_lines: int, streams: Optional[Tuple[int, ...]] = None) -> Tuple[int, int]:
+    """Where the last ``n_lines`` lines (of ``streams``) begin: (offset of the
+    record, bytes of its data to skip). Like ``LogReader.tail`` but it keeps nothing,
+    so a last line of any length costs bounded memory."""
+    end = reader.size()
+    if n_lines <= 0 or end == 0:
+        return end, 0
+    f = reader._f  # noqa: SLF001 - the same module
+    win = _Window(f, end, backward=True)
+    need = -1
+    pos = end
+    first = (end, 0)
+    while pos > 0:
+        (length,) = _TRAILER.unpack(win.get(pos - 4, 4))
+        start = pos - OVERHEAD - length
+        if not 0 < length <= MAX_DATA or start < 0:
+            raise reader._corrupt(pos - 4, "bad trailing length %d" % length)  # noqa: SLF001
+        dstart = start + HEADER_SIZE
+        if streams is not None and _HEADER.unpack(win.get(start, HEADER_SIZE))[1] not in streams:
+            pos = start
+            continue
+        p = pos - 4
+        if need < 0:
+            need = n_lines + (1 if win.get(p - 1, 1) == _NL else 0)
+        while p > dstart:
+            q = win.downto(p, dstart)
+            chunk = win.get(q, p - q)
+            c = chunk.count(_NL)
+            if c >= need:
+                i = len(chunk)
+                for _ in range(need):
+                    i = chunk.rfind(_NL, 0, i)
+                return start, q + i + 1 - dstart
+            need -= c
+            p = q
+        first = (start, 0)
+        pos = start
+    return first
+
+
+def write_tail(reader: "LogReader", out_binary_file: IO[bytes], n_lines: int,
+               streams: Tuple[int, ...] = (STDOUT, STDERR)) -> int:
+    """Write the last ``n_lines`` lines of ``streams`` to a binary file, streaming
+    (bounded memory whatever the lines' length); returns the bytes written."""
+    offset, skip = tail_start(reader, n_lines, streams)
+    total = 0
+    while True:
+        records, nxt = reader.read_from(offset)
+        if not records:
+            return total
+        for r in records:
+            if r.stream not in streams:
+                continue
+            data = r.data
+            if skip:
+                data, skip = data[skip:], 0
+            out_binary_file.write(data)
+            total += len(data)
+        offset = nxt
+
+
 def write_program_output(
     reader: LogReader,
     out_binary_file: IO[bytes],

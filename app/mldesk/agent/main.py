@@ -62,7 +62,9 @@ import time
 
 from mldesk.agent import logstore, protocol, resources, runner, slurm
 from mldesk.agent.fsutil import is_disk_full, read_json
-from mldesk.agent.runner import FINAL_STATES, AgentError, Paths, agent_alive, docker, reset_exec
+from mldesk.agent.runner import (
+    FINAL_STATES, AgentError, Paths, agent_alive, docker, reset_exec, slurm_resumable,
+)
 
 CHUNK = 1 << 20
 
@@ -457,6 +459,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
     lost_since = None
     pause = 0.02
     shown = None  # (state, reason) last sent in an S frame
+    takeovers = 0  # new supervising agents started for a Slurm job (a few, not a crash loop)
     try:
         while True:
             if reader is None and os.path.exists(p.log):
@@ -496,6 +499,14 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                                               "gone from the host" % p.exec_dir}).encode())
                 _OUT.flush()
                 return 0
+            if takeovers < 5 and slurm_resumable(status):
+                # the job goes on in Slurm: a new supervising agent takes over following it
+                runner.spawn(p)
+                takeovers += 1
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not agent_alive(read_json(p.status)):
+                    time.sleep(0.05)
+                continue
             if status is not None and not agent_alive(status):
                 # dead without a final status (host rebooted, agent killed): confirm twice
                 if lost_since is None:

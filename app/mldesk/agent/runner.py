@@ -343,24 +343,42 @@ def request_stop(p, grace):
     return {"ok": True, "agent": False}
 
 
+def slurm_resumable(status):
+    """A Slurm job whose supervising runner died (killed, login node rebooted): the job
+    goes on in Slurm, so a new runner can take over following it."""
+    return bool(status and status.get("slurm_job") and status.get("state") in ("queued", "running")
+                and not agent_alive(status))
+
+
 def supervise(p, wait=False):
     """The detached runner's life: run the program, write log and status (with
-    ``wait``: once a line arrives on stdin; EOF ends it, see ``spawn``)."""
+    ``wait``: once a line arrives on stdin; EOF ends it, see ``spawn``). A Slurm job
+    whose runner died is taken over (``follow`` starts a new runner for it)."""
+    import fcntl
+
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nohup
     if wait:
         if not sys.stdin.buffer.readline().strip():
             return 0
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    Supervisor(p).run()
+    # one supervising runner per execution (a Slurm take-over may be asked twice at once)
+    lock = os.open(os.path.join(p.state_dir, "supervise.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0
+    status = read_json(p.status)
+    Supervisor(p, resume=status if slurm_resumable(status) else None).run()
     return 0
 
 
 class Supervisor(object):
-    def __init__(self, p):
+    def __init__(self, p, resume=None):
         self.p = p
         self.spec = read_json(p.spec)
-        self.status = {"state": "starting", "agent_pid": os.getpid(),
-                       "agent_start": proc_start_time(os.getpid()), "runtime": self.spec["runtime"]}
+        self.resume = resume  # the status of a Slurm job to take over
+        self.status = dict(resume or {"state": "starting", "runtime": self.spec["runtime"]},
+                           agent_pid=os.getpid(), agent_start=proc_start_time(os.getpid()))
         self.stopping = threading.Event()
         self.done = threading.Event()
         self.sampler = None
@@ -394,7 +412,7 @@ class Supervisor(object):
 
     def run(self):
         self.save()
-        if self.stop_requested():
+        if self.stop_requested() and not self.resume:
             self.save(state="stopped", exit_code=None, finished_at=time.time(),
                       error="stopped before the program started")
             return
@@ -445,7 +463,9 @@ class Supervisor(object):
         if spec.get("env_exact"):  # locally: exactly the environment the app chose
             env = dict(spec.get("env") or {})
         else:
-            env = dict(os.environ)
+            from mldesk.agent.envpolicy import host_env
+
+            env = host_env(os.environ)  # never the rest of the agent's environment (SSH_AUTH_SOCK...)
             env.update(spec.get("env") or {})
         try:
             proc = subprocess.Popen([python, "main.py"] + list(spec["argv"]), cwd=ws, env=env,
@@ -480,7 +500,17 @@ class Supervisor(object):
         job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
                              self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
         try:
-            job.submit()
+            if self.resume:
+                # what of the job's output files log.bin holds already: exactly its
+                # stdout and stderr bytes (the runner writes nothing else there)
+                done = {logstore.STDOUT: 0, logstore.STDERR: 0}
+                with logstore.LogReader(self.p.log) as reader:
+                    for rec in reader.iter_records():
+                        if rec.stream in done:
+                            done[rec.stream] += len(rec.data)
+                job.take_over(self.resume, done[logstore.STDOUT], done[logstore.STDERR])
+            else:
+                job.submit()
             code = job.follow()
         except slurm.SlurmError as exc:
             raise AgentError(str(exc))

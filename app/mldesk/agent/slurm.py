@@ -338,6 +338,12 @@ class SlurmJob(object):
         self.save(state="queued", slurm_job=self.job, reason=None, submitted_at=time.time())
         return self.job
 
+    def take_over(self, status, out_offset, err_offset):
+        """Follow a job an earlier (dead) agent submitted, from these byte offsets."""
+        self.job = str(status["slurm_job"])
+        self.state, self.reason = status.get("state"), status.get("reason")
+        self.tails[0].offset, self.tails[1].offset = out_offset, err_offset
+
     def _track(self, sstate, reason):
         if sstate == "PENDING":
             state, reason = "queued", reason if reason and reason != "None" else None

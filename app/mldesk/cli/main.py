@@ -139,8 +139,8 @@ def cmd_restart(args) -> int:
     engine = _engine()
     ex, backup = engine.restart(args.id, name=args.name, allow_local_inputs=args.allow_local_inputs)
     if backup:
-        print(f"[mldesk] the lab's previous files are kept as snapshot {backup} "
-              f"(bring them back with `mldesk code` of a later run, or see `mldesk show {ex.id}`)",
+        print(f"[mldesk] the lab's previous files are kept as backup {backup} "
+              f"(bring them back with `mldesk restore {backup}`; list them with `mldesk backups`)",
               file=sys.stderr)
     return _follow_or_detach(engine, ex, args)
 
@@ -248,7 +248,7 @@ def cmd_stats(args) -> int:
 
 
 def cmd_logs(args) -> int:
-    from mldesk.engine import MLDESK, STDERR, STDOUT, write_program_output
+    from mldesk.engine import MLDESK, STDERR, STDOUT, write_program_output, write_tail
 
     engine = _engine()
     ex = engine.get(args.id)
@@ -264,7 +264,7 @@ def cmd_logs(args) -> int:
             if args.head is not None:
                 out.writelines(r.data for r in reader.head(args.head, streams)[0])
             if args.tail is not None:
-                out.writelines(r.data for r in reader.tail(args.tail, streams)[0])
+                write_tail(reader, out, args.tail, streams)  # bounded memory, however long the lines
     out.flush()
     return 0
 
@@ -338,6 +338,36 @@ def cmd_code(args) -> int:
     for rel, entry in sorted(engine.code_manifest(ex.id).items()):
         size = "link" if entry[0] == "link" else human_bytes(entry[1])
         print(f"{size:>10}  {safe_name(rel)}")
+    return 0
+
+
+def cmd_backups(args) -> int:
+    engine = _engine()
+    rows = engine.backups(args.lab)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no backups yet: they are kept whenever restart or a restore replaces a lab's files")
+        return 0
+    table = [("BACKUP", "WHEN", "LAB", "WHY")]
+    for b in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["created_at"]))
+        table.append((b["snapshot"], when, b["lab"], b["reason"] + ("" if b["kept"] else " (files gone)")))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def cmd_restore(args) -> int:
+    engine = _engine()
+    backup, new = engine.restore_backup(args.backup, args.lab)
+    if new is None:
+        print(f"{backup['lab']} already holds the files of backup {backup['snapshot']}")
+    else:
+        print(f"brought back backup {backup['snapshot']} into {backup['lab']}; the files it replaced are "
+              f"kept as backup {new} (`mldesk restore {new}` undoes this)")
     return 0
 
 
@@ -476,6 +506,16 @@ def build_parser() -> argparse.ArgumentParser:
     from mldesk.cli import hosts as hosts_cli
 
     hosts_cli.add_parsers(sub)
+
+    s = sub.add_parser("backups", help="list the backups of labs' files (kept whenever a restore replaced them)")
+    s.add_argument("lab", nargs="?", help="only this lab's backups")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_backups)
+
+    s = sub.add_parser("restore", help="bring a lab's files back from a backup (see `mldesk backups`)")
+    s.add_argument("backup", help="the backup's id (or a unique prefix)")
+    s.add_argument("--lab", help="the lab, where a backup id is shared by several labs")
+    s.set_defaults(func=cmd_restore)
 
     s = sub.add_parser("init", help="create a lab from a template")
     s.add_argument("dir", nargs="?")

@@ -388,6 +388,41 @@ class Scanner:
             out.append((key, s, value, ts))
 
 
+# -- progress (the sidebar's "epoch 3/10 · 56%") -----------------------------------------
+_PROG_OF = re.compile(rb"(?<![\w/.\-])(?i:(epoch|step|iteration|iter))['\"]?+[ \t]*+[:=]?+[ \t]*+(\d++)[ \t]*+/[ \t]*+(\d++)")
+_PROG_PCT = re.compile(rb"(?<![\d.])(\d{1,3}(?:\.\d+)?+)[ \t]?%")
+_PROG_FRAC = re.compile(rb"(?<![\w/.])(\d++)/(\d++)(?![\w/.])")
+
+
+def progress_text(line: bytes) -> Optional[str]:
+    """A short progress read-out of one output line, or None: ``epoch 3/10 · 56%``
+    (Keras' ``Epoch 3/10``, tqdm/Lightning's ``Epoch 2:  56%|###   | 18/32``,
+    Keras' ``18/32 [=====>....]``)."""
+    if len(line) > 10_000:
+        return None
+    line = strip_ansi(final_state(line.rstrip(b"\n")))
+    parts = []
+    m = _PROG_OF.search(line)
+    if m:
+        parts.append("%s %s/%s" % (m.group(1).decode().lower(), m.group(2).decode(), m.group(3).decode()))
+    else:
+        m2 = _STEP_RE.search(line)
+        if m2:
+            parts.append("%s %s" % (m2.group(1).decode().lower(), m2.group(2).decode()))
+    pct = _PROG_PCT.search(line)
+    if pct and float(pct.group(1)) <= 100:
+        parts.append(pct.group(1).decode() + "%")
+    else:
+        for f in _PROG_FRAC.finditer(line):
+            done, total = int(f.group(1)), int(f.group(2))
+            if m and f.start() == m.start(2):
+                continue
+            if 0 < total and done <= total:
+                parts.append(f"{100 * done // total}%")
+                break
+    return " · ".join(parts) if parts else None
+
+
 # -- storage --------------------------------------------------------------------------
 def _paths(exec_dir: Path):
     return exec_dir / METRICS_FILE, exec_dir / CURSOR_FILE, exec_dir / LOCK_FILE

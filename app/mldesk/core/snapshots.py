@@ -13,6 +13,7 @@ a snapshot being taken right now relies on.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import fnmatch
 import hashlib
@@ -56,6 +57,32 @@ def _blob_writer(blob: Path):
 
 def _excluded(rel: str, name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(rel, p) for p in patterns)
+
+
+def excluded_path(rel: str, patterns: Iterable[str]) -> bool:
+    """Is ``rel`` (a "/"-separated path in a lab) or any folder above it excluded?"""
+    patterns = tuple(patterns)
+    parts = rel.split("/")
+    return any(_excluded("/".join(parts[:i]), parts[i - 1], patterns) for i in range(1, len(parts) + 1))
+
+
+def _lstat(path: Path):
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None
+
+
+def _remove_empty_tree(path: Path) -> None:
+    """Remove a folder that holds only (now empty) folders; fails on anything else."""
+    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
+        if filenames:
+            raise OSError(errno.ENOTEMPTY, "folder is not empty", dirpath)
+        for d in dirnames:
+            os.rmdir(os.path.join(dirpath, d))
+    os.rmdir(path)
 
 
 class SnapshotStore:
@@ -219,6 +246,18 @@ class SnapshotStore:
         os.chmod(tmp, (entry[2] & 0o777) | stat.S_IWUSR)  # never set-uid/set-gid
         os.replace(tmp, target)
 
+    def outside_links(self, snap_id: str) -> list[tuple[str, str]]:
+        """(path, target) of the snapshot's symbolic links that point outside the lab."""
+        out = []
+        for rel, entry in sorted(self.manifest(snap_id).items()):
+            if entry[0] != "link":
+                continue
+            target = entry[1]
+            joined = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+            if os.path.isabs(target) or joined == ".." or joined.startswith("../"):
+                out.append((rel, target))
+        return out
+
     def export_entries(self, snap_id: str) -> list:
         """The snapshot as ``mldesk.core.export.Entry`` items (folders first)."""
         from mldesk.core.export import Entry
@@ -246,25 +285,128 @@ class SnapshotStore:
             raise SnapshotError(f"{rel} is not a file in snapshot {snap_id}")
         return self.blob_path(entry[0]).read_bytes()
 
-    def restore(self, snap_id: str, lab: Path | str, exclude: Iterable[str] = ()) -> None:
-        """Make ``lab`` equal to the snapshot; files matching ``exclude`` are left alone."""
+    def restore(self, snap_id: str, lab: Path | str, exclude: Iterable[str] = (), *,
+                backup: str | None = None) -> None:
+        """Make ``lab`` equal to the snapshot, all or nothing.
+
+        Paths matching ``exclude`` (any of their folders included) are never touched,
+        on either side. Only files recorded in ``backup`` (a snapshot of the lab taken
+        with the same ``exclude``; taken here when not given) are ever deleted or
+        replaced. Everything is checked first (a conflict raises :class:`SnapshotError`
+        before any change), every new file is staged inside the lab, and only then
+        are the files swapped in with renames. Should a rename still fail, the lab is
+        put back from ``backup``."""
         lab = Path(lab).resolve()
         exclude = tuple(exclude)
-        wanted = self.manifest(snap_id)
-        current = self.create(lab, exclude)  # cheap with the stat cache; also hashes
-        have = self.manifest(current.id)
-        for rel in have:
-            if rel not in wanted:
-                (lab / rel).unlink()
-        for rel, entry in wanted.items():
-            if have.get(rel) != entry:
+        wanted = {rel: e for rel, e in self.manifest(snap_id).items() if not excluded_path(rel, exclude)}
+        if backup is None:
+            backup = self.create(lab, exclude).id
+        have = self.manifest(backup)
+        writes = sorted((rel for rel, e in wanted.items() if have.get(rel) != e), key=lambda r: (r.count("/"), r))
+        deletes = sorted(rel for rel in have if rel not in wanted)
+        rmdirs = self._check_restore(lab, wanted, have, writes, exclude)
+        staging = Path(tempfile.mkdtemp(prefix=".mldesk-restore-", dir=lab))
+        try:
+            staged: dict[str, Path] = {}
+            for i, rel in enumerate(writes):  # read every blob before touching the lab
+                entry, tmp = wanted[rel], staging / str(i)
+                if entry[0] == "link":
+                    os.symlink(entry[1], tmp)
+                else:
+                    blob = self.blob_path(entry[0])
+                    if not blob.exists():
+                        raise SnapshotError(f"blob {entry[0]} of {rel} is missing from the store; nothing was changed")
+                    shutil.copyfile(blob, tmp)
+                    os.chmod(tmp, (entry[2] & 0o777) | stat.S_IWUSR)
+                staged[rel] = tmp
+            try:
+                for rel in deletes:
+                    try:
+                        os.unlink(lab / rel)
+                    except FileNotFoundError:
+                        pass
+                for rel in rmdirs:  # folders that become files or links: emptied above
+                    _remove_empty_tree(lab / rel)
+                for rel in writes:
+                    target = lab / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged[rel], target)
+            except OSError as exc:
+                self._put_back(backup, lab, exclude, exc)
+            # folders left empty by deletions (never excluded ones)
+            for rel in sorted({str(Path(r).parent) for r in deletes}, key=len, reverse=True):
+                d = lab / rel
+                while d != lab and d.is_dir() and not d.is_symlink() and not any(d.iterdir()):
+                    d.rmdir()
+                    d = d.parent
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _put_back(self, backup: str, lab: Path, exclude: tuple[str, ...], exc: OSError) -> None:
+        where = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        try:
+            for rel, entry in self.manifest(backup).items():
                 self._write_entry(lab, rel, entry)
-        # remove directories left empty by deletions (never excluded ones)
-        for rel in sorted({str(Path(r).parent) for r in have if r not in wanted}, key=len, reverse=True):
-            d = lab / rel
-            while d != lab and d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-                d = d.parent
+        except OSError:
+            raise SnapshotError(f"restoring stopped halfway ({where}); the lab's earlier files are kept as "
+                                f"backup {backup}: bring them back with `mldesk restore {backup}`") from None
+        raise SnapshotError(f"restoring failed ({where}); the lab's files were put back as they were "
+                            f"(backup {backup})") from None
+
+    def _check_restore(self, lab: Path, wanted: dict, have: dict, writes: list[str],
+                       exclude: tuple[str, ...]) -> list[str]:
+        """Every conflict of a restore, found before anything changes; returns the
+        folders that must go (emptied by the deletions) to make room for a file or link."""
+        conflicts: list[str] = []
+        rmdirs: list[str] = []
+        checked: set[str] = set()
+        doomed: set[str] = set()  # files/links above a target that the restore deletes
+        for rel in writes:
+            parts = rel.split("/")
+            below_doomed = False
+            for i in range(1, len(parts)):
+                anc = "/".join(parts[:i])
+                if anc in doomed:
+                    below_doomed = True
+                    break
+                if anc in checked:
+                    continue
+                checked.add(anc)
+                st = _lstat(lab / anc)
+                if st is None or (stat.S_ISDIR(st.st_mode) and not stat.S_ISLNK(st.st_mode)):
+                    continue
+                if anc in have and anc not in wanted:
+                    doomed.add(anc)  # a file or link of the lab that is deleted (it is in the backup)
+                    below_doomed = True
+                    break
+                conflicts.append(f"{anc} is in the way of {rel} and is not part of the lab's files")
+                below_doomed = True
+                break
+            if below_doomed:
+                continue
+            st = _lstat(lab / rel)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                if st is not None and rel not in have:
+                    conflicts.append(f"{rel} exists but is not part of the lab's files (a special file?)")
+                continue
+            # a real folder where a file or link goes: everything in it must be deleted
+            # by this restore (known to the backup, not excluded), or it stays as it is
+            stray = []
+            for dirpath, dirnames, filenames in os.walk(lab / rel):
+                for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+                    sub = os.path.relpath(os.path.join(dirpath, name), lab).replace(os.sep, "/")
+                    if sub not in have or sub in wanted:
+                        stray.append(sub)
+                if len(stray) > 3:
+                    break
+            if stray:
+                conflicts.append(f"{rel} is a folder holding files that would be lost ({', '.join(stray[:3])})")
+            else:
+                rmdirs.append(rel)
+        if conflicts:
+            raise SnapshotError("cannot restore: nothing was changed; "
+                                + "; ".join(conflicts[:10]) + (" ..." if len(conflicts) > 10 else ""))
+        return sorted(rmdirs, key=len, reverse=True)
 
     # -- garbage collection ---------------------------------------------------
     def gc(self, in_use: "set[str] | Callable[[], set[str]]") -> tuple[int, int]:

@@ -610,6 +610,10 @@ class Store:
                 "INSERT OR IGNORE INTO lab_backups VALUES (?, ?, ?, ?)", (snapshot, lab, time.time(), reason)
             )
 
+    def all_lab_backups(self) -> list[dict]:
+        with self._lock:
+            return [dict(r) for r in self.conn.execute("SELECT * FROM lab_backups ORDER BY created_at DESC")]
+
     def lab_backups(self, lab: str) -> list[dict]:
         with self._lock:
             return [dict(r) for r in self.conn.execute(

@@ -41,6 +41,7 @@ EXPORTS: dict[str, str] = {
     "STDERR": "mldesk.agent.logstore",
     "MLDESK": "mldesk.agent.logstore",
     "write_program_output": "mldesk.agent.logstore",
+    "write_tail": "mldesk.agent.logstore",
     # formatting
     "human_bytes": "mldesk.core.units",
     "human_duration": "mldesk.core.units",

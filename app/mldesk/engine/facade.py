@@ -51,6 +51,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "local_max_parallel": 0,     # 0 = no limit; more executions wait as "queued"
     "input_timeout": 30.0,       # seconds without data before a download counts as stalled
     "input_retries": 4,
+    "input_max_bytes": 50 * 1024 ** 3,  # one input at most; bigger ones fail before they fill the disk
+    "input_min_rate": 1024,  # bytes/s over 4 x input_timeout; slower downloads count as stalled
     "keep_workspace": False,
     "max_output_files": None,
     "max_output_file_bytes": None,
@@ -60,6 +62,65 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 NAME_MAX = 100
+
+# characters a name may not hold: C0 and C1 controls, DEL, and the bidirectional
+# overrides/isolates/marks that make text display in another order than it is stored
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def _bad_name_char(c: str) -> bool:
+    o = ord(c)
+    return o < 32 or 0x7F <= o <= 0x9F or c in _BIDI or c in "\u2028\u2029"
+
+
+def _number(value: Any, what: str, *, integer: bool = False, minimum: float = 0,
+            maximum: float | None = None, none_ok: bool = False) -> Any:
+    if value is None and none_ok:
+        return None
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value != value:
+        kind = "a whole number" if integer else "a number"
+        raise EngineError(f"{what} must be {kind}" + (" or null" if none_ok else "") + f", not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum:g}" if maximum is not None else ""
+        raise EngineError(f"{what} must be at least {minimum:g}{upper}, not {value!r}")
+    return value
+
+
+def _image_aliases(value: Any) -> dict:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise EngineError('image_aliases must be a mapping of names to images, like {"my-alias": "python:3.11"}')
+    for alias, image in value.items():
+        problem = labconfig.image_problem(image)
+        if problem:
+            raise EngineError(f"image alias {alias!r}: {problem}")
+    return value
+
+
+def _choice(value: Any, what: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise EngineError(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+# every setting is checked when it is set: a bad value must never break every run later
+SETTING_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "image_aliases": _image_aliases,
+    "stop_grace": lambda v: _number(v, "stop_grace (seconds)", maximum=86400),
+    "local_network": lambda v: _choice(v, "local_network", ("bridge", "none", "host")),
+    "local_max_parallel": lambda v: _number(v, "local_max_parallel", integer=True, maximum=10_000),
+    "input_timeout": lambda v: _number(v, "input_timeout (seconds)", minimum=0.1, maximum=86400),
+    "input_retries": lambda v: _number(v, "input_retries", integer=True, maximum=100),
+    "input_max_bytes": lambda v: _number(v, "input_max_bytes", integer=True, minimum=1),
+    "input_min_rate": lambda v: _number(v, "input_min_rate (bytes per second)"),
+    "keep_workspace": lambda v: v if isinstance(v, bool) else (_ for _ in ()).throw(
+        EngineError(f"keep_workspace must be true or false, not {v!r}")),
+    "max_output_files": lambda v: _number(v, "max_output_files", integer=True, none_ok=True),
+    "max_output_file_bytes": lambda v: _number(v, "max_output_file_bytes", integer=True, none_ok=True),
+    "max_output_bytes": lambda v: _number(v, "max_output_bytes", integer=True, none_ok=True),
+    "undo_seconds": lambda v: _number(v, "undo_seconds", maximum=3600),
+    "theme": lambda v: _choice(v, "theme", ("system", "light", "dark")),
+}
 
 
 class EngineError(UserError):
@@ -105,11 +166,21 @@ class Engine:
 
     # -- settings ------------------------------------------------------------
     def setting(self, key: str) -> Any:
-        return self.store.get_setting(key, DEFAULT_SETTINGS.get(key))
+        value = self.store.get_setting(key, DEFAULT_SETTINGS.get(key))
+        check = SETTING_CHECKS.get(key)
+        if check is not None and value != DEFAULT_SETTINGS.get(key):
+            try:
+                check(value)
+            except EngineError:  # stored by an older mldesk that did not check: the default
+                return DEFAULT_SETTINGS.get(key)
+        return value
 
     def set_setting(self, key: str, value: Any) -> None:
         if key not in DEFAULT_SETTINGS:
             raise EngineError(f"unknown setting '{key}' (known: {', '.join(sorted(DEFAULT_SETTINGS))})")
+        check = SETTING_CHECKS.get(key)
+        if check is not None:
+            value = check(value)
         self.store.set_setting(key, value)
 
     def resolve_image(self, image_id: str) -> str:
@@ -311,6 +382,8 @@ class Engine:
             "host_profile": profile,
             "input_timeout": self.setting("input_timeout"),
             "input_retries": self.setting("input_retries"),
+            "input_max_bytes": self.setting("input_max_bytes"),
+            "input_min_rate": self.setting("input_min_rate"),
             "keep_workspace": self.setting("keep_workspace"),
             "max_output_files": self.setting("max_output_files"),
             "max_output_file_bytes": self.setting("max_output_file_bytes"),
@@ -500,6 +573,22 @@ class Engine:
         """``{key: {"last", "min", "max", "count"}}``."""
         return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
 
+    def progress_line(self, ref: str | Execution) -> str | None:
+        """A short progress read-out of a running execution's latest output
+        (``epoch 3/10 · 56%``), or None."""
+        ex = ref if isinstance(ref, Execution) else self.get(ref)
+        if ex.final:
+            return None
+        with self.log_reader(ex.id) as reader:
+            records, _ = reader.tail(20, streams=(logstore.STDOUT, logstore.STDERR))
+        for stream in (logstore.STDERR, logstore.STDOUT):  # progress bars mostly go to stderr
+            data = b"".join(r.data for r in records if r.stream == stream)
+            for line in reversed(data.split(b"\n")[-20:]):
+                text = metrics_mod.progress_text(line)
+                if text:
+                    return text
+        return None
+
     def primary_metric(self, ref: str | Execution) -> dict | None:
         """The ml.yaml's ``metrics.primary`` of an execution with its latest and best
         values: ``{"key", "goal", "last", "best"}`` (None when ml.yaml names none)."""
@@ -575,15 +664,18 @@ class Engine:
             self.reattach_one(ex.id)
         return updated
 
-    def restart(self, ref: str, *, name: str | None = None,
-                allow_local_inputs: bool = False) -> tuple[Execution, str | None]:
-        """Make the lab equal to the execution's snapshot, then run it.
-        Returns (new execution, id of the backup snapshot of the lab's previous
-        files, or None when the lab already equalled the snapshot)."""
+    def restart(self, ref: str, *, name: str | None = None, host: str | None = None,
+                runtime: str | None = None, allow_local_inputs: bool = False) -> tuple[Execution, str | None]:
+        """Make the lab equal to the execution's snapshot, then run it where it ran
+        (or on ``host`` / ``runtime`` when given). Returns (new execution, id of the
+        backup snapshot of the lab's previous files, or None when the lab already
+        equalled the snapshot)."""
         ex = self.get(ref)
         lab = Path(ex.lab)
+        if host is None:
+            host, runtime = ex.host, runtime or ex.runtime
         backup = self.restore_code(ex.id, lab)
-        return self.run(lab, host=ex.host, runtime=ex.runtime, name=name, overrides=ex.overrides or None,
+        return self.run(lab, host=host, runtime=runtime, name=name, overrides=ex.overrides or None,
                         allow_local_inputs=allow_local_inputs), backup
 
     def snapshot_exclude(self, ex: Execution) -> tuple[str, ...]:
@@ -606,18 +698,67 @@ class Engine:
 
     def restore_code(self, ref: str, lab: Path | None = None) -> str | None:
         """Restore an execution's code into its lab, keeping the current files as a
-        recoverable snapshot (returned; None when nothing had to change)."""
+        backup (its id returned; None when nothing had to change). All or nothing;
+        excluded paths (``.venv``, ``inputs``, ``outputs``, dotfiles, the lab's and the
+        snapshot's exclude globs) are never touched."""
         ex = self.get(ref)
-        lab = Path(lab or ex.lab)
-        exclude = self.snapshot_exclude(ex)
+        return self._restore_snapshot(ex.snapshot, Path(lab or ex.lab),
+                                      f"lab files before restoring the code of {ex.id}")
+
+    def _restore_snapshot(self, snapshot: str, lab: Path, reason: str) -> str | None:
+        from mldesk.core.snapshots import SnapshotError, excluded_path
+
+        lab = Path(lab).expanduser().resolve()
         lab.mkdir(parents=True, exist_ok=True)
+        exclude = self.restore_exclude(snapshot, lab)
         with self.snapshots.hold():
+            wanted = {r: e for r, e in self.snapshots.manifest(snapshot).items() if not excluded_path(r, exclude)}
             current = self.snapshots.create(lab, exclude)
-            if current.id == ex.snapshot:
+            if self.snapshots.manifest(current.id) == wanted:
                 return None
-            self.store.add_lab_backup(current.id, str(lab), f"lab files before restoring the code of {ex.id}")
-            self.snapshots.restore(ex.snapshot, lab, exclude)
+            self.store.add_lab_backup(current.id, str(lab), reason)
+            try:
+                self.snapshots.restore(snapshot, lab, exclude, backup=current.id)
+            except SnapshotError as exc:
+                raise EngineError(str(exc)) from None
         return current.id
+
+    def restore_exclude(self, snapshot: str, lab: Path) -> tuple[str, ...]:
+        """What a restore never touches: the defaults (dotfiles, .venv, inputs,
+        outputs, __pycache__), the snapshot's exclude and the lab's current one."""
+        from types import SimpleNamespace
+
+        patterns = list(labconfig.DEFAULT_EXCLUDE) + list(self.snapshot_exclude(SimpleNamespace(snapshot=snapshot)))
+        try:
+            patterns += list(labconfig.load_lab_config(lab).exclude)
+        except (labconfig.ConfigError, OSError):
+            pass
+        return tuple(dict.fromkeys(patterns))
+
+    # -- backups of a lab's files (kept whenever a restore replaced them) ---------
+    def backups(self, lab: str | Path | None = None) -> list[dict]:
+        """Every backup, newest first: {snapshot, lab, created_at, reason, kept}."""
+        rows = self.store.lab_backups(str(Path(lab).expanduser().resolve())) if lab else self.store.all_lab_backups()
+        return [dict(r, kept=self.snapshots.exists(r["snapshot"])) for r in rows]
+
+    def restore_backup(self, ref: str, lab: str | Path | None = None) -> tuple[dict, str | None]:
+        """Bring a lab's files back from a backup (its snapshot id or a unique prefix,
+        optionally narrowed to ``lab``), keeping the current files as a new backup.
+        Returns (the backup restored, the new backup's id or None)."""
+        ref = ref.strip().lower()
+        rows = [b for b in self.backups(lab) if b["snapshot"].startswith(ref)] if ref else []
+        pairs = {(b["snapshot"], b["lab"]): b for b in rows}
+        if not pairs:
+            raise EngineError(f"no backup matches '{ref}' (see `mldesk backups`)")
+        if len(pairs) > 1:
+            listed = ", ".join(f"{s[:12]} ({lab_})" for s, lab_ in list(pairs)[:5])
+            raise EngineError(f"'{ref}' matches {len(pairs)} backups ({listed}); give more of the id or the lab")
+        backup = next(iter(pairs.values()))
+        if not backup["kept"]:
+            raise EngineError(f"the files of backup {backup['snapshot']} are no longer kept")
+        new = self._restore_snapshot(backup["snapshot"], Path(backup["lab"]),
+                                     f"lab files before bringing back backup {backup['snapshot']}")
+        return backup, new
 
     # -- rename / remove -------------------------------------------------------
     def _check_name(self, name: str) -> str:
@@ -626,8 +767,9 @@ class Engine:
             raise EngineError("a name cannot be empty")
         if len(name) > NAME_MAX:
             raise EngineError(f"a name can have at most {NAME_MAX} characters (this one has {len(name)})")
-        if any(ord(c) < 32 for c in name):
-            raise EngineError("a name cannot contain control characters or line breaks")
+        if any(_bad_name_char(c) for c in name):
+            raise EngineError("a name cannot contain control characters, line breaks or "
+                              "text-direction overrides")
         return name
 
     def rename(self, ref: str, name: str) -> Execution:

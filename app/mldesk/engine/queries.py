@@ -15,7 +15,6 @@ import json
 import os
 import re
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
@@ -72,22 +71,10 @@ def input_cache_info(engine: "Engine", url: str) -> dict | None:
 def restore_lab_backup(engine: "Engine", lab: str | Path, snapshot: str) -> str | None:
     """Make ``lab`` equal to one of its backup snapshots (``store.lab_backups``),
     keeping the current files as a new backup first; returns that backup's id
-    (None when the lab already equals ``snapshot``). Like ``Engine.restore_code``,
-    files matching the snapshot's ``exclude`` are left alone."""
-    lab = Path(lab).expanduser().resolve()
-    if not engine.snapshots.exists(snapshot):
-        from mldesk.engine.facade import EngineError
-
-        raise EngineError(f"the earlier files (snapshot {snapshot}) are no longer kept")
-    exclude = engine.snapshot_exclude(SimpleNamespace(snapshot=snapshot))
-    lab.mkdir(parents=True, exist_ok=True)
-    with engine.snapshots.hold():
-        current = engine.snapshots.create(lab, exclude)
-        if current.id == snapshot:
-            return None
-        engine.store.add_lab_backup(current.id, str(lab), f"lab files before bringing back {snapshot}")
-        engine.snapshots.restore(snapshot, lab, exclude)
-    return current.id
+    (None when the lab already equals ``snapshot``). The same all-or-nothing restore
+    as ``Engine.restore_backup`` (excluded paths never touched)."""
+    _backup, new = engine.restore_backup(snapshot, lab)
+    return new
 
 
 # -- what else the window reads: store feed, snapshot files, data folder ----------------
@@ -115,6 +102,13 @@ def snapshot_files(engine: "Engine", snapshot: str) -> dict[str, list]:
 
 def read_snapshot_file(engine: "Engine", snapshot: str, rel: str) -> bytes:
     return engine.snapshots.read_file(snapshot, rel)
+
+
+def default_home() -> Path:
+    """The data folder an engine opened without a path uses (MLDESK_HOME or the platform's)."""
+    from mldesk.core.paths import home
+
+    return home()
 
 
 def data_root(engine: "Engine") -> Path:

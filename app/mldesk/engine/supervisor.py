@@ -494,6 +494,9 @@ class Supervisor:
         self.set_state("preparing")
         where = f"image {ex.image}" if ex.runtime == "docker" else "the host's Python"
         msg(f"preparing execution {ex.id} on {ex.host} with the {ex.runtime} runtime ({where})")
+        for rel, target in self.snapshots.outside_links(ex.snapshot)[:20]:
+            msg(f"warning: {rel} is a link to {target}, outside the lab; it is copied as a link, "
+                "so in a container or on another host it will not resolve")
         self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest, owner_only=True))
         self.runtime.prepare(self.ctx)
         self.check_stop()

@@ -64,7 +64,18 @@ class RunContext:
     set_state: Callable[..., None] = lambda state, **changes: None
 
     def program_env(self) -> dict[str, str]:
+        """What the program's environment holds (see ``mldesk.agent.envpolicy``): on
+        the local process runtime a few variables of ours (PATH, HOME, locale...),
+        never secrets; in a container nothing of the host's."""
+        base: dict[str, str] = {}
+        if self.options.get("runtime") == "process" and not self.options.get("host_profile"):
+            import os
+
+            from mldesk.agent.envpolicy import host_env
+
+            base = host_env(os.environ)
         return {
+            **base,
             **self.env,
             "PYTHONUNBUFFERED": "1",
             "MLDESK_EXECUTION_ID": self.exec_id,
@@ -119,6 +130,8 @@ class Runtime:
                 on_message=ctx.message, cancel=cancel,
                 timeout=float(ctx.options.get("input_timeout", 30.0)),
                 retries=int(ctx.options.get("input_retries", 4)),
+                max_bytes=ctx.options.get("input_max_bytes", inputs.DEFAULT_MAX_BYTES),
+                min_rate=float(ctx.options.get("input_min_rate", inputs.DEFAULT_MIN_RATE) or 0.0),
             )
         except inputs.InputError as exc:
             raise ExecutionFailed(str(exc)) from None

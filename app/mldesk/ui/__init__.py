@@ -88,6 +88,12 @@ def main(lab: str | Path | None = None) -> int:
 
     from mldesk.ui import aio
 
+    from mldesk.engine import queries
+    from mldesk.ui import single
+
+    name = single.server_name(queries.default_home())
+    if single.forward(name, str(Path(lab).expanduser().resolve()) if lab else ""):
+        return 0  # the running app opens it and comes forward
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     aio.install(loop)  # the window's async slots run on it
@@ -104,6 +110,12 @@ def main(lab: str | Path | None = None) -> int:
         QtWidgets.QMessageBox.critical(None, "mldesk cannot start",
                                        f"{describe(exc)}.\n\nCheck the data folder (MLDESK_HOME) and try again.")
         return 1
+    def from_second_app(message: str) -> None:
+        if message:
+            window.open_lab(message)
+        window.notifier.raise_window()
+
+    server = single.InstanceServer(name, from_second_app, window)  # noqa: F841 - lives with the window
     # Ctrl-C in the terminal quits (Python only sees signals while it runs: wake it).
     signal.signal(signal.SIGINT, lambda *_a: window.close())
     waker = QtCore.QTimer()

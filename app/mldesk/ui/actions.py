@@ -52,17 +52,28 @@ class ExecutionActions(QtCore.QObject):
         for a in (w.act_save, w.act_save_all, w.act_new_file, w.act_lab_files, w.act_backups):
             a.setEnabled(has_lab)
 
-    def show_menu(self, global_pos: QtCore.QPoint) -> None:
-        self.update()
+    def show_menu(self, global_pos: QtCore.QPoint, targets: list[str] | None = None) -> None:
+        """The execution menu; ``targets`` (a row's three dots) instead of the selection."""
         w = self.w
+        w.selection.menu_targets = targets
+        self.update()
         menu = QtWidgets.QMenu(w)
         menu.setObjectName("executionMenu")
         for a in (w.act_stop, w.act_restart, w.act_rename, w.act_remove, None,
                   w.act_show_code, w.act_open_outputs):
             menu.addSeparator() if a is None else menu.addAction(a)
+        if getattr(w, "experiments", None) is not None:
+            w.experiments.add_to_menu(menu)
         self.execution_menu = menu
         menu.popup(global_pos)
         menu.aboutToHide.connect(menu.deleteLater)
+        if targets is not None:
+            # the chosen action runs right after the menu hides; then the selection counts again
+            menu.aboutToHide.connect(lambda: QtCore.QTimer.singleShot(0, self._end_menu_targets))
+
+    def _end_menu_targets(self) -> None:
+        self.w.selection.menu_targets = None
+        self.update()
 
     def ask_local_inputs(self, exc: "LocalInputsNeedConsent") -> None:
         """file:// inputs outside the lab: name them and ask once per lab and file."""
@@ -161,10 +172,17 @@ class ExecutionActions(QtCore.QObject):
         box.setObjectName("restartConfirm")
         box.setIcon(QtWidgets.QMessageBox.Question)
         box.setWindowTitle("Restart execution")
-        box.setText(f"Restart \u201c{fmt.elide(name, 80)}\u201d with its code?")
+        ran = f"{ex.host} \u00b7 {ex.runtime}" if ex else "where it ran"
+        box.setText(f"Restart \u201c{fmt.elide(name, 80)}\u201d with its code on {ran}?")
         box.setInformativeText(
-            "The lab's files are replaced by the code of this execution, then it runs again. "
-            "Your current files are kept as a recoverable snapshot (File \u203a Earlier lab files).")
+            f"The lab's files are replaced by the code of this execution, then it runs again on {ran}, "
+            "where it ran. Your current files are kept as a recoverable snapshot (File \u203a Earlier lab files).")
+        bar = self.w.runbar
+        there = (bar.host(), bar.effective_runtime())
+        if ex is not None and there != (ex.host, ex.runtime) and there[1]:
+            other = QtWidgets.QCheckBox(f"Run on {there[0]} \u00b7 {there[1]} instead (the toolbar's choice)", box)
+            other.setObjectName("restartElsewhere")
+            box.setCheckBox(other)
         restart = box.addButton("Restart", QtWidgets.QMessageBox.AcceptRole)
         box.addButton(QtWidgets.QMessageBox.Cancel)
         box.setDefaultButton(restart)
@@ -172,15 +190,20 @@ class ExecutionActions(QtCore.QObject):
         def finished(_result: int) -> None:
             self.restart_box = None
             if box.clickedButton() is restart:
-                self.jobs.start(self._do_restart(exec_id), "restarting the execution")
+                where = None
+                if box.checkBox() is not None and box.checkBox().isChecked():
+                    where = (bar.host(), bar.runtime_choice)
+                self.jobs.start(self._do_restart(exec_id, where), "restarting the execution")
 
         box.finished.connect(finished)
         self.restart_box = box
         box.open()
 
-    async def _do_restart(self, exec_id: str) -> None:
+    async def _do_restart(self, exec_id: str, where: tuple[str, str | None] | None = None) -> None:
+        """Restart where it ran, or on ``where`` (host, runtime) when the user chose so."""
+        kwargs = {"host": where[0], "runtime": where[1]} if where else {}
         try:
-            ex, backup = await self.jobs.call(self.engine.restart, exec_id)
+            ex, backup = await self.jobs.call(self.engine.restart, exec_id, **kwargs)
         except Exception as exc:  # noqa: BLE001 - shown like a failed Run
             self._started_or_failed(None, exc)
             return
@@ -339,7 +362,7 @@ class ExecutionActions(QtCore.QObject):
                                "Files that main.py writes to outputs/ are collected when it ends.", "info",
                                timeout=8)
             return
-        self.w.outputs_panel.open_url(QtCore.QUrl.fromLocalFile(str(folder)))
+        self.w.outputs_panel.launch(folder)
 
     def save_log_dialog(self) -> None:
         exec_id = self.w.logview.exec_id

@@ -421,7 +421,9 @@ class CodeArea(QtWidgets.QWidget):
         """Show ``ex``'s code read-only; ``read(rel) -> bytes`` reads a file of it."""
         same = self.snapshot_of is not None and self.snapshot_of.snapshot == ex.snapshot
         current = self.current_editor()
-        want = [current.property("rel")] if current is not None else []
+        focus = current.property("rel") if current is not None else None
+        # the tabs open now (the lab's, or the previous snapshot's) stay open, ml.yaml too
+        want = [e.property("rel") for e in self.editors(self.snap_tabs if self.in_snapshot() else self.lab_tabs)]
         if not same:
             while self.snap_tabs.count():
                 w = self.snap_tabs.widget(0)
@@ -430,22 +432,33 @@ class CodeArea(QtWidgets.QWidget):
         self.snapshot_of = ex
         self._read_snapshot = read
         self._snapshot_files = files
+        self._show_snapshot_bar(ex)
+        self.stack.setCurrentWidget(self.snap_tabs)
+        if not same:
+            opened = [rel for rel in dict.fromkeys(want) if rel and rel in files and files[rel][0] != "link"
+                      and self.open_snapshot_file(rel) is not None]
+            for rel in [focus, "main.py"] + opened:
+                if rel and rel in files and self.open_snapshot_file(rel) is not None:
+                    break
+            else:
+                first = next((r for r in sorted(files) if files[r][0] != "link"), None)
+                if first:
+                    self.open_snapshot_file(first)
+
+    def _show_snapshot_bar(self, ex: Execution) -> None:
         when = fmt.clock(ex.created_at)
         self.snapshot_bar.show_message(
             f"Code as of {when} \u2014 {ex.name}",
             "The files exactly as they were when this execution started (read-only).",
             "info", [("Restore this code", lambda: self.restoreRequested.emit(ex.id)),
                      ("Back to lab files", self.labRequested.emit)])
-        self.stack.setCurrentWidget(self.snap_tabs)
-        if not same:
-            for rel in want + ["main.py"]:
-                if rel and rel in files:
-                    self.open_snapshot_file(rel)
-                    break
-            else:
-                first = next((r for r in sorted(files) if files[r][0] != "link"), None)
-                if first:
-                    self.open_snapshot_file(first)
+
+    def execution_changed(self, ex: Execution) -> None:
+        """The shown snapshot's execution changed (renamed): its banner follows."""
+        if self.snapshot_of is not None and self.snapshot_of.id == ex.id and self.snapshot_of.name != ex.name:
+            self.snapshot_of = ex
+            if self.in_snapshot():
+                self._show_snapshot_bar(ex)
 
     def open_snapshot_file(self, rel: str) -> CodeEditor | None:
         existing = self.editor_for(rel, self.snap_tabs)

@@ -13,6 +13,11 @@ small document edit, and complete lines go in as one ``insertText`` per run of
 equally formatted text.  Lines longer than :data:`MAX_LINE_CHARS` are broken
 into several blocks so the text layout never has to handle a megabyte line.
 
+(Why one long module: buffering, the line model, the document writes and the
+trimming share one invariant -- what the document holds equals the line model's
+synced part plus the queued runs -- so they stay in one class; the bars around the
+text live in :mod:`mldesk.ui.consolebars`.)
+
 The scrollback is capped (``max_lines``).  With ``keep_head`` (the window sets
 1,000 while it follows an execution), trimming keeps the first ``keep_head``
 lines and cuts the middle instead, behind one "⋯ N lines not shown ⋯" block
@@ -31,6 +36,8 @@ from time import perf_counter
 
 from mldesk.ui.ansi import DEFAULT_FORMAT, RGB, SGR_RE, AnsiParser, Backspace, CarriageReturn
 from mldesk.ui.ansi import EraseLine, Format, Newline, Text, apply_sgr, xterm_rgb
+from mldesk.ui.consolebars import FindBar as _FindBar
+from mldesk.ui.consolebars import SkipBar as _SkipBar
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal, monospace_font
 
 STDOUT, STDERR, MLDESK = 1, 2, 3
@@ -118,88 +125,6 @@ def _utf16_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
 
 
-class _FindBar(QtWidgets.QFrame):
-    """Find field with previous/next, a match count and a close button."""
-
-    search = Signal(str, bool)  # text, backward
-    closed = Signal()
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("consoleFindBar")
-        self.field = QtWidgets.QLineEdit(self)
-        self.field.setObjectName("consoleFindField")
-        self.field.setPlaceholderText("Find in output")
-        self.field.setClearButtonEnabled(True)
-        self.field.setMinimumWidth(220)
-        self.count = QtWidgets.QLabel(self)
-        self.count.setObjectName("consoleFindCount")
-        self.count.setMinimumWidth(90)
-        prev_btn = self._button("\u25b2", "Previous match (Shift+Enter)", True)
-        next_btn = self._button("\u25bc", "Next match (Enter)", False)
-        close_btn = QtWidgets.QToolButton(self)
-        close_btn.setAutoRaise(True)
-        close_btn.setText("\u2715")
-        close_btn.setToolTip("Close (Esc)")
-        close_btn.clicked.connect(self.closed)
-
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(6, 3, 6, 3)
-        layout.setSpacing(4)
-        layout.addWidget(self.field)
-        layout.addWidget(prev_btn)
-        layout.addWidget(next_btn)
-        layout.addWidget(self.count)
-        layout.addStretch(1)
-        layout.addWidget(close_btn)
-
-        self.field.textChanged.connect(lambda text: self.search.emit(text, False))
-        self.field.returnPressed.connect(self._on_return)
-        self.field.installEventFilter(self)
-
-    def _button(self, glyph: str, tip: str, backward: bool) -> QtWidgets.QToolButton:
-        btn = QtWidgets.QToolButton(self)
-        btn.setText(glyph)
-        btn.setToolTip(tip)
-        btn.setAutoRaise(True)
-        btn.clicked.connect(lambda: self.search.emit(self.field.text(), backward))
-        return btn
-
-    def _on_return(self) -> None:
-        backward = bool(QtWidgets.QApplication.keyboardModifiers() & Qt.ShiftModifier)
-        self.search.emit(self.field.text(), backward)
-
-    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:
-        if obj is self.field and event.type() == QtCore.QEvent.KeyPress:
-            if event.key() == Qt.Key_Escape:
-                self.closed.emit()
-                return True
-        return super().eventFilter(obj, event)
-
-
-class _SkipBar(QtWidgets.QFrame):
-    """"N lines not shown" with **Show all** and **Save log as…**."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("consoleSkipBar")
-        self.label = QtWidgets.QLabel(self)
-        self.label.setObjectName("consoleSkipLabel")
-        self.show_all = QtWidgets.QPushButton("Show all", self)
-        self.show_all.setObjectName("consoleShowAll")
-        self.save_log = QtWidgets.QPushButton("Save log as\u2026", self)
-        self.save_log.setObjectName("consoleSaveLog")
-        for btn in (self.show_all, self.save_log):
-            btn.setCursor(Qt.PointingHandCursor)
-            btn.setAutoDefault(False)
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(10, 4, 6, 4)
-        layout.setSpacing(6)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.show_all)
-        layout.addWidget(self.save_log)
-
-
 class Console(QtWidgets.QWidget):
     """Read-only, batched, ANSI-aware view of one execution's output.
 
@@ -229,6 +154,7 @@ class Console(QtWidgets.QWidget):
         self._keep_head = keep_head
         self._banner_no: int | None = None  # block number of the "lines not shown" block
         self._skipped = 0  # lines that block stands for
+        self._dropped = 0  # lines dropped unseen in a flood (they join the banner's count)
         self.setObjectName("console")
         self._max_lines = max_lines
         self._flush_interval_ms = flush_interval_ms
@@ -501,6 +427,7 @@ class Console(QtWidgets.QWidget):
         self._text.clear()
         self._banner_no = None
         self._skipped = 0
+        self._dropped = 0
         self._cursor = QtGui.QTextCursor(self._text.document())
         self._line, self._out, self._trunc = [], [], None
         self._line_len = self._col = self._synced = self._doc_line_len = self._out_lines = 0
@@ -677,7 +604,12 @@ class Console(QtWidgets.QWidget):
                     self._forget(old[0], "".join(old[1])[old[2] :])
             self._forget(kind, text[offset : pos + 1])
             entries[0][2] = pos + 1
-            self._view_stale = True  # what is on screen would be trimmed too
+            if self._keep_head and self._head_filled():
+                # the first lines stay: the dropped ones join the banner, the rest starts a line
+                self._newline()
+                self._dropped -= 1
+            else:
+                self._view_stale = True  # what is on screen would be trimmed too
             self._backlog_check = max(2 * self._pending_chars, self._initial_backlog_check())
             self._update_status()
             return
@@ -687,6 +619,7 @@ class Console(QtWidgets.QWidget):
         """Account for dropped output as if it had been shown and scrolled away."""
         self._pending_chars -= len(text)
         self._lines_rendered += text.count("\n")
+        self._dropped += text.count("\n")
         self._parsers[stream].skip(text)  # keep the stream's colour state
         self._last_stream = stream
 
@@ -1016,7 +949,8 @@ class Console(QtWidgets.QWidget):
                                QtGui.QTextCursor.KeepAnchor)
             self._trimmed_chars += cursor.selectionEnd() - cursor.selectionStart()
             cursor.removeSelectedText()
-            self._set_banner_text(self._banner_block(), self._skipped + excess)
+            self._set_banner_text(self._banner_block(), self._skipped + excess + self._dropped)
+            self._dropped = 0
             cursor.movePosition(QtGui.QTextCursor.End)
         else:
             cursor.setPosition(0)
@@ -1047,6 +981,8 @@ class Console(QtWidgets.QWidget):
                 pos = len(text)
                 for _ in range(n - count + 1):
                     pos = text.rfind("\n", 0, pos)
+                self._dropped += text.count("\n", 0, pos) + sum(
+                    "".join(p).count("\n") for _k, p in runs[:i])
                 # a newline ends the (stale) last line already in the document
                 return [[key, ["\n"]], [key, [text[pos + 1 :]]], *runs[i + 1 :]]
             count += c

@@ -61,6 +61,7 @@ class FailureBanner(QtWidgets.QFrame):
         super().__init__(parent)
         self.setObjectName("failureBanner")
         self.exec_id: str | None = None
+        self._shown_reason: str | None = None
         self.title = ElidedLabel("", self)
         self.title.setObjectName("failureTitle")
         f = self.title.font()
@@ -76,20 +77,18 @@ class FailureBanner(QtWidgets.QFrame):
         self.reason.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.reason.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Fixed)
         self.reason.viewport().setAutoFillBackground(False)
-        self.hint = QtWidgets.QLabel(self)
+        self.reason.document().setDocumentMargin(2)
+        self.hint = ElidedLabel("", self, max_hint=2000)  # one line; the whole text in its tooltip
         self.hint.setObjectName("failureHint")
-        self.hint.setWordWrap(True)
-        self.hint.setTextFormat(Qt.PlainText)
-        self.hint.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
         self._buttons = QtWidgets.QHBoxLayout()
         self._buttons.setSpacing(6)
-        self._buttons.addStretch(1)
+        self.hint.hide()  # its text is the reason box's last paragraph (whole at any width)
+        self._buttons.insertStretch(0, 1)
         lay = QtWidgets.QVBoxLayout(self)
-        lay.setContentsMargins(12, 6, 8, 6)
-        lay.setSpacing(3)
+        lay.setContentsMargins(12, 4, 8, 5)
+        lay.setSpacing(2)
         lay.addWidget(self.title)
         lay.addWidget(self.reason)
-        lay.addWidget(self.hint)
         lay.addLayout(self._buttons)
         self._button_widgets: list[QtWidgets.QPushButton] = []
         self._restyle()
@@ -100,18 +99,27 @@ class FailureBanner(QtWidgets.QFrame):
             self.exec_id = None
             self.hide()
             return
-        if self.exec_id == ex.id and self.reason.toPlainText() == (ex.reason or "") and self.isVisible():
+        if self.exec_id == ex.id and self._shown_reason == ex.reason and self.isVisible():
             return
+        self._shown_reason = ex.reason
         self.exec_id = ex.id
         self.title.setText(f"{ex.name} failed")
         reason = ex.reason or "It failed without saying why; the output below may tell."
-        self.reason.setPlainText(reason)
-        self.reason.setToolTip("")
         hint, steps = next_steps(ex)
+        self.reason.setPlainText(reason)
+        if hint:
+            cursor = self.reason.textCursor()
+            cursor.movePosition(QtGui.QTextCursor.End)
+            italic = QtGui.QTextCharFormat()
+            italic.setFontItalic(True)
+            cursor.insertBlock()
+            cursor.insertText(hint, italic)
+            self.reason.moveCursor(QtGui.QTextCursor.Start)
+        self.reason.setToolTip("")
         self.hint.setText(hint)
-        self.hint.setVisible(bool(hint))
         for b in self._button_widgets:
             self._buttons.removeWidget(b)
+            b.hide()
             b.deleteLater()
         self._button_widgets = []
         for label, key in steps + [("Restart", RESTART)]:
@@ -128,7 +136,7 @@ class FailureBanner(QtWidgets.QFrame):
         return list(self._button_widgets)
 
     def _fit_reason(self) -> None:
-        """As tall as the wrapped reason, up to five lines (then it scrolls)."""
+        """As tall as the wrapped reason and hint, up to three lines (then it scrolls)."""
         doc = self.reason.document()
         lines = 0
         block = doc.begin()
@@ -136,10 +144,9 @@ class FailureBanner(QtWidgets.QFrame):
             layout = block.layout()
             lines += max(1, layout.lineCount() if layout is not None else 1)
             block = block.next()
-        lines = max(1, min(5, lines))
+        lines = max(1, min(3, lines))
         fm = self.reason.fontMetrics()
-        margins = self.reason.contentsMargins()
-        height = lines * fm.lineSpacing() + 2 * int(doc.documentMargin()) + margins.top() + margins.bottom() + 2
+        height = lines * fm.lineSpacing() + 2 * int(doc.documentMargin()) + 4
         self.reason.setFixedHeight(height)
 
     def resizeEvent(self, event: QtGui.QResizeEvent) -> None:

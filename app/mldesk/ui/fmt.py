@@ -78,6 +78,20 @@ def run_line(ex: Execution, now: float | None = None) -> str:
     return f"{word} {'for ' if word == 'ran' else ''}{duration(end - start)}"
 
 
+def name_parts(ex: Execution) -> tuple[str, str]:
+    """(what to emphasise, what to mute) of an execution's name: a default name
+    ``#20261129-203430-vxtb5`` reads as ``#vxtb5`` with its date muted."""
+    if ex.name == f"#{ex.id}" and "-" in ex.id:
+        head, _, tail = ex.id.rpartition("-")
+        return f"#{tail}", f"  {head}"
+    return ex.name, ""
+
+
+def params_line(ex: Execution) -> str:
+    """The arguments main.py gets (``--lr=0.1 --epochs=8``), "" when none."""
+    return " ".join(ex.argv or [])
+
+
 def where_line(ex: Execution) -> str:
     """``local · process · CPU``."""
     return " \u00b7 ".join([ex.host, ex.runtime, (ex.hardware or "cpu").upper()])

@@ -263,7 +263,8 @@ class HostsDialog(QtWidgets.QDialog):
         self._worker.ask_secret.connect(self._ask_secret_gui)
         # a host test may hang on the network: closing the dialog cancels it, never waits for it
         self.jobs = Jobs(self, workers=2, name="mldesk-hosts")
-        self.finished.connect(lambda _r: self.jobs.shutdown(wait=False))
+        self._asking: list[dict] = []  # password questions a host test waits for
+        self.finished.connect(self._closed)
 
         self.table = QtWidgets.QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -421,10 +422,23 @@ class HostsDialog(QtWidgets.QDialog):
             result = exc
         self._test_done(name, result)
 
+    def _closed(self, _result: int = 0) -> None:
+        """Closing cancels the host tests in flight (never waits for the network) and
+        answers their password questions with "none"."""
+        for box in self._asking:
+            box["event"].set()
+        self.jobs.shutdown(wait=False)
+
     def _ask_secret_worker(self, kind: str, prompt: str) -> str | None:
         box: dict[str, Any] = {"event": threading.Event(), "value": None}
-        self._worker.ask_secret.emit(kind, prompt, box)
-        box["event"].wait(600)
+        if self.jobs.closed:
+            return None
+        self._asking.append(box)
+        try:
+            self._worker.ask_secret.emit(kind, prompt, box)
+            box["event"].wait(600)
+        finally:
+            self._asking.remove(box)
         return box["value"]
 
     def _ask_secret_gui(self, kind: str, prompt: str, box: dict) -> None:

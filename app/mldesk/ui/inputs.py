@@ -171,7 +171,9 @@ class InputDialog(QtWidgets.QDialog):
 
     def _check(self) -> None:
         text = self.problem_text()
-        self.problem.setText(text)
+        # nothing typed yet: no error to show (OK stays disabled until the URL is valid)
+        untouched = not self.url.text().strip() and not self.name.text().strip()
+        self.problem.setText("" if untouched else text)
         self.buttons.button(QtWidgets.QDialogButtonBox.Ok).setEnabled(not text)
 
     def spec(self) -> labconfig.InputSpec:
@@ -333,14 +335,15 @@ class InputsPanel(QtWidgets.QWidget):
                 cached = "missing" if info.get("missing") else "local file"
             else:
                 cached = "\u2713 cached" if info.get("cached") else "not yet"
-            cells = [spec.name, spec.url, cached, fmt.size(info.get("size")), ""]
+            shown_url = unquote(spec.url)  # decoded for reading; the tooltip has it as written
+            cells = [spec.name, shown_url, cached, fmt.size(info.get("size")), ""]
             for col, text in enumerate(cells):
                 item = t.item(row, col)
                 if item is None:
                     item = QtWidgets.QTableWidgetItem()
                     t.setItem(row, col, item)
                 item.setText(text)
-                item.setToolTip(text if col in (COL_NAME, COL_URL) else "")
+                item.setToolTip({COL_NAME: text, COL_URL: spec.url}.get(col, ""))
             if info.get("missing"):
                 t.item(row, COL_CACHED).setForeground(QtGui.QColor("#c62828"))
             elif info.get("cached"):
@@ -419,16 +422,25 @@ class InputsPanel(QtWidgets.QWidget):
         self.configWritten.emit()
         return True
 
-    def add_specs(self, pairs: list[tuple[str, str]]) -> list[str]:
-        """Add (name, url) entries, renaming clashes; returns the names added."""
+    def add_specs(self, pairs: list[tuple[str, str]], already: list[str] | None = None) -> list[str]:
+        """Add (name, url) entries, renaming name clashes; a URL that is an input already
+        is not added twice (it is listed in ``already``). Returns the names added."""
         if self.lab is None or not pairs:
             return []
         taken = set(self.names())
+        known = {s.url: s.name for s in self.inputs}
         specs = []
         for name, url in pairs:
+            if url in known:
+                if already is not None:
+                    already.append(f"{unquote(url)} is already the input {known[url]}")
+                continue
+            known[url] = name
             name = unique_name(name, taken)
             taken.add(name)
             specs.append(labconfig.InputSpec(name, url))
+        if not specs:
+            return []
         return [s.name for s in specs] if self._write(labconfig.add_inputs, specs) else []
 
     def add_dialog(self) -> None:
@@ -485,7 +497,12 @@ class InputsPanel(QtWidgets.QWidget):
     def drop(self, mime: QtCore.QMimeData) -> list[str]:
         """Add what ``mime`` holds (file URLs, http links); returns the names added."""
         pairs, skipped = specs_from_mime(mime)
-        added = self.add_specs(pairs)
+        already: list[str] = []
+        added = self.add_specs(pairs, already)
+        if already and not added and not skipped:
+            self.bar.show_message("Nothing was added", "; ".join(already) + ".", "info", timeout=10)
+        elif already:
+            skipped = skipped + already
         if skipped and not self.bar.isVisible():
             self.bar.show_message("Some items were not added", "; ".join(skipped), "warning")
         elif added:

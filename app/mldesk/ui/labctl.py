@@ -68,6 +68,7 @@ class LabController(QtCore.QObject):
         w.outputs_panel.set_lab(path)
         w.outputs_panel.set_execution(None)
         w.model.set_lab(path)
+        w.runbar.recall(w.winstate.settings, path)  # where this lab ran last
         w.lab_button.setText(path.name)
         w.lab_button.setToolTip(f"{path}\nThe lab's files (editable). Click to leave an execution's code.")
         w.lab_button.setChecked(True)

@@ -23,6 +23,7 @@ from mldesk.ui import failure
 from mldesk.ui.actions import ExecutionActions
 from mldesk.ui.aio import Jobs
 from mldesk.ui.closeguard import CloseGuard
+from mldesk.ui.dropzone import DropZone
 from mldesk.ui.errors import describe, is_user_error, report_unexpected
 from mldesk.ui.facade import EngineBridge
 from mldesk.ui.labctl import LabController
@@ -91,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.logview = LogView(engine, self.bridge, self.console, self.jobs, self)
         self.notifier = Notifier(self)
+        self.dropzone = DropZone(self)
         self.notifications = self.notifier.sent
         self.guard = CloseGuard(self)
         self.selection = SelectionController(self)
@@ -100,6 +102,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                                    "outputsSplitter": self.outputs_panel.splitter})
         build_actions(self)
         self._connect()
+        self._add_experiments()
         self.winstate.restore()
         self.labctl.show_welcome()
         self._start_timer = QtCore.QTimer(self)
@@ -129,6 +132,11 @@ class MainWindow(QtWidgets.QMainWindow):
     @property
     def restart_box(self) -> QtWidgets.QMessageBox | None:
         return self.commands.restart_box
+
+    @property
+    def metrics_view(self):
+        """The Metrics tab's charts (made on first use: pyqtgraph is imported then)."""
+        return self.metrics_tab.view
 
     @property
     def execution_menu(self) -> QtWidgets.QMenu | None:
@@ -200,6 +208,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.welcome.openLabRequested.connect(lc.open_lab_dialog)
         self.welcome.recentLabRequested.connect(lc.open_lab)
 
+    def _add_experiments(self) -> None:
+        """Metrics tab, Compare / Compare code / Run with…, row figures, host status."""
+        from mldesk.ui.experiments import ExperimentsController
+        from mldesk.ui.hoststatus import HostStatus
+        from mldesk.ui.metricstab import MetricsTab
+        from mldesk.ui.rowinfo import RowInfo
+
+        self.metrics_tab = MetricsTab(self)
+        self.experiments = ExperimentsController(self)
+        self.row_info = RowInfo(self)
+        self.host_status = HostStatus(self)
+
     # -- start-up ------------------------------------------------------------------------
     def showEvent(self, event: QtGui.QShowEvent) -> None:
         super().showEvent(event)
@@ -227,6 +247,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.jobs.run(self.engine.recover, what="reattaching to running executions")
         self.jobs.start(self.runbar.probe_runtime(self.jobs), "checking for Docker")
         self.runbar.fill_hosts()
+        self.row_info.start()
+        self.host_status.start()
 
     # -- banners and errors ----------------------------------------------------------------
     def show_banner(self, title: str, text: str = "", level: str = "error", actions=None, *,
@@ -278,6 +300,9 @@ class MainWindow(QtWidgets.QMainWindow):
         active = [e for e in (self.model.execution(r) for r in self.model.active_rows()) if e is not None]
         self.runbar.show_running(active)
         self.commands.update()
+        snap = self.code.snapshot_of
+        if snap is not None and (now := self.model.get(snap.id)) is not None:
+            self.code.execution_changed(now)  # e.g. renamed: the snapshot banner follows
         ex = self.model.get(self.logview.exec_id) if self.logview.exec_id else None
         if ex is not None:
             self.selection.update_title(ex)
@@ -330,6 +355,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         dialog = HostsDialog(self.engine, self)
         dialog.hostsChanged.connect(self.runbar.fill_hosts)
+        self.host_status.attach_dialog(dialog)
         if select:
             dialog.select(select)
         dialog.exec()
@@ -360,10 +386,15 @@ class MainWindow(QtWidgets.QMainWindow):
             log.warning("could not save the window state: %s", exc)
         self._start_timer.stop()
         self.undo_bar.finish_now()  # a pending removal happens now
+        self.metrics_tab.close()
+        self.row_info.stop()
+        self.host_status.stop()
+        self.experiments.close()
         self.logview.close()
         self.bridge.close()
         self.jobs.shutdown()
         self.notifier.close()
+        self.dropzone.close()
         if self.owns_engine:
             self.engine.close()
 

@@ -23,6 +23,8 @@ ExecutionRole = Qt.UserRole + 1
 IdRole = Qt.UserRole + 2
 StateRole = Qt.UserRole + 3
 ActiveRole = Qt.UserRole + 4
+#: live figures of a row (primary metric, step, CPU / GPU): see :mod:`mldesk.ui.rowinfo`
+ExtraRole = Qt.UserRole + 5
 
 
 def _key(ex: Execution) -> tuple[float, str]:
@@ -51,6 +53,7 @@ class ExecutionModel(QtCore.QAbstractListModel):
         self._by_id: dict[str, Execution] = {}
         self._more = False
         self._total = 0
+        self._extra: dict[str, str] = {}
 
     # -- loading -------------------------------------------------------------------
     def set_lab(self, lab: str | Path | None) -> None:
@@ -115,6 +118,8 @@ class ExecutionModel(QtCore.QAbstractListModel):
             return ex.state
         if role == ActiveRole:
             return ex.active
+        if role == ExtraRole:
+            return self._extra.get(ex.id, "")
         if role == Qt.ToolTipRole:
             return fmt.tooltip(ex)
         if role == Qt.AccessibleTextRole:
@@ -160,6 +165,18 @@ class ExecutionModel(QtCore.QAbstractListModel):
     def active_rows(self) -> list[int]:
         n = len(self._asc)
         return [n - 1 - i for i, e in enumerate(self._asc) if e.active]
+
+    def set_extra(self, exec_id: str, text: str) -> None:
+        """The row's live figures (``ExtraRole``): painted under its name."""
+        if self._extra.get(exec_id, "") == text:
+            return
+        self._extra[exec_id] = text
+        idx = self.index_of(exec_id)
+        if idx.isValid():
+            self.dataChanged.emit(idx, idx, [ExtraRole])
+
+    def extra(self, exec_id: str) -> str:
+        return self._extra.get(exec_id, "")
 
     # -- incremental updates -------------------------------------------------------------
     def upsert(self, ex: Execution | None) -> None:

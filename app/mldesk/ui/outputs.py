@@ -97,6 +97,27 @@ class _Preview(QtWidgets.QStackedWidget):
         self._rescale()
 
 
+class _OutputsTree(QtWidgets.QTreeWidget):
+    """The outputs list; its files can be dragged out (to a file manager, a mail...)."""
+
+    def __init__(self, panel: "OutputsPanel"):
+        super().__init__(panel)
+        self.panel = panel
+        self.setDragEnabled(True)
+        self.setDragDropMode(QtWidgets.QAbstractItemView.DragOnly)
+
+    def mimeTypes(self) -> list[str]:  # noqa: N802 - Qt's name
+        return ["text/uri-list"]
+
+    def mimeData(self, items) -> QtCore.QMimeData:  # noqa: N802
+        mime = QtCore.QMimeData()
+        root = self.panel.root
+        if root is not None:
+            mime.setUrls([QtCore.QUrl.fromLocalFile(str(root / it.data(0, RelRole)))
+                          for it in items if it.data(0, RelRole)])
+        return mime
+
+
 class OutputsPanel(QtWidgets.QWidget):
     """objectName ``outputsPanel``."""
 
@@ -135,8 +156,10 @@ class OutputsPanel(QtWidgets.QWidget):
         top.addWidget(self.copy_button)
         top.addWidget(self.folder_button)
 
-        self.tree = QtWidgets.QTreeWidget(self)
+        self.tree = _OutputsTree(self)
         self.tree.setObjectName("outputsTree")
+        self.tree.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._show_menu)
         self.tree.setHeaderLabels(["Name", "Size", "Modified"])
         self.tree.setRootIsDecorated(True)
         self.tree.setUniformRowHeights(True)
@@ -302,10 +325,27 @@ class OutputsPanel(QtWidgets.QWidget):
         self.folder_button.setEnabled(self.root is not None and self.root.is_dir())
 
     # -- actions -------------------------------------------------------------------------
+    def launch(self, path: Path) -> bool:
+        """Open ``path`` with the desktop's default application; when nothing can, say so
+        with the path and a Copy path button."""
+        ok = self.open_url(QtCore.QUrl.fromLocalFile(str(path)))
+        if ok is False:
+            what = "folder" if path.is_dir() else "file"
+            self.bar.show_message(
+                f"Nothing could open the {what} {path.name}",
+                f"No application is set up to open it here. It is at {path}", "warning",
+                [("Copy path", lambda p=path: self.copy_path(p))])
+            return False
+        return True
+
+    def copy_path(self, path: Path) -> None:
+        QtGui.QGuiApplication.clipboard().setText(str(path))
+        self.bar.show_message("Path copied.", str(path), "success", timeout=4)
+
     def open_item(self, item: QtWidgets.QTreeWidgetItem) -> None:
         rel = item.data(0, RelRole)
         if rel and self.root is not None:
-            self.open_url(QtCore.QUrl.fromLocalFile(str(self.root / rel)))
+            self.launch(self.root / rel)
 
     def open_selected(self) -> None:
         items = self.tree.selectedItems()
@@ -314,7 +354,31 @@ class OutputsPanel(QtWidgets.QWidget):
 
     def open_folder(self) -> None:
         if self.root is not None and self.root.is_dir():
-            self.open_url(QtCore.QUrl.fromLocalFile(str(self.root)))
+            self.launch(self.root)
+
+    def context_menu(self) -> QtWidgets.QMenu:
+        """Open, Open folder, Copy path, Copy into lab: for the selected file."""
+        rel = self.selected_rel()
+        menu = QtWidgets.QMenu(self)
+        menu.setObjectName("outputsMenu")
+        path = self.root / rel if rel and self.root is not None else None
+        for label, slot, enabled in (
+                ("Open", self.open_selected, path is not None),
+                ("Open folder", lambda: self.launch(path.parent) if path else None, path is not None),
+                ("Copy path", lambda: self.copy_path(path) if path else None, path is not None),
+                ("Copy into lab", self._copy_clicked, path is not None and self.lab is not None)):
+            act = menu.addAction(label)
+            act.setEnabled(enabled)
+            act.triggered.connect(lambda _c=False, s=slot: s())
+        return menu
+
+    def _show_menu(self, pos: QtCore.QPoint) -> None:
+        item = self.tree.itemAt(pos)
+        if item is not None:
+            self.tree.setCurrentItem(item)
+        menu = self.context_menu()
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
+        menu.aboutToHide.connect(menu.deleteLater)
 
     def _copy_clicked(self) -> None:
         rel = self.selected_rel()

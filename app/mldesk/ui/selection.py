@@ -33,10 +33,13 @@ class SelectionController(QtCore.QObject):
         super().__init__(window)
         self.w = window
         self.code_follows_selection = True
+        #: while a row's three-dots menu is open: the executions it acts on (not the selection)
+        self.menu_targets: list[str] | None = None
 
     def selected(self) -> list[Execution]:
         w = self.w
-        return [e for e in (w.model.get(i) for i in w.execution_list.selected_ids()) if e is not None]
+        ids = self.menu_targets if self.menu_targets is not None else w.execution_list.selected_ids()
+        return [e for e in (w.model.get(i) for i in ids) if e is not None]
 
     def current(self) -> Execution | None:
         sel = self.selected()

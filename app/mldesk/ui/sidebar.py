@@ -13,7 +13,7 @@ import time
 
 from mldesk.engine.values import Execution
 from mldesk.ui import fmt
-from mldesk.ui.models import ActiveRole, ExecutionModel, ExecutionRole
+from mldesk.ui.models import ActiveRole, ExecutionModel, ExecutionRole, ExtraRole
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
 
 STATE_COLORS = {
@@ -166,8 +166,17 @@ class ExecutionDelegate(QtWidgets.QStyledItemDelegate):
         bold.setWeight(QtGui.QFont.DemiBold)
         p.setFont(bold)
         p.setPen(text_color)
-        name = QtGui.QFontMetrics(bold).elidedText(ex.name, Qt.ElideRight, name_r.width())
+        shown, muted_part = fmt.name_parts(ex)
+        fm_bold = QtGui.QFontMetrics(bold)
+        name = fm_bold.elidedText(shown, Qt.ElideRight, name_r.width())
         p.drawText(name_r, Qt.AlignLeft | Qt.AlignVCenter, name)
+        if muted_part and name == shown:
+            rest_r = name_r.adjusted(fm_bold.horizontalAdvance(shown), 0, 0, 0)
+            p.setFont(option.font)
+            p.setPen(_mix(base, text_color, 0.62))
+            p.drawText(rest_r, Qt.AlignLeft | Qt.AlignVCenter,
+                       QtGui.QFontMetrics(option.font).elidedText(muted_part, Qt.ElideRight, rest_r.width()))
+            p.setPen(text_color)
 
         muted = _mix(base, text_color, 0.62)
         small = QtGui.QFont(option.font)
@@ -189,8 +198,13 @@ class ExecutionDelegate(QtWidgets.QStyledItemDelegate):
                        fm_small.elidedText(" \u00b7 " + started, Qt.ElideRight, rest.width()))
         p.setPen(muted)
         where = fmt.where_line(ex)
+        if ex.argv:
+            where += "  \u00b7  " + fmt.params_line(ex)
         if ex.state == "failed" and ex.reason:
             where = ex.reason + "  \u00b7  " + where
+        extra = index.data(ExtraRole)
+        if extra:  # live figures: primary metric, step, CPU / GPU
+            where = extra + "  \u00b7  " + where
         p.drawText(third, Qt.AlignLeft | Qt.AlignVCenter, fm_small.elidedText(where, Qt.ElideRight, third.width()))
 
         # three dots
@@ -247,7 +261,8 @@ class ExecutionDelegate(QtWidgets.QStyledItemDelegate):
 class ExecutionList(QtWidgets.QListView):
     """The sidebar's list (objectName ``executionList``)."""
 
-    menuRequested = Signal(QtCore.QPoint)  # global position; acts on the selection
+    #: global position, and the ids the menu acts on (None: the selection)
+    menuRequested = Signal(QtCore.QPoint, object)
 
     def __init__(self, model: ExecutionModel, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -321,12 +336,16 @@ class ExecutionList(QtWidgets.QListView):
         if idx.isValid() and not self.selectionModel().isSelected(idx):
             self.select_only(idx)
         if self.selected_ids():
-            self.menuRequested.emit(self.viewport().mapToGlobal(pos))
+            self.menuRequested.emit(self.viewport().mapToGlobal(pos), None)
 
     def _on_dots(self, index: QtCore.QModelIndex, global_pos: QtCore.QPoint) -> None:
-        if not self.selectionModel().isSelected(index):
-            self.select_only(index)
-        self.menuRequested.emit(global_pos)
+        """The three dots: a menu for that row (all selected rows if it is one of them);
+        the selection stays as it is."""
+        ex = self.model().execution(index.row())
+        if ex is None:
+            return
+        targets = None if self.selectionModel().isSelected(index) else [ex.id]
+        self.menuRequested.emit(global_pos, targets)
 
     def mouseMoveEvent(self, event: QtGui.QMouseEvent) -> None:
         pos = event.position().toPoint()

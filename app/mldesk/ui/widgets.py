@@ -43,15 +43,27 @@ class ElidedLabel(QtWidgets.QLabel):
         self._mode = mode
         self._max_hint = max_hint
         self.setTextFormat(Qt.PlainText)
-        self.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
+        # Preferred, with a minimum size hint of 0: layouts give it its text's width when
+        # there is room and shrink it to nothing when there is not
+        self.setSizePolicy(QtWidgets.QSizePolicy.Preferred, QtWidgets.QSizePolicy.Preferred)
         self.setText(text)
 
     def setText(self, text: str) -> None:  # noqa: N802 - Qt's name
+        if (text or "") == self._full:
+            return
         self._full = text or ""
         self._elide()
+        self.updateGeometry()  # its size hint follows the whole text (the layout may give it room)
 
     def text(self) -> str:
         return self._full
+
+    def set_max_hint(self, width: int) -> None:
+        """The widest its size hint gets (a layout that sizes by hints then leaves room)."""
+        width = max(0, int(width))
+        if width != self._max_hint:
+            self._max_hint = width
+            self.updateGeometry()
 
     def setToolTip(self, tip: str) -> None:  # noqa: N802
         self._tip = tip or ""
@@ -136,6 +148,10 @@ class MessageBar(QtWidgets.QFrame):
         such as "Log saved."); ``key`` names what it is about (see :meth:`clear`)."""
         self.level = level
         self.key = key
+        if text and text.rstrip()[-1:] not in (".", "!", "?", "\u2026", ":", ")"):
+            text = text.rstrip() + "."  # texts are sentences
+        if timeout is None and level == "success":
+            timeout = 8.0  # good news does not stay: it would be stale soon
         self.title.setText(title)
         self.title.setToolTip(title if len(title) > 80 else "")
         self.text.setText(text)
@@ -146,13 +162,14 @@ class MessageBar(QtWidgets.QFrame):
         self.text.setVisible(bool(text))
         for btn in self._action_buttons:
             self._buttons.removeWidget(btn)
+            btn.hide()
             btn.deleteLater()
         self._action_buttons = []
         for label, slot in actions or []:
             btn = QtWidgets.QPushButton(label, self)
             btn.setAutoDefault(False)
             btn.setCursor(Qt.PointingHandCursor)
-            btn.clicked.connect(slot)
+            btn.clicked.connect(lambda _checked=False, s=slot: s())  # not the checked flag as an argument
             self._buttons.addWidget(btn, 0, Qt.AlignVCenter)
             self._action_buttons.append(btn)
         self._restyle()

@@ -14,7 +14,8 @@ from mldesk.ui.failure import FailureBanner
 from mldesk.ui.filetree import FileTree
 from mldesk.ui.inputs import InputsPanel
 from mldesk.ui.outputs import OutputsPanel
-from mldesk.ui.qt import QtGui, QtWidgets, Qt
+from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt
+from mldesk.ui.sidefilter import SidebarFilter
 from mldesk.ui.sidebar import ExecutionList, UndoBar
 from mldesk.ui.widgets import ElidedLabel, MessageBar, SectionHeader
 
@@ -32,6 +33,22 @@ def _placeholder(text: str, parent: QtWidgets.QWidget) -> QtWidgets.QLabel:
     label.setForegroundRole(QtGui.QPalette.PlaceholderText)
     label.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Ignored)
     return label
+
+
+class _CornerFit(QtCore.QObject):
+    """Keeps the tab bar's corner (the console title) from pushing the tabs out of view."""
+
+    def __init__(self, tabs: QtWidgets.QTabWidget, label: ElidedLabel, max_hint: int):
+        super().__init__(tabs)
+        self.tabs, self.label, self.max_hint = tabs, label, max_hint
+        tabs.installEventFilter(self)
+
+    def eventFilter(self, obj: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if event.type() in (QtCore.QEvent.Resize, QtCore.QEvent.LayoutRequest):
+            # QTabWidget gives its corner the corner's size hint: keep that within the room left
+            room = self.tabs.width() - self.tabs.tabBar().sizeHint().width() - 40
+            self.label.set_max_hint(min(self.max_hint, room))
+        return False
 
 
 def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
@@ -71,7 +88,7 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.code = CodeArea(work)
     w.code.setObjectName("codeArea")
     w.console = Console(work)
-    w.console_title = ElidedLabel("", work, max_hint=420)
+    w.console_title = ElidedLabel("", work, max_hint=260)  # leaves the tabs their room
     w.console_title.setObjectName("consoleTitle")
     w.console_placeholder = _placeholder(
         "Press Run (Ctrl+Enter) to start an execution, or select one in the sidebar to see its output.", work)
@@ -94,11 +111,11 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.bottom_tabs.addTab(w.outputs_panel, "Outputs")
     w.bottom_tabs.addTab(w.inputs_panel, "Inputs")
     corner = QtWidgets.QWidget(work)
-    corner.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Preferred)
     cl = QtWidgets.QHBoxLayout(corner)
     cl.setContentsMargins(0, 0, 10, 0)
     cl.addWidget(w.console_title)
     w.bottom_tabs.setCornerWidget(corner, Qt.TopRightCorner)
+    _CornerFit(w.bottom_tabs, w.console_title, 260)
     w.center_split = QtWidgets.QSplitter(Qt.Vertical, work)
     w.center_split.setObjectName("centerSplitter")
     w.center_split.addWidget(w.code)
@@ -118,6 +135,16 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.exec_count.setForegroundRole(QtGui.QPalette.PlaceholderText)
     w.exec_header.add(w.exec_count)
     w.execution_list = ExecutionList(w.model, right)
+    w.exec_filter = QtWidgets.QLineEdit(right)
+    w.exec_filter.setObjectName("executionFilter")
+    w.exec_filter.setPlaceholderText("Filter: name, state, parameter\u2026")
+    w.exec_filter.setClearButtonEnabled(True)
+    w.exec_filter.setToolTip("Show only the executions whose name, state, host or arguments contain every word")
+    w.sidebar_filter = SidebarFilter(w.exec_filter, w.execution_list)
+    filter_row = QtWidgets.QWidget(right)
+    fl = QtWidgets.QHBoxLayout(filter_row)
+    fl.setContentsMargins(8, 0, 8, 4)
+    fl.addWidget(w.exec_filter)
     w.exec_empty = _placeholder(
         "No executions yet.\n\nPress Run to start one: it snapshots the lab's files and runs main.py.", right)
     w.exec_empty.setMargin(18)
@@ -126,6 +153,7 @@ def build_workspace(w: "MainWindow") -> QtWidgets.QWidget:
     w.exec_stack.addWidget(w.exec_empty)
     w.undo_bar = UndoBar(right)
     rl.addWidget(w.exec_header)
+    rl.addWidget(filter_row)
     rl.addWidget(w.exec_stack, 1)
     rl.addWidget(w.undo_bar)
 
