@@ -692,7 +692,7 @@ def test_trickling_server_is_stalled_after_the_rate_window(tmp_path):
     with HTTPTestServer(max_stall=30) as srv:
         url = srv.slow("/trickle", b"x" * 1000, chunk=1, interval=5.0)  # 1 byte every 5 s
         t0 = time.monotonic()
-        with pytest.raises(InputError, match="stalled: .*at least 1.0 kB/s"):
+        with pytest.raises(InputError, match="stalled: .*at least 1.0 KB/s"):
             fetch_inputs([("t.bin", url)], tmp_path / "ws", timeout=6.0, retries=0)
         took = time.monotonic() - t0
     assert 20 <= took < 40, took  # the window: 4 x timeout

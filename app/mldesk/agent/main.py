@@ -32,7 +32,7 @@ streams of ``follow`` and ``outputs`` are ``u8 type | u32 len | payload``):
                                        (runtime ``slurm``: the status once sbatch took the job)
     supervise WORKDIR ID               (detached) run the program, write log and status
     follow WORKDIR ID OFFSET HEARTBEAT the log from byte OFFSET: frames L (raw records),
-                                       H (heartbeat), S (status JSON when its state or
+                                       H (heartbeat), T (status JSON when its state or
                                        reason changed: a Slurm job queued/running),
                                        E (final status JSON, last)
     stop WORKDIR ID GRACE              ask for a stop (TERM, KILL after GRACE seconds)
@@ -458,7 +458,7 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
     _OUT.flush()
     lost_since = None
     pause = 0.02
-    shown = None  # (state, reason) last sent in an S frame
+    shown = None  # (state, reason) last sent in a T frame
     takeovers = 0  # new supervising agents started for a Slurm job (a few, not a crash loop)
     try:
         while True:

@@ -20,7 +20,7 @@ import struct
 # follow: the log
 LOG = b"L"  # raw log records (one or more, complete)
 HEARTBEAT = b"H"  # nothing new, the link is alive
-STATUS = b"S"  # the status (JSON) when its state or reason changed (a Slurm job queued/running)
+STATUS = b"T"  # the status (JSON) when its state or reason changed (a Slurm job queued/running)
 END = b"E"  # the final status (JSON), always last
 # outputs: the changed files of outputs/
 FILE = b"F"  # a file begins: JSON {path, size, mtime_ns, mode}
@@ -30,7 +30,7 @@ FOLDER = b"d"  # a folder: JSON {path}
 SKIP = b"S"  # a path not sent: JSON {path, reason}
 TOTALS = b"Z"  # the totals (JSON), always last
 
-KINDS = (LOG, HEARTBEAT, STATUS, END, FILE, DATA, FILE_END, FOLDER, SKIP, TOTALS)  # (STATUS == SKIP: other streams)
+KINDS = (LOG, HEARTBEAT, STATUS, END, FILE, DATA, FILE_END, FOLDER, SKIP, TOTALS)
 
 LENGTH = struct.Struct("<I")
 TYPED_HEAD = struct.Struct("<cI")
