@@ -16,6 +16,7 @@ import pytest
 
 from mldesk.engine.facade import Engine
 from tests.integration.conftest import cli, wait_final, wait_state
+from tests.integration.test_ssh_run import isolated_home  # noqa: F401 - fixture for the SSH cases
 
 pytestmark = pytest.mark.slow
 
@@ -143,3 +144,71 @@ def test_full_disk_ends_the_run_with_a_clear_reason(small_home, tmp_path):
     r = cli("run", str(ok), "--runtime", "process", home=small_home, timeout=60)
     assert r.returncode == 0, r.stderr
     assert b"room again" in r.stdout
+
+
+# -- the same on Docker and on an SSH host ------------------------------------------------
+
+WAITS_FOR_GO = """
+import os, time
+open("outputs/result.txt", "w").write("42")
+print("ready", flush=True)
+while not os.path.exists("go"):  # created in the workspace by the test
+    time.sleep(0.05)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["docker", "ssh-process", "ssh-docker"])
+def test_outcome_survives_an_unavailable_store_on_every_runtime(where, mldesk_home, tmp_path, monkeypatch, request):
+    monkeypatch.setenv("MLDESK_STORE_PATIENCE", "0")
+    if where.endswith("docker"):
+        request.getfixturevalue("python_image")
+    eng = Engine(mldesk_home)
+    try:
+        eng.set_setting("image_aliases", {"test-python": "mldesk-test/python:latest"})
+        eng.set_setting("local_network", "none")
+        lab = _lab(tmp_path, WAITS_FOR_GO)
+        (lab / "ml.yaml").write_text("dockerImageId: test-python\n")
+        if where == "docker":
+            ex = eng.run(lab, runtime="docker")
+            workspace = eng.layout.workspace(ex.id)
+        else:
+            from tests.integration.test_ssh_run import add_host
+
+            request.getfixturevalue("isolated_home")
+            remote = tmp_path / "remote"
+            remote.mkdir()
+            add_host(eng, request.getfixturevalue("sshd_server"), "box", remote, runtime=where.split("-")[1])
+            ex = eng.run(lab, host="box")
+            workspace = remote / "executions" / ex.id / "workspace"
+        wait_state(eng, ex.id, "running", timeout=60)
+        locker = _hold_lock(eng.layout.db, BUSY_TIMEOUT + 8)
+        (workspace / "go").touch()
+        outcome = eng.layout.execution_dir(ex.id) / "outcome.json"
+        deadline = time.monotonic() + BUSY_TIMEOUT + 6
+        while not outcome.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert outcome.exists(), "the outcome was not kept beside the execution"
+        locker.wait(30)
+        assert cli("ls", home=mldesk_home).returncode == 0  # the next mldesk process applies it
+        final = eng.store.get(ex.id)
+        assert final.state == "finished" and final.exit_code == 0, final
+        assert (eng.outputs_dir(ex.id) / "result.txt").read_text() == "42"
+    finally:
+        eng.close()
+
+
+def test_full_disk_on_docker(small_home, tmp_path, request):
+    request.getfixturevalue("python_image")
+    lab = _lab(tmp_path, FLOOD)
+    (lab / "ml.yaml").write_text("dockerImageId: test-python\n")
+    eng = Engine(small_home)
+    try:
+        eng.set_setting("image_aliases", {"test-python": "mldesk-test/python:latest"})
+        eng.set_setting("local_network", "none")
+        final = wait_final(eng, eng.run(lab, runtime="docker").id, timeout=90)
+        assert final.state == "failed"
+        assert "no space left on" in final.reason and str(small_home) in final.reason, final.reason
+    finally:
+        eng.close()
+    assert cli("ls", home=small_home).returncode == 0

@@ -58,3 +58,14 @@ def test_hostile_program_on_a_host(sshe, sshd_server, remote_dir, remote_runtime
             assert "SSH_AUTH_SOCK" not in names and "SSH_CONNECTION" not in names, names
             assert "MLDESK_EXECUTION_ID" in names
         assert digests == [hashlib.sha256(data).hexdigest()] * 2, "the host's cache was poisoned"
+
+
+def test_input_limit_applies_on_the_host(sshe, sshd_server, remote_dir, tmp_path):
+    """The input_max_bytes setting reaches the host's download (issue 10 item 9)."""
+    add_host(sshe, sshd_server, "box", remote_dir, runtime="process")
+    sshe.set_setting("input_max_bytes", 2 << 20)
+    with HTTPTestServer() as srv:
+        lab = lab_in(tmp_path, "print('must not run')\n",
+                     f"inputs:\n  - name: big.bin\n    url: {srv.endless('/forever')}\n")
+        final = wait_final(sshe, sshe.run(lab, host="box").id, timeout=60)
+    assert final.state == "failed" and "over the limit of 2.1 MB" in final.reason, final.reason

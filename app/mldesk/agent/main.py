@@ -366,6 +366,10 @@ def cmd_fetch(workdir, exec_id, timeout, retries):
 
     p = Paths(workdir, exec_id)
     specs = json.loads(_IN.readline().decode("utf-8"))
+    limits = {}
+    if isinstance(specs, dict):  # {"specs": [...], "max_bytes": N, "min_rate": R}
+        limits = {k: specs[k] for k in ("max_bytes", "min_rate") if k in specs}
+        specs = specs.get("specs") or []
     cancel = threading.Event()
 
     def watch_stdin():
@@ -389,7 +393,7 @@ def cmd_fetch(workdir, exec_id, timeout, retries):
     try:
         inputs.fetch_inputs(specs, os.path.join(p.workspace, "inputs"), cache_dir=p.input_cache,
                             on_progress=progress, on_message=message, cancel=cancel,
-                            timeout=float(timeout), retries=int(retries))
+                            timeout=float(timeout), retries=int(retries), **limits)
     except inputs.InputsCancelled:
         jline({"cancelled": True})
         return 1

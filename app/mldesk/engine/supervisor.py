@@ -370,7 +370,8 @@ class Supervisor:
 
     def _set_note(self, note: str | None) -> None:
         try:
-            self.store.update(self.exec_id, note=note)
+            with self.store.brief():  # a status line: a busy store must not hold the run up
+                self.store.update(self.exec_id, note=note)
         except sqlite3.Error as exc:  # a status line only
             print(f"note not recorded ({exc}): {note}", file=sys.stderr)
 

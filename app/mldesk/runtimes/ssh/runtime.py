@@ -467,7 +467,12 @@ class SshRuntime(Runtime):
 
         threading.Thread(target=watch_cancel, daemon=True).start()
         try:
-            p.send((json.dumps([list(s) for s in specs]) + "\n").encode())
+            from mldesk.agent.inputs import DEFAULT_MAX_BYTES, DEFAULT_MIN_RATE
+
+            request = {"specs": [list(s) for s in specs],  # the limits of the settings (SPEC 10a)
+                       "max_bytes": ctx.options.get("input_max_bytes", DEFAULT_MAX_BYTES),
+                       "min_rate": float(ctx.options.get("input_min_rate", DEFAULT_MIN_RATE) or 0.0)}
+            p.send((json.dumps(request) + "\n").encode())
             for line in p.lines():
                 try:
                     obj = json.loads(line)
