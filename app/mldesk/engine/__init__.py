@@ -18,7 +18,7 @@ from typing import Any
 EXPORTS: dict[str, str] = {
     # the facade and its events
     "Engine": "mldesk.engine.facade",
-    "EngineError": "mldesk.engine.facade",
+    "EngineError": "mldesk.engine.errors",
     "LocalInputsNeedConsent": "mldesk.engine.facade",
     "Event": "mldesk.engine.events",
     "EventKind": "mldesk.engine.events",

@@ -25,16 +25,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mldesk.agent import logstore
-from mldesk.agent.errors import UserError
-from mldesk.core import compare as compare_mod
-from mldesk.core import labconfig, metrics as metrics_mod
+from mldesk.core import labconfig
 from mldesk.core import params as params_mod
 from mldesk.core.paths import Layout
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import (
     ACTIVE_STATES, FINAL_STATES, Execution, Hidden, Store, StoreError, gpu_request, new_execution_id,
 )
-from mldesk.engine.events import Event, EventKind, ProgressFeed
+from mldesk.engine.errors import EngineError  # noqa: F401 - re-exported (the front ends' name for it)
+from mldesk.engine.events import Event
+from mldesk.engine.experiments import ExperimentsMixin
+from mldesk.engine.resources import ResourcesMixin
+from mldesk.engine.watcher import WatcherMixin
 
 # The four MachineLabs image ids resolve through this (user-editable) table.
 DEFAULT_IMAGE_ALIASES = {
@@ -123,8 +125,6 @@ SETTING_CHECKS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-class EngineError(UserError):
-    """A user-facing error: the message says what happened and what to do."""
 
 
 class LocalInputsNeedConsent(EngineError):
@@ -144,7 +144,10 @@ class LocalInputsNeedConsent(EngineError):
         return self.args[0]
 
 
-class Engine:
+class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
+    """The facade: every command and query of the front ends (experiments, resources
+    and the event watcher come from the mixins in experiments.py, resources.py, watcher.py)."""
+
     def __init__(self, home: Path | str | None = None):
         self.layout = Layout(Path(home) if home else None)
         self.store = Store(self.layout.db)
@@ -424,99 +427,6 @@ class Engine:
             self._spawn(ex.id)
         return created
 
-    # -- GPUs and resources ----------------------------------------------------------
-    def host_gpu_indices(self, host: str, *, needed: bool = True) -> list[int]:
-        """The nvidia-smi indices of ``host``'s GPUs. Local: asked now (only where an
-        nvidia-smi exists). SSH hosts: from the last probe (``mldesk hosts test`` or
-        ``hosts status``), probed now when GPUs are ``needed`` and none is known."""
-        import shutil
-
-        from mldesk.agent import resources
-
-        if host == "local":
-            if not shutil.which("nvidia-smi"):
-                return []
-            return [g["index"] for g in resources.list_gpus()]
-        cached = self.store.get_setting(f"host_probe:{host}")
-        if cached is None and needed:
-            status = self._probe_host(host)
-            if not status["reachable"]:
-                raise EngineError(f"cannot tell which GPUs {host} has: {status.get('error')}")
-            cached = self.store.get_setting(f"host_probe:{host}")
-        return [g["index"] for g in (cached or {}).get("gpus", [])]
-
-    def _check_gpu_request(self, host: str, want: int | list[int], host_gpus: list[int]) -> None:
-        if isinstance(want, list):
-            missing = [g for g in want if g not in host_gpus]
-            if missing:
-                have = (f"it has {len(host_gpus)}: {', '.join(map(str, host_gpus))}" if host_gpus
-                        else "it has none (nvidia-smi found no GPU)")
-                raise EngineError(f"GPU {', '.join(map(str, missing))} asked for, but {host} has no such GPU "
-                                  f"({have}); nothing was started")
-        elif want > len(host_gpus):
-            raise EngineError(f"{want} GPU{'s' if want != 1 else ''} asked for, but {host} has "
-                              f"{len(host_gpus) or 'no'} GPU{'s' if len(host_gpus) != 1 else ''}"
-                              f"{'' if host_gpus else ' (nvidia-smi found none)'}; nothing was started "
-                              f"(ask for fewer with gpus/hardwareType in ml.yaml or --gpus, or use another host)")
-
-    def gpus_of(self, ref: str) -> list[int]:
-        """The GPU indices the execution holds, or held once it has ended."""
-        return self.store.gpus_of(self.get(ref).id)
-
-    def resource_samples(self, ref: str) -> list[dict]:
-        from mldesk.agent import resources
-
-        return resources.read_samples(str(self.layout.resources_path(self.get(ref).id)))[0]
-
-    def stats(self, ref: str) -> dict[str, Any]:
-        """``{"cpu_percent": [[t, v]...], "rss_bytes": [...], "gpu": {"0": {"util_percent":
-        [...], "mem_used_bytes": [...], ...}}}`` of an execution, running or ended."""
-        from mldesk.agent import resources
-
-        return resources.series(self.resource_samples(ref))
-
-    def resource_summary(self, ref: str) -> dict[str, Any]:
-        """Peak memory, mean CPU and mean GPU utilisation over the samples."""
-        from mldesk.agent import resources
-
-        return resources.summary(self.resource_samples(ref))
-
-    def host_status(self, name: str | None = None) -> list[dict[str, Any]]:
-        """For each host (or the one named): ``{"name", "reachable", "gpus": [{"index",
-        "name", "memory_total_bytes", "memory_used_bytes", "util_percent"}], "running"}``.
-        SSH hosts are probed now, in parallel (blocking: call it off a UI thread)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        names = list(self.hosts())
-        if name is not None:
-            if name not in names:
-                raise EngineError(f"unknown host '{name}' (see `mldesk hosts ls`)")
-            names = [name]
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
-            return list(pool.map(self._probe_host, names))
-
-    def _probe_host(self, name: str) -> dict[str, Any]:
-        from mldesk.agent import resources
-
-        running = len([ex for ex in self.store.list(states=ACTIVE_STATES)
-                       if ex.host == name and ex.state != "queued"])
-        leases = self.store.gpu_leases(name).get(name, {})
-        out: dict[str, Any] = {"name": name, "reachable": True, "gpus": [], "running": running}
-        try:
-            if name == "local":
-                devices = resources.query_gpus()
-            else:
-                info = self.profiles.test(name, slurm_shared_check=False)  # caches the GPUs it found
-                devices = info.info.get("gpu_devices") or []
-                if info.info.get("slurm"):  # a Slurm login node: the cluster's partitions (GRES)
-                    out["slurm"] = info.info["slurm"]
-        except Exception as exc:  # noqa: BLE001 - unreachable is an answer, not an error
-            out.update(reachable=False, error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return out
-        keys = ("index", "name", "memory_total_bytes", "memory_used_bytes", "util_percent")
-        out["gpus"] = [dict({k: g.get(k) for k in keys}, held_by=leases.get(g["index"])) for g in devices]
-        return out
-
     def _spawn(self, exec_id: str) -> None:
         from mldesk.engine import supervisor
 
@@ -528,122 +438,6 @@ class Engine:
                 self.store = Store(self.layout.db)
         else:
             supervisor.spawn(self.layout, exec_id)
-
-    # -- parameters, metrics, compare, diff -----------------------------------------
-    def resolve_sweep(self, ref: str) -> str:
-        """A sweep id from the id or a unique prefix of it."""
-        ref = ref.strip()
-        ids = self.store.sweep_ids(ref)
-        if ref in ids:
-            return ref
-        if not ids or not ref:
-            raise EngineError(f"no sweep matches '{ref}' (see `mldesk ls`)")
-        if len(ids) > 1:
-            raise EngineError(f"'{ref}' matches {len(ids)} sweeps ({', '.join(ids[:5])}); give more of the id")
-        return ids[0]
-
-    def params(self, ex: Execution) -> dict[str, str]:
-        """The resolved parameters of an execution: ``{flag name: value}``."""
-        return params_mod.params(ex.argv)
-
-    def metrics_config(self, ex: Execution) -> metrics_mod.MetricsConfig:
-        return metrics_mod.MetricsConfig.from_dict(ex.options.get("metrics"))
-
-    def metrics(self, ref: str | Execution, key: str | None = None) -> dict[str, list[tuple]]:
-        """``{key: [(step, value, time), ...]}`` of an execution, in the order printed.
-        Scanned as the log is stored; a log stored before (or without) a scanner is
-        scanned once, here, and cached. For a finished execution this waits until its
-        scanner is done, so the result is complete."""
-        ex = ref if isinstance(ref, Execution) else self.get(ref)
-        exec_dir = self.layout.execution_dir(ex.id)
-        data = metrics_mod.read_metrics(exec_dir, self.metrics_config(ex), final=ex.final, wait=ex.final)
-        if key is not None:
-            return {key: data[key]} if key in data else {}
-        return data
-
-    def metrics_since(self, ref: str | Execution, offset: int = 0) -> tuple[list[list], int]:
-        """Points ``[key, step, value, time]`` stored after ``offset`` (0: all) and the
-        offset to pass next time: what a live chart polls."""
-        ex = ref if isinstance(ref, Execution) else self.get(ref)
-        exec_dir = self.layout.execution_dir(ex.id)
-        metrics_mod.update(exec_dir, self.metrics_config(ex), final=ex.final)  # no-op while a scanner runs
-        return metrics_mod.read_points_from(exec_dir, offset)
-
-    def metrics_summary(self, ref: str | Execution) -> dict[str, dict]:
-        """``{key: {"last", "min", "max", "count"}}``."""
-        return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
-
-    def progress_line(self, ref: str | Execution) -> str | None:
-        """A short progress read-out of a running execution's latest output
-        (``epoch 3/10 · 56%``), or None."""
-        ex = ref if isinstance(ref, Execution) else self.get(ref)
-        if ex.final:
-            return None
-        with self.log_reader(ex.id) as reader:
-            records, _ = reader.tail(20, streams=(logstore.STDOUT, logstore.STDERR))
-        for stream in (logstore.STDERR, logstore.STDOUT):  # progress bars mostly go to stderr
-            data = b"".join(r.data for r in records if r.stream == stream)
-            for line in reversed(data.split(b"\n")[-20:]):
-                text = metrics_mod.progress_text(line)
-                if text:
-                    return text
-        return None
-
-    def primary_metric(self, ref: str | Execution) -> dict | None:
-        """The ml.yaml's ``metrics.primary`` of an execution with its latest and best
-        values: ``{"key", "goal", "last", "best"}`` (None when ml.yaml names none)."""
-        ex = ref if isinstance(ref, Execution) else self.get(ref)
-        cfg = self.metrics_config(ex)
-        if not cfg.primary:
-            return None
-        s = self.metrics(ex, key=cfg.primary)
-        summary = metrics_mod.summarize(s.get(cfg.primary, []))
-        goal = "min" if cfg.lower_is_better else "max"
-        return {"key": cfg.primary, "goal": goal, "last": summary["last"], "best": summary[goal]}
-
-    def compare(self, refs: list[str]) -> list[dict]:
-        """One row per execution: id, name, state, host, runtime, duration (seconds or
-        None), params, overrides, sweep, metrics (summaries), primary (key, goal)."""
-        rows = []
-        for ref in refs:
-            ex = ref if isinstance(ref, Execution) else self.get(ref)
-            cfg = self.metrics_config(ex)
-            duration = (ex.finished_at or time.time()) - ex.started_at if ex.started_at else None
-            rows.append({
-                "id": ex.id, "name": ex.name, "state": ex.state, "host": ex.host, "runtime": ex.runtime,
-                "duration": duration, "params": self.params(ex), "overrides": ex.overrides, "sweep": ex.sweep,
-                "metrics": self.metrics_summary(ex),
-                "primary": {"key": cfg.primary, "goal": cfg.goal or (metrics_mod.default_goal(cfg.primary)
-                                                                     if cfg.primary else None)},
-            })
-        return rows
-
-    def diff(self, a: str, b: str | None = None) -> dict:
-        """Parameters and code of execution ``a`` against execution ``b`` or, without
-        ``b``, the current lab of ``a``: ``{"a", "b", "params": [(name, va, vb)],
-        "files": [{"path", "status", "diff"}]}`` (ml.yaml first among the files)."""
-        ea = self.get(a)
-        with self.snapshots.hold():
-            if b is None:
-                lab = Path(ea.lab)
-                if not lab.is_dir():
-                    raise EngineError(f"the lab {lab} of {ea.id} does not exist any more; give a second execution")
-                snap_b = self.snapshots.create(lab, self.snapshot_exclude(ea)).id
-                label_b = str(lab)
-                try:
-                    params_b = self.lab_params(lab)
-                except labconfig.ConfigError:
-                    params_b = {}
-            else:
-                eb = self.get(b)
-                snap_b, label_b, params_b = eb.snapshot, eb.id, self.params(eb)
-            files = compare_mod.diff_files(
-                self.snapshots.manifest(ea.snapshot), self.snapshots.manifest(snap_b),
-                lambda rel: self.snapshots.read_file(ea.snapshot, rel),
-                lambda rel: self.snapshots.read_file(snap_b, rel),
-                label_a=ea.id, label_b=label_b if b is not None else "lab")
-        return {"a": ea.id, "b": label_b, "params": compare_mod.diff_params(self.params(ea), params_b),
-                "files": files}
 
     # -- stop / restart ------------------------------------------------------
     def stop(self, ref: str) -> Execution:
@@ -888,109 +682,3 @@ class Engine:
             return False  # its supervisor ended it while the store was unavailable
         self._spawn(exec_id)
         return True
-
-    # -- events ---------------------------------------------------------------
-    def subscribe(self, listener: Callable[[Event], None]) -> None:
-        self._listeners.append(listener)
-
-    def unsubscribe(self, listener: Callable[[Event], None]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def follow(self, exec_id: str, offset: int = 0) -> None:
-        """Deliver ``log`` events for ``exec_id`` from byte ``offset`` on."""
-        with self._follow_lock:
-            self._follow[exec_id] = offset
-
-    def unfollow(self, exec_id: str) -> None:
-        with self._follow_lock:
-            self._follow.pop(exec_id, None)
-
-    def _emit(self, event: Event) -> None:
-        for listener in list(self._listeners):
-            listener(event)
-
-    def start_watching(self, interval: float = 0.1) -> None:
-        if self._watcher is not None:
-            return
-        self._stop_watch.clear()
-        self._watcher = threading.Thread(target=self._watch, args=(interval,), name="mldesk-watch", daemon=True)
-        self._watcher.start()
-
-    def stop_watching(self) -> None:
-        if self._watcher is None:
-            return
-        self._stop_watch.set()
-        self._watcher.join(5)
-        self._watcher = None
-
-    def _watch(self, interval: float) -> None:
-        import logging
-
-        store = Store(self.layout.db)
-        log = logging.getLogger("mldesk.engine")
-        known: dict[str, Execution] = {ex.id: ex for ex in store.list()}
-        seq = store.seq()
-        version = None
-        readers: dict[str, logstore.LogReader] = {}
-        last_reattach = 0.0
-        progress = ProgressFeed(self.layout.progress_path, self._emit)
-        try:
-            while not self._stop_watch.is_set():
-                try:
-                    # every writer is another connection, so data_version sees them all
-                    now_version = store.data_version()
-                    if now_version != version:
-                        version = now_version
-                        rows, gone, seq = store.changes_since(seq)
-                        self._diff(known, rows, gone)
-                    self._pump_logs(readers)
-                    progress.poll(ex.id for ex in known.values() if ex.state == "fetching")
-                    if time.monotonic() - last_reattach > 2.0:
-                        last_reattach = time.monotonic()
-                        self.reattach()
-                except Exception:  # noqa: BLE001 - keep watching; the error is logged
-                    log.exception("watcher iteration failed")
-                self._stop_watch.wait(interval)
-        finally:
-            for reader in readers.values():
-                reader.close()
-            store.close()
-
-    def _diff(self, known: dict[str, Execution], rows: list[Execution], gone: list[str]) -> None:
-        for ex in rows:
-            old = known.get(ex.id)
-            if ex.hidden:
-                if old is not None:
-                    del known[ex.id]
-                    self._emit(Event(EventKind.REMOVED, ex.id))
-                continue
-            known[ex.id] = ex
-            if old is None:
-                self._emit(Event(EventKind.ADDED, ex.id, ex))
-            elif old.name != ex.name:
-                self._emit(Event(EventKind.RENAMED, ex.id, ex))
-            else:
-                self._emit(Event(EventKind.CHANGED, ex.id, ex))
-        for exec_id in gone:
-            if known.pop(exec_id, None) is not None:
-                self._emit(Event(EventKind.REMOVED, exec_id))
-
-    def _pump_logs(self, readers: dict[str, logstore.LogReader]) -> None:
-        with self._follow_lock:
-            follows = dict(self._follow)
-        for exec_id in list(readers):
-            if exec_id not in follows:
-                readers.pop(exec_id).close()
-        for exec_id, offset in follows.items():
-            reader = readers.get(exec_id)
-            if reader is None:
-                reader = readers[exec_id] = self.log_reader(exec_id)
-            records, new_offset = reader.read_from(offset)
-            if records:
-                with self._follow_lock:
-                    if self._follow.get(exec_id) == offset:
-                        self._follow[exec_id] = new_offset
-                    else:
-                        continue  # re-followed meanwhile from another offset
-                self._emit(Event(EventKind.LOG, exec_id, records=records, offset=new_offset))
