@@ -54,7 +54,7 @@ got=$(cd "$tmp" && "$tmp/venv/bin/mldesk" --version)
 [[ $got == "mldesk $version" ]] || { echo "wheel: mldesk --version says '$got', expected 'mldesk $version'" >&2; exit 1; }
 echo "$got (wheel, $("$tmp/venv/bin/python" -V))"
 (cd "$tmp" && QT_QPA_PLATFORM=offscreen MLDESK_HOME="$tmp/home-wheel" XDG_RUNTIME_DIR="$tmp" \
-  "$tmp/venv/bin/mldesk" __smoke 2> >(grep -v '^This plugin does not support propagateSizeHints()$' >&2))
+  "$tmp/venv/bin/mldesk" __smoke --template xor 2> >(grep -v '^This plugin does not support propagateSizeHints()$' >&2))
 done_step
 
 step "PyInstaller bundle"
