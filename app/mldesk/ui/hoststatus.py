@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mldesk.engine.values import human_bytes
+from mldesk.ui.widgets import paint_icon
 from mldesk.ui.qt import QtCore, QtGui, Qt
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,16 +21,7 @@ COLORS = {True: "#2e9e4f", False: "#d93b3b", None: "#9aa0a6"}
 
 
 def dot_icon(reachable: bool | None, size: int = 10) -> QtGui.QIcon:
-    pm = QtGui.QPixmap(size * 2, size * 2)
-    pm.setDevicePixelRatio(2)
-    pm.fill(Qt.transparent)
-    p = QtGui.QPainter(pm)
-    p.setRenderHint(QtGui.QPainter.Antialiasing)
-    p.setPen(Qt.NoPen)
-    p.setBrush(QtGui.QColor(COLORS[reachable]))
-    p.drawEllipse(QtCore.QRectF(1, 1, size - 2, size - 2))
-    p.end()
-    return QtGui.QIcon(pm)
+    return paint_icon("disc", COLORS[reachable], size)
 
 
 def describe_host(st: dict | None) -> str:

@@ -262,6 +262,8 @@ def paint_icon(kind: str, color: str | QtGui.QColor, size: int = 16) -> QtGui.QI
         p.drawRoundedRect(QtCore.QRectF(s * 0.22, s * 0.22, s * 0.56, s * 0.56), s * 0.08, s * 0.08)
     elif kind == "dot":
         p.drawEllipse(QtCore.QRectF(s * 0.3, s * 0.3, s * 0.4, s * 0.4))
+    elif kind == "disc":  # a full-size dot (host status)
+        p.drawEllipse(QtCore.QRectF(1, 1, s - 2, s - 2))
     p.end()
     return QtGui.QIcon(pm)
 
