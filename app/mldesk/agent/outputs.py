@@ -187,6 +187,19 @@ class _Visitor:
                 human_bytes(size), human_bytes(self.max_total_bytes), human_bytes(self.bytes))
         return None
 
+    def admit(self, rel: str, fd: int):
+        """The ``fstat`` of a file that may be taken (a regular file within the limits),
+        else None after saying why it is skipped."""
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):
+            self.skip(rel, "not a regular file (%s)" % _kind(fst.st_mode))
+            return None
+        reason = self.over_limit(fst.st_size)
+        if reason is not None:
+            self.skip(rel, reason)
+            return None
+        return fst
+
     def file(self, rel: str, fd: int, rel_dir: str, name: str) -> None:
         raise NotImplementedError
 
@@ -256,15 +269,10 @@ class _Collector(_Visitor):
     # -- one file, given an open descriptor of the source
     def file(self, rel: str, fd: int, rel_dir: str, name: str) -> None:
         dest_parent = self.dest_dir_ready(rel_dir)
-        fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode):
-            self.skip(rel, "not a regular file (%s)" % _kind(fst.st_mode))
+        fst = self.admit(rel, fd)
+        if fst is None:
             return
         size = fst.st_size
-        reason = self.over_limit(size)
-        if reason is not None:
-            self.skip(rel, reason)
-            return
         target = os.path.join(dest_parent, name)
         try:
             dst = os.lstat(target)
@@ -514,15 +522,10 @@ class _Sender(_Visitor):
             self.write(protocol.FOLDER, json.dumps({"path": rel}).encode())
 
     def file(self, rel: str, fd: int, rel_dir: str, name: str) -> None:
-        fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode):
-            self.skip(rel, "not a regular file (%s)" % _kind(fst.st_mode))
+        fst = self.admit(rel, fd)
+        if fst is None:
             return
         size = fst.st_size
-        reason = self.over_limit(size)
-        if reason is not None:
-            self.skip(rel, reason)
-            return
         self.files += 1
         self.bytes += size
         if self.have.get(rel) == [size, fst.st_mtime_ns]:
