@@ -82,8 +82,16 @@ def newest(pattern: str) -> Path | None:
 
 
 def test_built_wheel_matches_the_version_and_has_package_data(tmp_path):
-    """A wheel built now from this tree (dist/ may hold none, or a stale one)."""
-    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(ROOT)],
+    """A wheel built now from the files a clean clone has (as packaging/build.sh does:
+    tracked and untracked-not-ignored files, no caches); dist/ may hold none, or a stale one."""
+    src = tmp_path / "src"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        if (ROOT / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, src / rel)
+    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(src)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     wheel = next(tmp_path.glob("mldesk-*.whl"))

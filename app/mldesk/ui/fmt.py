@@ -62,10 +62,14 @@ def clock(ts: float | None) -> str:
 
 
 def run_line(ex: Execution, now: float | None = None) -> str:
-    """``running for 3 min`` / ``ran for 2 h 4 min`` / ``waiting in the queue``."""
+    """``running for 3 min`` / ``ran for 2 h 4 min`` / ``waiting in the queue``; while
+    active, the runtime's note wins (``pulling python:3.12-slim: 12.0 MB / 45.1 MB``,
+    ``reconnecting to gpu1 (attempt 3)``), and a queued one says what it waits for."""
     now = time.time() if now is None else now
+    if ex.active and ex.note:
+        return ex.note
     if ex.state == "queued":
-        return "waiting in the queue"
+        return ex.reason or "waiting in the queue"
     if ex.active:
         if ex.state == "running" and ex.started_at:
             return f"running for {duration(now - ex.started_at)}"

@@ -116,7 +116,9 @@ class DockerRuntime(RunnerRuntime):
                 if layers and now - last > 2:
                     done = sum(c for c, _ in layers.values())
                     total = sum(t for _, t in layers.values())
-                    ctx.message(f"pulling {image}: {done / 1e6:.1f} MB / {total / 1e6:.1f} MB")
+                    progress = f"pulling {image}: {done / 1e6:.1f} MB / {total / 1e6:.1f} MB"
+                    ctx.message(progress)
+                    ctx.set_note(progress)  # shown on the execution's row while it pulls
                     last = now
         except docker.errors.DockerException as exc:
             raise ExecutionFailed(
@@ -124,6 +126,8 @@ class DockerRuntime(RunnerRuntime):
                 f"({_docker_error_text(exc)}); build or load it (docker build / docker load), "
                 "or choose another image in ml.yaml or in the image alias table"
             ) from None
+        finally:
+            ctx.set_note(None)
         ctx.message(f"pulled {image}")
 
     # -- running (the runner) -----------------------------------------------------

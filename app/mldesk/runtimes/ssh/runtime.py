@@ -367,11 +367,14 @@ class SshRuntime(Runtime):
             for line in p.lines():
                 now = time.monotonic()
                 if now - last >= PROGRESS_INTERVAL:
-                    ctx.message(f"pulling {image}: {line.decode('utf-8', 'replace').strip()[:120]}")
+                    progress = f"pulling {image} on {conn.profile.name}: {line.decode('utf-8', 'replace').strip()[:120]}"
+                    ctx.message(progress)
+                    ctx.set_note(progress)  # shown on the execution's row while it pulls
                     last = now
             code = p.wait(60.0)
         finally:
             p.close()
+            ctx.set_note(None)
         if code != 0:
             err = (p.stderr.strip().splitlines() or [f"exit code {code}"])[-1]
             raise ExecutionFailed(f"image {image} is not on {conn.profile.name} and could not be pulled there "
