@@ -64,6 +64,9 @@ def test_metrics_tab_updates_live(qtbot, open_window, make_lab):
     # the sidebar row shows the primary metric's latest value
     wait_for(qtbot, lambda: "loss 0.025" in (window.model.index_of(ex.id).data(ExtraRole) or ""), 20,
              "the row's primary metric")
+    # and the end-of-run summary of what it used (it ran ~6 s: sampled every 2 s)
+    wait_for(qtbot, lambda: re.search(r"peak \d", window.model.index_of(ex.id).data(ExtraRole) or ""), 20,
+             "the row's peak memory")
 
 
 def test_metrics_tab_shows_a_finished_execution_and_switches(qtbot, open_window, make_lab):

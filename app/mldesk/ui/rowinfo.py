@@ -36,6 +36,21 @@ def _last(series) -> float | None:
         return None
 
 
+def summary_text(summary: dict) -> str:
+    """``peak 1.2 GB · GPU 73%``: the end-of-run summary of ``engine.resource_summary``."""
+    from mldesk.engine import human_bytes
+
+    parts = []
+    peak = (summary or {}).get("peak_rss_bytes")
+    if peak:
+        parts.append(f"peak {human_bytes(peak)}")
+    utils = [g.get("mean_util_percent") for g in ((summary or {}).get("gpu") or {}).values()]
+    utils = [u for u in utils if u is not None]
+    if utils:
+        parts.append(f"GPU {sum(utils) / len(utils):.0f}% mean")
+    return " \u00b7 ".join(parts)
+
+
 def resource_text(stats: dict) -> str:
     """``CPU 98% · GPU 54%`` from the latest samples of ``engine.stats``."""
     parts = []
@@ -137,7 +152,11 @@ class RowInfo(QtCore.QObject):
                 primary = self.engine.primary_metric(ex_id)
             except Exception:  # noqa: BLE001
                 primary = None
-            final_out[ex_id] = primary
+            try:
+                used = summary_text(self.engine.resource_summary(ex_id))
+            except Exception:  # noqa: BLE001 - no samples
+                used = ""
+            final_out[ex_id] = (primary, used)
         return live_out, final_out
 
     async def _round(self, active: list[str], final: list[str]) -> None:
@@ -160,7 +179,7 @@ class RowInfo(QtCore.QObject):
             if res:
                 parts.append(res)
             model.set_extra(ex_id, self._with_sweep(ex_id, " \u00b7 ".join(parts)))
-        for ex_id, primary in final_out.items():
+        for ex_id, (primary, used) in final_out.items():
             self.done.add(ex_id)
             self.live.pop(ex_id, None)
             text = ""
@@ -168,6 +187,8 @@ class RowInfo(QtCore.QObject):
                 text = f"{primary['key']} {number(primary['last'])}"
                 if primary.get("best") is not None and primary["best"] != primary["last"]:
                     text += f" (best {number(primary['best'])})"
+            if used:  # the end-of-run summary: peak memory, mean GPU use
+                text = f"{text} \u00b7 {used}" if text else used
             model.set_extra(ex_id, self._with_sweep(ex_id, text))
 
     def _with_sweep(self, ex_id: str, text: str) -> str:
