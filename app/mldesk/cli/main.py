@@ -195,8 +195,10 @@ def cmd_show(args) -> int:
     ]
     if summ["samples"]:
         peak = summ["peak_rss_bytes"]
-        fields.append(("resources", f"peak memory {human_bytes(peak) if peak is not None else '?'}, mean CPU "
-                                    f"{summ['mean_cpu_percent'] if summ['mean_cpu_percent'] is not None else '?'} %"))
+        used = [f"peak memory {human_bytes(peak)}"] if peak is not None else []
+        if summ["mean_cpu_percent"] is not None:  # needs two samples (CPU is a rate)
+            used.append(f"mean CPU {summ['mean_cpu_percent']:g} %")
+        fields.append(("resources", ", ".join(used) or "not sampled"))
         for index, g in sorted(summ["gpu"].items()):
             util = "?" if g["mean_util_percent"] is None else f"{g['mean_util_percent']:g} %"
             mem = "?" if g["peak_mem_used_bytes"] is None else human_bytes(g["peak_mem_used_bytes"])
