@@ -24,3 +24,10 @@ def engine():
     eng.fork_supervisors = True
     eng.recover()
     return eng
+
+
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    """Rows of strings as left-aligned columns two spaces apart (the first row: headers)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

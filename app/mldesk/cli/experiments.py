@@ -17,7 +17,7 @@ import math
 import sys
 import time
 
-from mldesk.cli.common import EXIT_USAGE, CliError, engine as _engine
+from mldesk.cli.common import EXIT_USAGE, CliError, engine as _engine, print_table
 
 
 def _num(v) -> str:
@@ -28,12 +28,6 @@ def _num(v) -> str:
             return str(v)
         return f"{v:.6g}"
     return str(v)
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 # -- metrics ---------------------------------------------------------------------------
@@ -63,7 +57,7 @@ def cmd_metrics(args) -> int:
     for key, pts in data.items():
         s = summarize(pts)
         rows.append((key, str(s["count"]), _num(s["last"]), _num(s["min"]), _num(s["max"]), _num(pts[-1][0])))
-    _table(rows)
+    print_table(rows)
     return 0
 
 
@@ -104,7 +98,7 @@ def cmd_compare(args) -> int:
             m = row["metrics"].get(key, {})
             cells += [_num(m.get(s)) for s in ("last", "min", "max")]
         table.append(tuple(c + ("*" if marks.get((i, n)) else "") for n, c in enumerate(cells)))
-    _table(table)
+    print_table(table)
     if keys and len(rows) > 1:
         print("(* best of the column: lower is better for losses and errors, or as ml.yaml's metrics.primary says)")
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from mldesk import __version__
 from mldesk.engine import human_bytes, human_duration
 
-from mldesk.cli.common import EXIT_USAGE, CliError, engine as _engine
+from mldesk.cli.common import EXIT_USAGE, CliError, engine as _engine, print_table
 
 
 # -- formatting -----------------------------------------------------------------
@@ -161,9 +161,7 @@ def cmd_ls(args) -> int:
             "" if ex.exit_code is None else str(ex.exit_code), f"{ex.host}/{ex.runtime}",
             _ago(ex.started_at or ex.created_at), _ran(ex), ex.lab,
         ))
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print_table(table)
     return 0
 
 
@@ -356,9 +354,7 @@ def cmd_backups(args) -> int:
     for b in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["created_at"]))
         table.append((b["snapshot"], when, b["lab"], b["reason"] + ("" if b["kept"] else " (files gone)")))
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print_table(table)
     return 0
 
 

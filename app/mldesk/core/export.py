@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mldesk.agent.errors import UserError
+from mldesk.agent.fsutil import unlink_quiet
 from mldesk.agent.outputs import copy_sparse
 
 MAX_LISTED = 20
@@ -159,10 +160,7 @@ def export_tree(entries: list[Entry], dest: Path, *, overwrite: bool = False) ->
         existed = _lstat(target) is not None
         if e.kind == "link":
             tmp = target.with_name(".%s.mldesk-%d" % (target.name[:100], os.getpid()))
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+            unlink_quiet(tmp)
             os.symlink(e.link_target, tmp)
             _install(tmp, target, overwrite, e.rel, dest)
         else:
@@ -175,10 +173,7 @@ def export_tree(entries: list[Entry], dest: Path, *, overwrite: bool = False) ->
                 os.chmod(tmp, _user_mode(e.mode))
                 _install(Path(tmp), target, overwrite, e.rel, dest)
             except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
+                unlink_quiet(tmp)
                 raise
             result.files += 1
         if existed:
@@ -218,10 +213,7 @@ def _install(tmp: Path, target: Path, overwrite: bool, rel: str, dest: Path) -> 
                 raise ExportConflict(dest, [f"{rel} (appeared there meanwhile)"]) from None
             os.unlink(tmp)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        unlink_quiet(tmp)
         raise
 
 
