@@ -195,6 +195,25 @@ class SshRuntime(Runtime):
         finally:
             ctx.set_note(None)
 
+    def _retry_on_link_loss(self, ctx: RunContext, conn, op: Callable[[Any], Any], *, attempts: int,
+                            give_up_after: float, failed: str, on_lost: Callable[[], None] | None = None):
+        """``op(conn)``; when the link is lost, drop it, reconnect (with backoff, showing
+        "reconnecting" on the execution) and call ``op`` again on the new connection, up
+        to ``attempts`` times; then ``ExecutionFailed("{failed}: {why}")``. ``on_lost``
+        runs first after each loss (it may raise to stop retrying)."""
+        from mldesk.runtimes.ssh.transport import LinkLost
+
+        for attempt in range(1, attempts + 1):
+            try:
+                return op(conn)
+            except LinkLost as exc:
+                if on_lost is not None:
+                    on_lost()
+                if attempt == attempts:
+                    raise ExecutionFailed(f"{failed}: {exc}") from None
+                self._drop(conn)
+                conn = self._reconnect(ctx, str(exc), give_up_after=give_up_after)
+
     def _remote_exec_dir(self) -> str | None:
         h = self._handle or {}
         if h.get("workdir") and h.get("exec_id"):
@@ -240,22 +259,13 @@ class SshRuntime(Runtime):
 
     # -- stages ----------------------------------------------------------------------------
     def prepare_workspace(self, ctx: RunContext, materialize: Callable[[Path], None]) -> None:
-        from mldesk.runtimes.ssh.transport import LinkLost
-
         self._ctx = ctx
         # the supervisor collects outputs only when the (local) workspace exists
         ctx.workspace.mkdir(parents=True, exist_ok=True)
         files, store = self._manifest(ctx)
-        conn = self._connection(ctx)
-        for attempt in range(1, 6):
-            try:
-                self.upload(ctx, conn, files, store)
-                return
-            except LinkLost as exc:
-                if attempt == 5:
-                    raise ExecutionFailed(f"the upload to {conn.profile.name} failed: {exc}") from None
-                self._drop(conn)
-                conn = self._reconnect(ctx, str(exc), give_up_after=300.0)
+        self._retry_on_link_loss(ctx, self._connection(ctx), lambda conn: self.upload(ctx, conn, files, store),
+                                 attempts=5, give_up_after=300.0,
+                                 failed=f"the upload to {self._profile_of(ctx).name} failed")
 
     def upload(self, ctx: RunContext, conn, files: dict[str, list], store) -> dict[str, Any]:
         """Send the snapshot; returns (and writes to upload.json) what was sent."""
@@ -382,29 +392,27 @@ class SshRuntime(Runtime):
         ctx.message(f"pulled {image} on {conn.profile.name}")
 
     def fetch_inputs(self, ctx: RunContext, specs: list, cache_dir: Path, on_progress, cancel) -> None:
-        from mldesk.runtimes.ssh.transport import LinkLost
-
         if not specs:
             return
-        conn = self._connection(ctx)
         local, remote = _split_local_inputs(specs)
-        for attempt in range(1, 6):
-            try:
-                for name, url, path in local:
-                    if cancel.is_set():
-                        raise ExecutionFailed("cancelled")
-                    self._put_input(ctx, conn, name, url, path, on_progress)
-                local = []
-                if remote:
-                    self._fetch(ctx, conn, remote, on_progress, cancel)
-                return
-            except LinkLost as exc:
+
+        def fetch(conn) -> None:
+            nonlocal local
+            for name, url, path in local:
                 if cancel.is_set():
-                    raise ExecutionFailed("cancelled") from None
-                if attempt == 5:
-                    raise ExecutionFailed(f"fetching the inputs on {conn.profile.name} failed: {exc}") from None
-                self._drop(conn)
-                conn = self._reconnect(ctx, str(exc), give_up_after=300.0)
+                    raise ExecutionFailed("cancelled")
+                self._put_input(ctx, conn, name, url, path, on_progress)
+            local = []  # sent: a retry after a lost link only fetches
+            if remote:
+                self._fetch(ctx, conn, remote, on_progress, cancel)
+
+        def cancelled() -> None:
+            if cancel.is_set():
+                raise ExecutionFailed("cancelled")
+
+        self._retry_on_link_loss(ctx, self._connection(ctx), fetch, attempts=5, give_up_after=300.0,
+                                 failed=f"fetching the inputs on {self._profile_of(ctx).name} failed",
+                                 on_lost=cancelled)
 
     def _put_input(self, ctx: RunContext, conn, name: str, url: str, path: Path, on_progress) -> None:
         """Send a file input that lives on this machine (file://) to the host, content-
@@ -501,7 +509,7 @@ class SshRuntime(Runtime):
             p.close()
 
     def start(self, ctx: RunContext) -> dict[str, Any]:
-        from mldesk.runtimes.ssh.transport import HostError, LinkLost
+        from mldesk.runtimes.ssh.transport import HostError
 
         self._ctx = ctx
         profile = self._profile_of(ctx)
@@ -518,20 +526,16 @@ class SshRuntime(Runtime):
             spec["slurm"] = profile.slurm_settings(gpu=ctx.hardware == "gpu")
             if ctx.options.get("slurm_gpus"):  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
                 spec["slurm"]["gpus"] = int(ctx.options["slurm_gpus"])
-        conn = self._connection(ctx)
-        for attempt in range(1, 4):
-            try:
-                info = ensure_agent(conn)
-                r = conn.run(agent_argv(conn, "start", info["workdir"], ctx.exec_id),
-                             input=json.dumps(spec).encode(), timeout=330.0)
-                break
-            except LinkLost as exc:
-                if attempt == 3:
-                    raise ExecutionFailed(f"could not start the program on {profile.name}: {exc}") from None
-                self._drop(conn)
-                conn = self._reconnect(ctx, str(exc), give_up_after=120.0)
-            except HostError as exc:
-                raise ExecutionFailed(str(exc)) from None
+        def start(conn):
+            info = ensure_agent(conn)
+            return info, conn.run(agent_argv(conn, "start", info["workdir"], ctx.exec_id),
+                                  input=json.dumps(spec).encode(), timeout=330.0)
+
+        try:
+            info, r = self._retry_on_link_loss(ctx, self._connection(ctx), start, attempts=3, give_up_after=120.0,
+                                               failed=f"could not start the program on {profile.name}")
+        except HostError as exc:
+            raise ExecutionFailed(str(exc)) from None
         try:
             status = json.loads(r.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
         except (ValueError, IndexError):
