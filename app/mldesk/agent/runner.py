@@ -237,6 +237,7 @@ def reset_exec(p):
             pass
     if status.get("slurm_job") and status.get("state") not in FINAL_STATES:
         slurm.cancel(status["slurm_job"], slurm.job_env(spec), kill=True)
+    slurm.leave_array(p.workdir, spec, status)  # a sweep's trial leaves its job array's folder
     if spec.get("runtime") == "docker" or status.get("container"):
         remove_container(status.get("container") or spec.get("container_name") or "")
     if os.path.isdir(p.exec_dir):
@@ -345,9 +346,10 @@ def request_stop(p, grace):
 
 def slurm_resumable(status):
     """A Slurm job whose supervising runner died (killed, login node rebooted): the job
-    goes on in Slurm, so a new runner can take over following it."""
-    return bool(status and status.get("slurm_job") and status.get("state") in ("queued", "running")
-                and not agent_alive(status))
+    goes on in Slurm, so a new runner can take over following it (or, for a sweep's
+    trial still waiting for its job array, join the array's folder again)."""
+    return bool(status and (status.get("slurm_job") or status.get("array_wait"))
+                and status.get("state") in ("queued", "running") and not agent_alive(status))
 
 
 def supervise(p, wait=False):
@@ -431,6 +433,11 @@ class Supervisor(object):
             writer.close()
             self.save(state="failed", error=str(exc), exit_code=exc.exit_code, finished_at=time.time())
             return
+        except slurm.Withdrawn:  # a sweep's trial stopped while it waited for its job array
+            writer.close()
+            self.save(state="stopped", exit_code=None, reason=None, array_wait=False, finished_at=time.time(),
+                      error="stopped before the program started")
+            return
         except Exception as exc:  # noqa: BLE001 - recorded for the app to show
             try:
                 writer.close()
@@ -498,9 +505,10 @@ class Supervisor(object):
 
     def run_slurm(self, writer):
         job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
-                             self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR))
+                             self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR),
+                             workdir=self.p.workdir)
         try:
-            if self.resume:
+            if self.resume and self.resume.get("slurm_job"):
                 # what of the job's output files log.bin holds already: exactly its
                 # stdout and stderr bytes (the runner writes nothing else there)
                 done = {logstore.STDOUT: 0, logstore.STDERR: 0}

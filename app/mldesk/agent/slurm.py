@@ -26,11 +26,15 @@ output files and the exit-code file are all written there by the job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import time
+
+from mldesk.agent.fsutil import read_json, write_json
 
 JOB_SCRIPT = "job.sh"
 JOB_DRIVER = "job.py"
@@ -61,9 +65,12 @@ WHY = {
 # "kill" in the execution folder makes it SIGKILL them all (mldesk's stop after the
 # grace period: Slurm itself treats SIGKILL as a cancel that waits for KillWait).
 DRIVER = r'''import json, os, signal, subprocess, sys, time
-exec_dir = sys.argv[1]
+exec_dir = os.path.realpath(sys.argv[1])  # (an array task's: a link to its trial's folder)
 with open(os.path.join(exec_dir, "spec.json")) as f:
     spec = json.load(f)
+os.chdir(os.path.join(exec_dir, "workspace"))
+env = dict(os.environ)
+env.update(spec.get("env") or {})  # this execution's own (an array's tasks share the submitter's)
 venv = os.path.join(os.getcwd(), ".venv", "bin", "python")
 python = venv if os.path.exists(venv) else (spec.get("python") or "python3")
 me = os.getpid()
@@ -98,7 +105,7 @@ def signal_all(signum):
 
 code = None
 try:
-    child = subprocess.Popen([python, "main.py"] + list(spec["argv"]), stdin=subprocess.DEVNULL)
+    child = subprocess.Popen([python, "main.py"] + list(spec["argv"]), stdin=subprocess.DEVNULL, env=env)
 except OSError as exc:
     sys.stderr.write("mldesk: cannot start %s on %s: %s\n" % (python, os.uname()[1], exc))
     sys.stderr.flush()
@@ -127,8 +134,21 @@ KILL_FILE = "kill"
 KILL_FALLBACK = 10.0  # after the kill file: plain scancel if the job is still there
 
 
+# A sweep's trials as one job array: WORKDIR/arrays/<sweep>/ is where they meet.
+ARRAYS = "arrays"
+TASKS = "tasks"  # tasks/<i>: a link to trial i's execution folder, made when it is ready
+GONE = "gone"  # gone/<i>: trial i was stopped before the submission
+ARRAY_JOB = "job.json"  # {job, tasks} once submitted ({error} when sbatch refused it)
+ARRAY_QUIET = 15.0  # submit what is ready when no trial came or went for this long
+ARRAY_POLL = 0.2
+
+
 class SlurmError(Exception):
     pass
+
+
+class Withdrawn(Exception):
+    """A stop came before the job (array) was submitted."""
 
 
 def run(args, env=None, timeout=60):
@@ -156,11 +176,20 @@ def job_env(spec):
     return env
 
 
-def sbatch_argv(spec, exec_dir, workspace):
+def sbatch_argv(spec, exec_dir, workspace, array=None):
+    """``array``: (the array's folder, its task ids, K or 0): one job array whose task
+    i runs in ``<array folder>/tasks/i``, a link to that trial's execution folder."""
     slurm = spec.get("slurm") or {}
-    argv = ["sbatch", "--parsable", "--job-name=mldesk-" + spec["exec_id"], "--chdir=" + workspace,
-            "--output=" + os.path.join(exec_dir, JOB_OUT), "--error=" + os.path.join(exec_dir, JOB_ERR),
-            "--open-mode=append", "--no-requeue"]
+    if array is None:
+        name, out_dir, script = spec["exec_id"], exec_dir, os.path.join(exec_dir, JOB_SCRIPT)
+        argv = ["sbatch", "--parsable", "--job-name=mldesk-" + name, "--chdir=" + workspace]
+    else:
+        folder, tasks, parallel = array
+        out_dir, script = os.path.join(folder, TASKS, "%a"), os.path.join(folder, JOB_SCRIPT)
+        argv = ["sbatch", "--parsable", "--job-name=mldesk-" + os.path.basename(folder), "--chdir=" + folder,
+                "--array=%s%s" % (",".join(str(t) for t in tasks), "%%%d" % parallel if parallel else "")]
+    argv += ["--output=" + os.path.join(out_dir, JOB_OUT), "--error=" + os.path.join(out_dir, JOB_ERR),
+             "--open-mode=append", "--no-requeue"]
     if slurm.get("partition"):
         argv.append("--partition=" + str(slurm["partition"]))
     if slurm.get("time"):
@@ -172,29 +201,41 @@ def sbatch_argv(spec, exec_dir, workspace):
     if slurm.get("gpus"):
         argv.append("--gres=gpu:%d" % int(slurm["gpus"]))
     argv += [str(a) for a in slurm.get("sbatch_args") or []]
-    argv.append(os.path.join(exec_dir, JOB_SCRIPT))
+    argv.append(script)
     return argv
 
 
-def write_job_files(spec, exec_dir):
-    driver = os.path.join(exec_dir, JOB_DRIVER)
+def write_job_files(spec, exec_dir, array_folder=None):
+    """``job.py`` and ``job.sh`` in the execution's folder or, for a job array, in the
+    array's folder (its script runs the driver on ``tasks/$SLURM_ARRAY_TASK_ID``)."""
+    folder = array_folder or exec_dir
+    driver = os.path.join(folder, JOB_DRIVER)
     with open(driver, "w") as f:
         f.write(DRIVER)
     python = spec.get("python") or "python3"
-    script = os.path.join(exec_dir, JOB_SCRIPT)
+    script = os.path.join(folder, JOB_SCRIPT)
+    if array_folder is None:
+        what, target = "execution %s" % spec["exec_id"], shlex.quote(exec_dir)
+    else:
+        what = "sweep %s, one array task per trial" % os.path.basename(array_folder)
+        target = '%s/"$SLURM_ARRAY_TASK_ID"' % shlex.quote(os.path.join(array_folder, TASKS))
     with open(script, "w") as f:
-        f.write("#!/bin/sh\n# mldesk execution %s: run python main.py in the workspace, keep its exit code\n"
-                "exec %s %s %s\n" % (spec["exec_id"], shlex.quote(python), shlex.quote(driver),
-                                     shlex.quote(exec_dir)))
+        f.write("#!/bin/sh\n# mldesk %s: run python main.py in the workspace, keep its exit code\n"
+                "exec %s %s %s\n" % (what, shlex.quote(python), shlex.quote(driver), target))
     os.chmod(script, 0o755)
 
 
-def submit(spec, exec_dir, workspace):
-    """Submit the job; returns its id (a string)."""
+def submit(spec, exec_dir, workspace, array=None):
+    """Submit the job (or, with ``array``, the job array, see ``sbatch_argv``); returns
+    its id (a string)."""
     write_job_files(spec, exec_dir)
     for name in (JOB_OUT, JOB_ERR):  # the job appends; start both empty so offsets begin at 0
         open(os.path.join(exec_dir, name), "ab").close()
-    rc, out, err = run(sbatch_argv(spec, exec_dir, workspace), env=job_env(spec), timeout=120)
+    return _sbatch(sbatch_argv(spec, exec_dir, workspace, array), spec)
+
+
+def _sbatch(argv, spec):
+    rc, out, err = run(argv, env=job_env(spec), timeout=120)
     if rc == 127:
         raise SlurmError("sbatch was not found on the login node (not on the PATH of an SSH session "
                          "there); is Slurm installed on that host, or does its PATH need setting in the "
@@ -210,7 +251,8 @@ def submit(spec, exec_dir, workspace):
 def squeue_state(job, env=None):
     """(STATE, reason) while Slurm lists the job; (None, why) when it no longer does;
     ("?", why) when squeue could not say (slurmctld unreachable, a timeout): ask again."""
-    rc, out, err = run(["squeue", "-h", "-j", job, "-t", "all", "-o", "%T|%r"], env=env, timeout=60)
+    # (-r: a pending array task on a line of its own, asked for as ARRAYJOB_TASK)
+    rc, out, err = run(["squeue", "-h", "-r", "-j", job, "-t", "all", "-o", "%T|%r"], env=env, timeout=60)
     line = last_line(out)
     if rc == 0 and "|" in line:
         state, reason = line.split("|", 1)
@@ -312,13 +354,138 @@ class FileTail(object):
             self.fd = None
 
 
+class ArrayRendezvous(object):
+    """Where the trials of one sweep (``spec["slurm_array"]``: id, index, size,
+    parallel) meet on the login node to be submitted as ONE job array,
+    ``--array=<ready indices>%K``. Each trial's supervising agent links its execution
+    folder as ``tasks/<index>`` and waits; under the folder's lock, the first one to
+    see every trial ready (or gone: stopped first), or nothing change for
+    ``ARRAY_QUIET`` seconds, submits the array of the ready ones and writes
+    ``job.json``; each then follows its task ``<job>_<index>``. A trial that comes
+    after the submission (a slow one, a re-upload) is submitted alone; a stop while
+    waiting withdraws the trial. A new agent (the old one died) just joins again."""
+
+    def __init__(self, workdir, spec, exec_dir):
+        arr = spec["slurm_array"]
+        sweep = str(arr["id"])
+        if not sweep or not all(c.isalnum() or c in "-_" for c in sweep):
+            raise SlurmError("invalid sweep id %r" % sweep)
+        self.spec = spec
+        self.exec_dir = exec_dir
+        self.index = int(arr["index"])
+        self.size = int(arr["size"])
+        self.parallel = int(arr.get("parallel") or 0)
+        self.quiet = float(arr.get("quiet") or ARRAY_QUIET)
+        self.folder = os.path.join(workdir, ARRAYS, sweep)
+        self.link = os.path.join(self.folder, TASKS, str(self.index))
+        self.gone = os.path.join(self.folder, GONE, str(self.index))
+
+    @contextlib.contextmanager
+    def locked(self):
+        import fcntl
+
+        for sub in (TASKS, GONE):
+            os.makedirs(os.path.join(self.folder, sub), exist_ok=True)
+        fd = os.open(os.path.join(self.folder, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def submitted(self):
+        return read_json(os.path.join(self.folder, ARRAY_JOB))
+
+    def _listed(self, sub):
+        return sorted(int(n) for n in os.listdir(os.path.join(self.folder, sub)) if n.isdigit())
+
+    def _quiet_for(self):
+        return time.time() - max(os.stat(os.path.join(self.folder, sub)).st_mtime for sub in (TASKS, GONE))
+
+    def join(self, save, stop_requested):
+        """The job id of this trial's task (``JOB_INDEX``), or None when it came too
+        late and must be submitted alone; raises Withdrawn on a stop."""
+        said = None
+        while True:
+            with self.locked():
+                sub = self.submitted()
+                if sub is not None:
+                    if sub.get("error"):
+                        raise SlurmError(sub["error"])
+                    if self.index in sub.get("tasks", ()) and os.path.realpath(self.link) == \
+                            os.path.realpath(self.exec_dir):
+                        return "%s_%d" % (sub["job"], self.index)
+                    return None
+                if stop_requested():
+                    _unlink(self.link)
+                    open(self.gone, "w").close()
+                    raise Withdrawn()
+                if os.path.realpath(self.link) != os.path.realpath(self.exec_dir):
+                    _unlink(self.link)
+                    os.symlink(self.exec_dir, self.link)
+                ready, gone = self._listed(TASKS), self._listed(GONE)
+                if len(ready) + len(gone) >= self.size or self._quiet_for() >= self.quiet:
+                    return self._submit(ready)
+            waiting = "waiting for the sweep's other trials, to submit them as one job array (%d of %d ready)" % (
+                len(ready), self.size - len(gone))
+            if waiting != said:
+                said = waiting
+                save(state="queued", reason=waiting, array_wait=True)
+            time.sleep(ARRAY_POLL)
+
+    def _submit(self, ready):
+        write_job_files(self.spec, self.exec_dir, self.folder)
+        for i in ready:  # each task appends to its trial's files: they start empty
+            for name in (JOB_OUT, JOB_ERR):
+                open(os.path.join(self.folder, TASKS, str(i), name), "ab").close()
+        try:
+            job = _sbatch(sbatch_argv(self.spec, self.exec_dir, None, (self.folder, ready, self.parallel)),
+                          self.spec)
+        except SlurmError as exc:
+            write_json(os.path.join(self.folder, ARRAY_JOB), {"error": str(exc), "at": time.time()})
+            raise
+        write_json(os.path.join(self.folder, ARRAY_JOB), {"job": job, "tasks": ready, "at": time.time()})
+        return "%s_%d" % (job, self.index)
+
+    def leave(self, status):
+        """This trial's folder goes (cleanup, a new upload): its link goes, and its
+        task is cancelled when it may still run; the last one out removes the folder."""
+        if not os.path.isdir(self.folder):
+            return
+        with self.locked():
+            sub = self.submitted() or {}
+            if sub.get("job") and self.index in sub.get("tasks", ()) and \
+                    (status or {}).get("state") not in ("exited", "failed", "stopped"):
+                cancel("%s_%d" % (sub["job"], self.index), job_env(self.spec), kill=True)
+            if os.path.realpath(self.link) == os.path.realpath(self.exec_dir):
+                _unlink(self.link)
+            if sub and not os.listdir(os.path.join(self.folder, TASKS)):
+                shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def leave_array(workdir, spec, status):
+    if spec and spec.get("slurm_array"):
+        try:
+            ArrayRendezvous(workdir, spec, os.path.join(workdir, "executions", spec["exec_id"])).leave(status)
+        except (OSError, SlurmError, KeyError, ValueError):
+            pass
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class SlurmJob(object):
     """Drives one execution's job from the supervising agent. ``save(**status)``
     records the agent's status; ``stop_requested()`` returns the stop request or None;
     ``sink(stream, data)`` appends to log.bin."""
 
-    def __init__(self, spec, exec_dir, workspace, save, stop_requested, sink, streams):
+    def __init__(self, spec, exec_dir, workspace, save, stop_requested, sink, streams, workdir=None):
         self.spec = spec
+        self.workdir = workdir or os.path.dirname(os.path.dirname(exec_dir))
         self.exec_dir = exec_dir
         self.workspace = workspace
         self.save = save
@@ -333,9 +500,18 @@ class SlurmJob(object):
         self.status_error = None
 
     def submit(self):
-        self.job = submit(self.spec, self.exec_dir, self.workspace)
+        """Submit the job, or join the sweep's job array (``spec["slurm_array"]``); raises
+        Withdrawn when a stop came first."""
+        job = None
+        if self.spec.get("slurm_array"):
+            for name in (JOB_OUT, JOB_ERR):
+                open(os.path.join(self.exec_dir, name), "ab").close()
+            job = ArrayRendezvous(self.workdir, self.spec, self.exec_dir).join(self.save, self.stop_requested)
+        if job is None:
+            job = submit(self.spec, self.exec_dir, self.workspace)
+        self.job = job
         self.state, self.reason = "queued", None
-        self.save(state="queued", slurm_job=self.job, reason=None, submitted_at=time.time())
+        self.save(state="queued", slurm_job=self.job, reason=None, array_wait=False, submitted_at=time.time())
         return self.job
 
     def take_over(self, status, out_offset, err_offset):
