@@ -17,6 +17,20 @@ from mldesk.engine.errors import EngineError
 class ExperimentsMixin:
     """Mixed into :class:`mldesk.engine.facade.Engine` (uses its store, layout, snapshots)."""
 
+    # -- sweep dispatch ---------------------------------------------------------------
+    @staticmethod
+    def trial_options(options: dict, *, runtime: str, sweep: str | None, count: int) -> list[dict]:
+        """The options of each of ``count`` trials. On a Slurm host the trials of a sweep
+        are ONE job array: each gets ``slurm_array`` (sweep id, its index, the number of
+        trials, K = the host's max parallel or 0), the agents on the login node submit
+        them together (``--array=0-(N-1)%K``, see ``mldesk.agent.slurm.ArrayRendezvous``)
+        and Slurm, not mldesk's queue, keeps K of them running."""
+        if runtime != "slurm" or sweep is None or count < 2:
+            return [options] * count
+        parallel = int(options.get("max_parallel") or 0)
+        return [dict(options, slurm_array={"id": sweep, "index": i, "size": count, "parallel": parallel})
+                for i in range(count)]
+
     # -- parameters, metrics, compare, diff -----------------------------------------
     def resolve_sweep(self, ref: str) -> str:
         """A sweep id from the id or a unique prefix of it."""

@@ -393,15 +393,18 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
             "max_output_bytes": self.setting("max_output_bytes"),
             "metrics": config.metrics.to_dict(),
         }
+        per_trial = self.trial_options(options, runtime=runtime, sweep=sweep, count=len(trials))
         # trials of a sweep wait in the host's queue from the start when it has a limit
-        state = "queued" if sweep is not None and int(max_parallel or 0) > 0 else "preparing"
+        # (not those of a Slurm job array: Slurm keeps its limit)
+        state = "queued" if sweep is not None and int(max_parallel or 0) > 0 and \
+            not per_trial[0].get("slurm_array") else "preparing"
         created: list[Execution] = []
         with self.snapshots.hold():
             try:
                 snap = self.snapshots.create(lab, config.exclude)
             except OSError as exc:
                 raise EngineError(f"could not snapshot {lab}: {exc}") from None
-            for trial, argv in zip(trials, argvs):
+            for trial, argv, trial_options in zip(trials, argvs, per_trial):
                 now = time.time()
                 exec_id = new_execution_id(now)
                 while any(e.id == exec_id for e in created):
@@ -417,7 +420,7 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
                     hardware=hardware, state=state, exit_code=None, reason=None,
                     created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
                     argv=argv, inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
-                    options=options, overrides=dict(trial), sweep=sweep,
+                    options=trial_options, overrides=dict(trial), sweep=sweep,
                 )
                 self.layout.execution_dir(exec_id).mkdir(mode=0o700, parents=True, exist_ok=True)
                 self.store.insert_execution(ex)

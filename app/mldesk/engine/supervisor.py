@@ -282,7 +282,8 @@ class Supervisor:
         state, reason = "failed", None
         try:
             self.runtime = get_runtime("ssh" if ex.host != "local" else ex.runtime)
-            started = ex.state == "running" or (ex.state == "queued" and ex.handle.get("slurm_job"))
+            # (queued with a Slurm handle: submitted, or waiting on the host for its job array)
+            started = ex.state == "running" or (ex.state == "queued" and ex.handle.get("runtime") == "slurm")
             if not started and ex.state in ("queued", "preparing", "fetching"):
                 code = self._fresh_run(ex)
             elif started:
@@ -436,7 +437,8 @@ class Supervisor:
         """Wait in ``queued`` until the host has a free slot (max parallel) and the
         GPUs asked for; the store takes them in one transaction (see
         ``Store.claim_start``), so no other mldesk process can take them too."""
-        limit = int(ex.options.get("max_parallel") or 0)
+        # a Slurm job array's trial: Slurm keeps the limit (--array=...%K)
+        limit = 0 if ex.options.get("slurm_array") else int(ex.options.get("max_parallel") or 0)
         host_gpus = list(ex.options.get("host_gpus") or [])
         said = None
         while True:
