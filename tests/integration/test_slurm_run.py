@@ -382,21 +382,105 @@ def test_stop_while_queued_cancels_the_job(slurme, slurm_host, shared_dir, tmp_p
         slurm_host.ssh(f"scancel {blocker}", check=False)
 
 
-def test_a_four_trial_sweep_runs_each_trial_as_its_own_job(slurme, slurm_host, shared_dir, tmp_path):
-    """A sweep on a Slurm host: one job per trial (not yet one job array), all finish."""
+ARRAY_TRIAL = r"""
+import argparse, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("--shared"); p.add_argument("--lr")
+a = p.parse_args()
+print("trial", a.lr, os.environ["MLDESK_EXECUTION_ID"], os.environ.get("SLURM_ARRAY_TASK_ID"), flush=True)
+os.makedirs("outputs", exist_ok=True)
+open("outputs/result.txt", "w").write(a.lr)
+open(os.path.join(a.shared, "started-" + a.lr), "w").close()
+while not os.path.exists(os.path.join(a.shared, "go-" + a.lr)):
+    time.sleep(0.05)
+print("loss:", float(a.lr) * 10, flush=True)
+"""
+
+
+def array_job_of(slurm_host, job: str) -> tuple[str, str]:
+    """(ArrayJobId, ArrayTaskId) of a job as Slurm records it."""
+    fields = dict(t.split("=", 1) for t in slurm_host.ssh(f"scontrol show job -o {job}").stdout.split() if "=" in t)
+    return fields.get("ArrayJobId", ""), fields.get("ArrayTaskId", "")
+
+
+def test_a_four_trial_sweep_is_one_job_array(slurme, slurm_host, shared_dir, tmp_path):
+    """A 4-trial sweep with max parallel 2 is ONE sbatch --array=0-3%2: each trial is its
+    own execution (own task, log, outputs, metrics); the tasks Slurm holds back are
+    queued with its reason; stopping one task leaves the others running."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    add_slurm_host(slurme, slurm_host, shared_dir, max_parallel=2)
+    lab = lab_in(tmp_path, ARRAY_TRIAL, f"parameters:\n  - pass-as: '--shared {shared}'\n  - pass-as: '--lr=0'\n")
+    sweep, executions = slurme.run_sweep(lab, ["lr=[1,2,3,4]"], host="cluster")
+    assert len(executions) == 4
+    by_lr = {e.overrides["lr"]: e for e in executions}
+    wait_for(lambda: len(list(shared.glob("started-*"))) == 2, 120,
+             f"two trials to run ({[(e.state, e.reason) for e in map(slurme.store.get, [x.id for x in executions])]})")
+    # the other two are held back by Slurm (%2): queued with its reason
+    held = wait_for(lambda: (lambda es: es if len(es) == 2 else None)(
+        [e for e in map(slurme.store.get, [x.id for x in executions])
+         if e.state == "queued" and e.reason == "JobArrayTaskLimit"]), 60, "two tasks queued by Slurm")
+    shown = json.loads(cli("show", held[0].id, "--json", home=slurme.layout.root, check=True).stdout)
+    assert shown["state"] == "queued" and shown["reason"] == "JobArrayTaskLimit", shown
+    jobs = {e.overrides["lr"]: wait_for(lambda: slurme.store.get(e.id).public().get("slurm_job"), 30, "a job id")
+            for e in executions}
+    arrays = {lr: array_job_of(slurm_host, job) for lr, job in jobs.items()}
+    array_ids = {a for a, _ in arrays.values()}
+    assert len(array_ids) == 1 and "" not in array_ids, arrays  # one sbatch
+    (array_id,) = array_ids
+    assert sorted(jobs.values()) == sorted(f"{array_id}_{t}" for _, t in arrays.values()), (jobs, arrays)
+    assert sorted(t for _, t in arrays.values()) == ["0", "1", "2", "3"]
+    assert len(slurm_host.ssh(f"squeue -h -r -j {array_id} -o %i").stdout.split()) == 4
+    # stop one running task: the others keep running
+    running = sorted(p.name.split("-", 1)[1] for p in shared.glob("started-*"))
+    victim, other = by_lr[running[0]], by_lr[running[1]]
+    slurme.stop(victim.id)
+    final = wait_final(slurme, victim.id, timeout=60)
+    assert final.state == "stopped", (final.reason, messages(slurme, victim.id))
+    assert squeue_has(slurm_host, jobs[running[1]]) and slurme.store.get(other.id).state == "running"
+    assert not squeue_has(slurm_host, jobs[running[0]])
+    for lr in ("1", "2", "3", "4"):
+        (shared / f"go-{lr}").write_text("")
+    finals = {lr: wait_final(slurme, e.id, timeout=120) for lr, e in by_lr.items()}
+    for lr, f in finals.items():
+        if lr == running[0]:
+            continue
+        assert f.state == "finished", (lr, f.reason, messages(slurme, f.id))
+        assert (slurme.outputs_dir(f.id) / "result.txt").read_text() == lr
+        task = arrays[lr][1]
+        assert program_output(slurme, f.id) == f"trial {lr} {f.id} {task}\nloss: {float(lr) * 10}\n".encode()
+        assert f.public()["slurm_job"] == jobs[lr]
+    rows = json.loads(cli("compare", "--sweep", sweep, "--json", home=slurme.layout.root, check=True).stdout)
+    assert sorted(r["id"] for r in rows) == sorted(e.id for e in executions)
+    for r in rows:
+        lr = r["params"]["lr"]
+        if lr != running[0]:
+            assert r["metrics"]["loss"]["last"] == float(lr) * 10, r
+    # a restart of one trial is a job of its own
+    again, _ = slurme.restart(by_lr["4"].id)
+    second = wait_final(slurme, again.id, timeout=90)
+    assert second.state == "finished", (second.reason, messages(slurme, again.id))
+    assert "_" not in second.public()["slurm_job"]
+    # the array's folder on the login node goes with its last trial
+    wait_for(lambda: not (shared_dir / "arrays" / sweep).exists(), 30, "the array's folder to go")
+
+
+def test_a_trial_stopped_before_the_submission_leaves_the_array(slurme, slurm_host, shared_dir, tmp_path):
+    """Stop one trial of a 4-trial sweep at once: the other three are still one job
+    array and finish; the stopped one never runs."""
     add_slurm_host(slurme, slurm_host, shared_dir)
     lab = lab_in(tmp_path, """
         import sys
         print("trial", sys.argv[1])
         """, "parameters:\n  - pass-as: '--lr=0'\n")
-    sweep_id, executions = slurme.run_sweep(lab, ["lr=[1,2,3,4]"], host="cluster")
-    assert len(executions) == 4
+    sweep, executions = slurme.run_sweep(lab, ["lr=[1,2,3,4]"], host="cluster")
+    slurme.stop(executions[3].id)
     finals = [wait_final(slurme, ex.id, timeout=120) for ex in executions]
-    assert [f.state for f in finals] == ["finished"] * 4, [(f.state, f.reason) for f in finals]
-    outputs = sorted(program_output(slurme, f.id) for f in finals)
-    assert outputs == [b"trial --lr=%d\n" % i for i in range(1, 5)]
-    jobs = {f.public()["slurm_job"] for f in finals}
-    assert len(jobs) == 4
+    assert [f.state for f in finals] == ["finished"] * 3 + ["stopped"], [(f.state, f.reason) for f in finals]
+    assert sorted(program_output(slurme, f.id) for f in finals[:3]) == [b"trial --lr=%d\n" % i for i in (1, 2, 3)]
+    arrays = {array_job_of(slurm_host, f.public()["slurm_job"])[0] for f in finals[:3]}
+    assert len(arrays) == 1 and "" not in arrays, arrays
+    assert program_output(slurme, finals[3].id) == b""
 
 
 def test_a_new_agent_takes_over_when_the_login_nodes_agent_dies(slurme, slurm_host, shared_dir, tmp_path):
