@@ -30,11 +30,17 @@ streams of ``follow`` and ``outputs`` are ``u8 type | u32 len | payload``):
     start WORKDIR ID                   spec JSON in; starts the supervising agent detached
                                        (own session, stdio to files), prints its status
                                        (runtime ``slurm``: the status once sbatch took the job)
+    start WORKDIR ID OFFSET HEARTBEAT [outputs]
+                                       the same, spec as one line in, status as frame B out,
+                                       then ``follow`` on the same channel
     supervise WORKDIR ID               (detached) run the program, write log and status
     follow WORKDIR ID OFFSET HEARTBEAT the log from byte OFFSET: frames L (raw records),
                                        H (heartbeat), T (status JSON when its state or
                                        reason changed: a Slurm job queued/running),
                                        E (final status JSON, last)
+    follow WORKDIR ID OFFSET HEARTBEAT outputs
+                                       the same, then after E one ``outputs`` request line
+                                       in and the final outputs out (as ``outputs``)
     stop WORKDIR ID GRACE              ask for a stop (TERM, KILL after GRACE seconds)
     slurm-info WORKDIR SHARED_CHECK    the profile's Slurm settings (JSON) in; JSON out: sinfo
                                        partitions, scontrol config values and,
@@ -437,12 +443,23 @@ def cmd_put_input(workdir, exec_id, name, sha, size):
 
 # -- start / supervise ---------------------------------------------------------------------
 
-def cmd_start(workdir, exec_id):
+def cmd_start(workdir, exec_id, offset=None, heartbeat=None, final_outputs=""):
+    """Without OFFSET: spec JSON in (to EOF), the status line out. With OFFSET and
+    HEARTBEAT (start-and-follow: one channel, one Python start for both): the spec as
+    one line in, a STARTED frame with the status out, then ``follow`` from OFFSET."""
     p = Paths(workdir, exec_id)
-    spec = json.loads(sys.stdin.read())
+    if offset is None:
+        spec = json.loads(sys.stdin.read())
+        status = runner.start(p, spec)
+        jline(status)
+        return 1 if status.get("state") == "failed" and not status.get("agent_pid") else 0
+    spec = json.loads(_IN.readline().decode("utf-8"))
     status = runner.start(p, spec)
-    jline(status)
-    return 1 if status.get("state") == "failed" and not status.get("agent_pid") else 0
+    write_typed(protocol.STARTED, json.dumps(status).encode())
+    _OUT.flush()
+    if status.get("state") == "failed" and not status.get("agent_pid"):
+        return 1
+    return cmd_follow(workdir, exec_id, offset, heartbeat, final_outputs)
 
 
 def cmd_supervise(workdir, exec_id, state="", wait=""):
@@ -451,7 +468,9 @@ def cmd_supervise(workdir, exec_id, state="", wait=""):
 
 # -- follow --------------------------------------------------------------------------------
 
-def cmd_follow(workdir, exec_id, offset, heartbeat):
+def cmd_follow(workdir, exec_id, offset, heartbeat, final_outputs=""):
+    """``final_outputs`` "outputs": after END, one request line in (as ``outputs``
+    reads it; an empty line or EOF: none) and the outputs out on this channel."""
     p = Paths(workdir, exec_id)
     offset = int(offset)
     heartbeat = max(0.2, float(heartbeat))
@@ -497,6 +516,11 @@ def cmd_follow(workdir, exec_id, offset, heartbeat):
                     continue
                 write_typed(protocol.END, json.dumps(status).encode())
                 _OUT.flush()
+                if final_outputs == "outputs":
+                    if fd is not None:
+                        os.close(fd)
+                        fd = None
+                    _send_outputs(p, _IN.readline())
                 return 0
             if status is None and not os.path.isdir(p.exec_dir):
                 write_typed(protocol.END, json.dumps({"state": "lost", "error": "the execution's folder %s is "
@@ -551,15 +575,20 @@ def cmd_stop(workdir, exec_id, grace):
 def cmd_outputs(workdir, exec_id):
     """Send the files of outputs/ that differ from what the caller has (the one
     symlink-safe walk of ``outputs``: nothing outside outputs/ is read)."""
+    _send_outputs(Paths(workdir, exec_id), _IN.readline())
+    return 0
+
+
+def _send_outputs(p, request_line):
     from mldesk.agent import outputs
 
-    p = Paths(workdir, exec_id)
-    req = json.loads(_IN.readline().decode("utf-8"))
+    if not request_line.strip():
+        return
+    req = json.loads(request_line.decode("utf-8"))
     outputs.send_outputs(os.path.join(p.workspace, "outputs"), write_typed, have=req.get("have") or {},
                          max_files=req.get("max_files"), max_file_bytes=req.get("max_file_bytes"),
                          max_total_bytes=req.get("max_total_bytes"))
     _OUT.flush()
-    return 0
 
 
 # -- resources -----------------------------------------------------------------------------------
@@ -608,9 +637,9 @@ COMMANDS = {
     "slurm-info": (cmd_slurm_info, 2),
     "upload": (cmd_upload, 2),
     "fetch": (cmd_fetch, 4),
-    "start": (cmd_start, 2),
+    "start": (cmd_start, (2, 4, 5)),
     "supervise": (cmd_supervise, (2, 3, 4)),
-    "follow": (cmd_follow, 4),
+    "follow": (cmd_follow, (4, 5)),
     "stop": (cmd_stop, 3),
     "outputs": (cmd_outputs, 2),
     "cleanup": (cmd_cleanup, 2),

@@ -8,6 +8,10 @@ Two framings travel on an agent command's stdin/stdout (little endian):
 * typed frames ``u8 kind | u32 len | payload`` (the streams of ``follow`` and
   ``outputs``), with the kinds below.
 
+``start`` with follow arguments answers with a ``STARTED`` frame and goes on as
+``follow``; ``follow`` asked for the final outputs reads one request line after its
+``END`` and sends them as ``outputs`` does (up to ``TOTALS``) on the same channel.
+
 A ``LOG`` frame carries raw records of the execution's log, in the log store's own
 format (``LOG_HEADER`` ... data ... ``LOG_TRAILER``), so the app stores them as they
 are with the host's timestamps.
@@ -21,7 +25,8 @@ import struct
 LOG = b"L"  # raw log records (one or more, complete)
 HEARTBEAT = b"H"  # nothing new, the link is alive
 STATUS = b"T"  # the status (JSON) when its state or reason changed (a Slurm job queued/running)
-END = b"E"  # the final status (JSON), always last
+END = b"E"  # the final status (JSON), always last (but for the final outputs, see below)
+STARTED = b"B"  # start-and-follow: the start's answer (status JSON), first
 # outputs: the changed files of outputs/
 FILE = b"F"  # a file begins: JSON {path, size, mtime_ns, mode}
 DATA = b"D"  # a piece of the current file's content
@@ -30,7 +35,7 @@ FOLDER = b"d"  # a folder: JSON {path}
 SKIP = b"S"  # a path not sent: JSON {path, reason}
 TOTALS = b"Z"  # the totals (JSON), always last
 
-KINDS = (LOG, HEARTBEAT, STATUS, END, FILE, DATA, FILE_END, FOLDER, SKIP, TOTALS)
+KINDS = (LOG, HEARTBEAT, STATUS, END, STARTED, FILE, DATA, FILE_END, FOLDER, SKIP, TOTALS)
 
 LENGTH = struct.Struct("<I")
 TYPED_HEAD = struct.Struct("<cI")
