@@ -47,6 +47,8 @@ class FollowStages:
             spec["slurm"] = profile.slurm_settings(gpu=ctx.hardware == "gpu")
             if ctx.options.get("slurm_gpus"):  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
                 spec["slurm"]["gpus"] = int(ctx.options["slurm_gpus"])
+            if ctx.options.get("slurm_array"):  # a sweep's trial: one task of the sweep's job array
+                spec["slurm_array"] = dict(ctx.options["slurm_array"])
         def start(conn):
             info = ensure_agent(conn)
             return info, conn.run(agent_argv(conn, "start", info["workdir"], ctx.exec_id),
@@ -76,6 +78,10 @@ class FollowStages:
         if handle.get("slurm_job"):
             handle["state"] = status.get("state")
             ctx.message(f"submitted to Slurm on {profile.name} as job {handle['slurm_job']}")
+            return handle
+        if runtime == "slurm" and status.get("state") == "queued":  # a trial waiting for its job array
+            handle["state"] = "queued"
+            ctx.message(f"on {profile.name}: {status.get('reason') or 'waiting to be submitted'}")
             return handle
         where = f"container {handle['container'][:12]}" if handle.get("container") else f"pid {handle.get('pid')}"
         ctx.message(f"started on {profile.name} ({runtime} runtime, {where}); it runs detached there")
@@ -189,26 +195,50 @@ class FollowStages:
                 elif kind == protocol.STATUS:
                     self._on_status(ctx, json.loads(payload))
                 elif kind == protocol.END:
-                    return json.loads(payload)
+                    status = json.loads(payload)
+                    changes = self._learn_job(ctx, status)  # (it ended before a T frame said)
+                    if changes:
+                        ctx.set_state("running", **changes)
+                    return status
                 # H: a heartbeat, nothing to do
         finally:
             p.close()
 
     def _on_status(self, ctx: RunContext, status: dict[str, Any]) -> None:
-        """A Slurm job's state changed: queued (with Slurm's reason) or running."""
+        """A Slurm job's state changed: queued (with Slurm's reason, or waiting for the
+        sweep's job array) or running. A job id first seen here (a job array's task)
+        goes into the handle."""
         state, reason = status.get("state"), status.get("reason")
         if (state, reason) == self._shown_state:
             return
         self._shown_state = (state, reason)
+        job = status.get("slurm_job")
+        changes = self._learn_job(ctx, status)
+        handle = self._handle
         if state == "queued":
-            ctx.message(f"queued by Slurm (job {status.get('slurm_job')}): {reason or 'pending'}")
-            ctx.set_state("queued", reason=reason)
+            if job:
+                ctx.message(f"queued by Slurm (job {job}): {reason or 'pending'}")
+            else:
+                ctx.message(f"on {handle.get('host') if handle else 'the host'}: {reason or 'waiting'}")
+            ctx.set_state("queued", reason=reason, **changes)
         elif state == "running":
-            ctx.message(f"Slurm job {status.get('slurm_job')} is running")
-            changes: dict[str, Any] = {"reason": None}
+            ctx.message(f"Slurm job {job} is running")
+            changes["reason"] = None
             if status.get("started_at"):
                 changes["started_at"] = status["started_at"]
             ctx.set_state("running", **changes)
+
+    def _learn_job(self, ctx: RunContext, status: dict[str, Any]) -> dict[str, Any]:
+        """A Slurm job id the handle lacks (a job array's task, submitted after the
+        start answered): into the handle; returns the store change to make."""
+        job = status.get("slurm_job")
+        handle = self._handle
+        if not job or handle is None or handle.get("slurm_job") == str(job):
+            return {}
+        handle["slurm_job"] = str(job)
+        ctx.message(f"submitted to Slurm on {handle.get('host')} as job {job}"
+                    + (" (a task of the sweep's job array)" if "_" in str(job) else ""))
+        return {"handle": dict(handle)}
 
 
 class _ResourceSync(threading.Thread):
