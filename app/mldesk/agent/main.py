@@ -40,7 +40,9 @@ streams of ``follow`` and ``outputs`` are ``u8 type | u32 len | payload``):
                                        E (final status JSON, last)
     follow WORKDIR ID OFFSET HEARTBEAT outputs
                                        the same, then after E one ``outputs`` request line
-                                       in and the final outputs out (as ``outputs``)
+                                       in and the final outputs out (as ``outputs``; with
+                                       "resources_from": N first an R frame: the samples
+                                       from byte N, as ``resources``)
     stop WORKDIR ID GRACE              ask for a stop (TERM, KILL after GRACE seconds)
     slurm-info WORKDIR SHARED_CHECK    the profile's Slurm settings (JSON) in; JSON out: sinfo
                                        partitions, scontrol config values and,
@@ -585,6 +587,8 @@ def _send_outputs(p, request_line):
     if not request_line.strip():
         return
     req = json.loads(request_line.decode("utf-8"))
+    if req.get("resources_from") is not None:  # the follow's end: the last samples first
+        write_typed(protocol.SAMPLES, _resource_lines(p, req["resources_from"]))
     outputs.send_outputs(os.path.join(p.workspace, "outputs"), write_typed, have=req.get("have") or {},
                          max_files=req.get("max_files"), max_file_bytes=req.get("max_file_bytes"),
                          max_total_bytes=req.get("max_total_bytes"))
@@ -596,7 +600,13 @@ def _send_outputs(p, request_line):
 def cmd_resources(workdir, exec_id, offset):
     """The complete lines of resources.jsonl from byte OFFSET on, raw (nothing when the
     file does not exist yet)."""
-    p = Paths(workdir, exec_id)
+    out = getattr(sys.stdout, "buffer", sys.stdout)
+    out.write(_resource_lines(Paths(workdir, exec_id), offset))
+    out.flush()
+    return 0
+
+
+def _resource_lines(p, offset):
     offset = max(0, int(offset))
     try:
         with open(p.resources, "rb") as f:
@@ -604,11 +614,7 @@ def cmd_resources(workdir, exec_id, offset):
             data = f.read()
     except OSError:
         data = b""
-    data = data[:data.rfind(b"\n") + 1]
-    out = getattr(sys.stdout, "buffer", sys.stdout)
-    out.write(data)
-    out.flush()
-    return 0
+    return data[:data.rfind(b"\n") + 1]
 
 
 # -- cleanup -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ HEARTBEAT = b"H"  # nothing new, the link is alive
 STATUS = b"T"  # the status (JSON) when its state or reason changed (a Slurm job queued/running)
 END = b"E"  # the final status (JSON), always last (but for the final outputs, see below)
 STARTED = b"B"  # start-and-follow: the start's answer (status JSON), first
+SAMPLES = b"R"  # after END, asked for: the last resource samples (raw lines), before the outputs
 # outputs: the changed files of outputs/
 FILE = b"F"  # a file begins: JSON {path, size, mtime_ns, mode}
 DATA = b"D"  # a piece of the current file's content
@@ -35,7 +36,7 @@ FOLDER = b"d"  # a folder: JSON {path}
 SKIP = b"S"  # a path not sent: JSON {path, reason}
 TOTALS = b"Z"  # the totals (JSON), always last
 
-KINDS = (LOG, HEARTBEAT, STATUS, END, STARTED, FILE, DATA, FILE_END, FOLDER, SKIP, TOTALS)
+KINDS = (LOG, HEARTBEAT, STATUS, END, STARTED, SAMPLES, FILE, DATA, FILE_END, FOLDER, SKIP, TOTALS)
 
 LENGTH = struct.Struct("<I")
 TYPED_HEAD = struct.Struct("<cI")

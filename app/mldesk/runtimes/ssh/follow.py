@@ -49,23 +49,40 @@ class FollowStages:
                 spec["slurm"]["gpus"] = int(ctx.options["slurm_gpus"])
             if ctx.options.get("slurm_array"):  # a sweep's trial: one task of the sweep's job array
                 spec["slurm_array"] = dict(ctx.options["slurm_array"])
+        heartbeat, dead_after = _follow_timing(profile)
+
         def start(conn):
+            # start-and-follow: the agent answers the start (B frame) and goes on as
+            # ``follow`` from offset 0 on the same channel, which stream() then reads
             info = ensure_agent(conn)
-            return info, conn.run(agent_argv(conn, "start", info["workdir"], ctx.exec_id),
-                                  input=json.dumps(spec).encode(), timeout=330.0)
+            p = conn.open(agent_argv(conn, "start", info["workdir"], ctx.exec_id, 0, heartbeat,
+                                     *self._follow_extra(ctx)), timeout=330.0, window_size=8 << 20)
+            try:
+                p.send((json.dumps(spec) + "\n").encode())
+                frame = p.read_typed()
+                if frame is None or frame[0] != protocol.STARTED:
+                    raise p._ended("the start ended without answering" if frame is None else
+                                   f"the start answered an unexpected {frame[0]!r} frame")
+                status = json.loads(frame[1])
+            except BaseException:
+                p.close()
+                raise
+            p.chan.settimeout(dead_after)  # from here on a follow stream: heartbeats
+            return info, conn, p, status
 
         try:
-            info, r = self._retry_on_link_loss(ctx, self._connection(ctx), start, attempts=3, give_up_after=120.0,
-                                               failed=f"could not start the program on {profile.name}")
+            info, conn, p, status = self._retry_on_link_loss(
+                ctx, self._connection(ctx), start, attempts=3, give_up_after=120.0,
+                failed=f"could not start the program on {profile.name}")
         except HostError as exc:
             raise ExecutionFailed(str(exc)) from None
-        try:
-            status = json.loads(r.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            err = (r.stderr.strip().splitlines() or [f"exit code {r.code}"])[-1]
-            raise ExecutionFailed(f"mldesk's agent on {profile.name} could not start the program: {err}") from None
+        except ValueError:
+            raise ExecutionFailed(f"mldesk's agent on {profile.name} could not start the program: "
+                                  "it answered something unexpected") from None
         if status.get("state") == "failed":
+            p.close()
             raise ExecutionFailed(status.get("error") or "the program could not be started on the host")
+        self._started = (conn, p)
         handle = {
             "host": profile.name, "profile": profile.to_dict(), "exec_id": ctx.exec_id,
             "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.get("keep_workspace")),
@@ -124,10 +141,13 @@ class FollowStages:
         else:
             self._offset = 0
         self._streaming = True
+        self._samples_done = False
+        self._final_outputs = None
         syncer = _OutputSync(self, ctx, float(profile.outputs_interval or 0))
         syncer.start()
         samples = _ResourceSync(self, ctx, handle, RESOURCES_INTERVAL)
         samples.start()
+        self._syncers = (syncer, samples)
         try:
             try:
                 conn = self._connection(ctx, announce=resume)
@@ -152,7 +172,8 @@ class FollowStages:
             syncer.stop()
             samples.stop()
             self._write_checkpoint(ctx, None, force=True)
-        samples.pull_once()  # the last samples, before cleanup removes them there
+        if not self._samples_done:
+            samples.pull_once()  # the last samples, before cleanup removes them there
         state = status.get("state")
         if state == "exited":
             return int(status.get("exit_code") if status.get("exit_code") is not None else 1)
@@ -168,11 +189,15 @@ class FollowStages:
         from mldesk.runtimes.ssh.transport import LinkLost
 
         profile = conn.profile
-        keepalive = max(0.5, float(profile.keepalive or 10.0))
-        heartbeat = max(0.25, keepalive / 2)
-        dead_after = max(2.0, 2 * keepalive + 1)
-        p = conn.open(agent_argv(conn, "follow", handle["workdir"], handle["exec_id"], self._offset, heartbeat),
-                      timeout=dead_after, window_size=8 << 20)
+        heartbeat, dead_after = _follow_timing(profile)
+        started, self._started = self._started, None
+        if started is not None and started[0] is conn and conn.alive and self._offset == 0:
+            p = started[1]  # the start's own channel goes on as the follow
+        else:
+            if started is not None:
+                started[1].close()
+            p = conn.open(agent_argv(conn, "follow", handle["workdir"], handle["exec_id"], self._offset, heartbeat,
+                                     *self._follow_extra(ctx)), timeout=dead_after, window_size=8 << 20)
         try:
             while True:
                 frame = p.read_typed()
@@ -197,12 +222,53 @@ class FollowStages:
                 elif kind == protocol.END:
                     status = json.loads(payload)
                     changes = self._learn_job(ctx, status)  # (it ended before a T frame said)
+                    if handle.get("runtime") == "slurm" and self._shown_state[0] != "running":
+                        # a job that ended before a T frame said it ran: when it started
+                        started = status.get("started_at") or status.get("submitted_at")
+                        if started:
+                            changes["started_at"] = started
                     if changes:
                         ctx.set_state("running", **changes)
+                    if self._follow_extra(ctx):
+                        self._final_over_follow(ctx, p)
                     return status
                 # H: a heartbeat, nothing to do
         finally:
             p.close()
+
+    @staticmethod
+    def _follow_extra(ctx: RunContext) -> list[str]:
+        """The follow's extra argument: the final outputs (and last samples) at its end."""
+        return ["outputs"] if ctx.exec_dir is not None else []
+
+    def _final_over_follow(self, ctx: RunContext, p) -> None:
+        """After END, on the same channel: the last resource samples and the final
+        outputs (what the final collection would fetch on channels of its own). Any
+        trouble leaves them to that collection (``collect_outputs``), which retries."""
+        for syncer in self._syncers:  # nothing else pulls into the same files meanwhile
+            syncer.stop()
+        dest = ctx.exec_dir / "outputs"
+        samples = ctx.exec_dir / "resources.jsonl"
+        try:
+            req = self._outputs_request(ctx, dest)
+            try:
+                req["resources_from"] = samples.stat().st_size
+            except FileNotFoundError:
+                req["resources_from"] = 0
+            p.send((json.dumps(req) + "\n").encode())
+            frame = p.read_typed()
+            if frame is None or frame[0] != protocol.SAMPLES:
+                return
+            if frame[1]:
+                fd = os.open(samples, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                try:
+                    os.write(fd, frame[1])
+                finally:
+                    os.close(fd)
+            self._samples_done = True
+            self._final_outputs = (dest, self._read_outputs(ctx, p, dest, report=True))
+        except Exception:  # noqa: BLE001 - the final collection fetches them on its own
+            self._final_outputs = None
 
     def _on_status(self, ctx: RunContext, status: dict[str, Any]) -> None:
         """A Slurm job's state changed: queued (with Slurm's reason, or waiting for the
@@ -239,6 +305,12 @@ class FollowStages:
         ctx.message(f"submitted to Slurm on {handle.get('host')} as job {job}"
                     + (" (a task of the sweep's job array)" if "_" in str(job) else ""))
         return {"handle": dict(handle)}
+
+
+def _follow_timing(profile) -> tuple[float, float]:
+    """(heartbeat the agent sends, silence after which the link is taken for dead)."""
+    keepalive = max(0.5, float(profile.keepalive or 10.0))
+    return max(0.25, keepalive / 2), max(2.0, 2 * keepalive + 1)
 
 
 class _ResourceSync(threading.Thread):

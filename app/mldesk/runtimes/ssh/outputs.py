@@ -36,6 +36,10 @@ class OutputStages:
             return
         if not self._connected_once and self._handle is None:
             return  # never reached the host: nothing there
+        done, self._final_outputs = self._final_outputs, None
+        if done is not None and Path(done[0]) == Path(dest):  # they came at the end of the log stream
+            self._outputs_collected(ctx, done[1])
+            return
         started = time.monotonic()
         last_error = ""
         conn = None
@@ -58,26 +62,39 @@ class OutputStages:
                 ctx.set_note(f"reconnecting to {self._profile_of(ctx).name} to collect the outputs")
                 time.sleep(2.0)
         ctx.set_note(None)
+        self._outputs_collected(ctx, result)
+
+    def _outputs_collected(self, ctx: RunContext, result: dict[str, Any]) -> None:
         self._final_collected = True
         ctx.message(f"collected {result['files']} output file(s), {human(result['bytes'])} "
                     f"({result['sent']} copied from {self._profile_of(ctx).name})")
         if self._handle is None:  # the program never started: nothing else needs the host's copy
             self._remove_remote(ctx.exec_id, None)
 
+    @staticmethod
+    def _outputs_request(ctx: RunContext, dest: Path) -> dict[str, Any]:
+        dest.mkdir(parents=True, exist_ok=True)
+        return {"have": _local_state(dest), "max_files": ctx.options.get("max_output_files"),
+                "max_file_bytes": ctx.options.get("max_output_file_bytes"),
+                "max_total_bytes": ctx.options.get("max_output_bytes")}
+
     def pull_outputs(self, ctx: RunContext, conn, dest: Path, *, report: bool) -> dict[str, Any]:
         """Copy the host's changed output files into ``dest``; returns the agent's totals."""
         info = ensure_agent(conn)
         dest = Path(dest)
-        dest.mkdir(parents=True, exist_ok=True)
-        have = _local_state(dest)
-        req = {"have": have, "max_files": ctx.options.get("max_output_files"),
-               "max_file_bytes": ctx.options.get("max_output_file_bytes"),
-               "max_total_bytes": ctx.options.get("max_output_bytes")}
+        req = self._outputs_request(ctx, dest)
         p = conn.open(agent_argv(conn, "outputs", (self._handle or {}).get("workdir") or info["workdir"], ctx.exec_id),
                       timeout=max(60.0, 4 * conn.profile.keepalive), window_size=8 << 20)
-        writer = _OutputWriter(dest)
         try:
             p.send((json.dumps(req) + "\n").encode())
+            return self._read_outputs(ctx, p, dest, report=report)
+        finally:
+            p.close()
+
+    def _read_outputs(self, ctx: RunContext, p, dest: Path, *, report: bool) -> dict[str, Any]:
+        """The outputs frames on ``p`` into ``dest``, up to the totals (returned)."""
+        writer = _OutputWriter(dest)
+        try:
             while True:
                 frame = p.read_typed()
                 if frame is None:
@@ -100,7 +117,6 @@ class OutputStages:
                     return obj
         finally:
             writer.abort()
-            p.close()
 
 
 

@@ -79,6 +79,10 @@ class SshRuntime(HostLink, UploadStages, FollowStages, OutputStages, Runtime):
         self._ex = None
         self._wake = threading.Event()
         self._shown_state: tuple[str | None, str | None] = (None, None)
+        self._started = None  # (connection, the start-and-follow channel) until stream() takes it
+        self._final_outputs = None  # (dest, totals): the final outputs came with the log stream's end
+        self._syncers: tuple = ()  # stream()'s periodic outputs and samples pullers
+        self._samples_done = False  # the last samples came with the log stream's end
 
     # -- stop / cleanup ----------------------------------------------------------------------
     def _send_stop(self, conn, handle: dict[str, Any], grace: float) -> None:
