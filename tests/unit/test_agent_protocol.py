@@ -58,3 +58,54 @@ def test_kill_group_escalates_and_pid_alive_sees_zombies():
     while fsutil.group_alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not fsutil.group_alive(proc.pid), "the sleep (TERM ignored, inherited) was killed after the grace"
+
+
+def test_start_and_follow_then_samples_and_outputs_on_one_channel(tmp_path):
+    """``start WORKDIR ID 0 HEARTBEAT outputs``: the start's status (B), the log stream
+    (L/T/H) to its end (E); then, asked on the same stdin, the last resource samples
+    (R) and the final outputs (F D f ... Z) -- what the SSH runtime reads on ONE
+    channel instead of four (start, follow, resources, outputs)."""
+    import sys
+    from pathlib import Path
+
+    app = str(Path(__file__).resolve().parents[2] / "app")
+    ws = tmp_path / "executions" / "x1" / "workspace"
+    (ws / "outputs").mkdir(parents=True)
+    (ws / "main.py").write_text("print('hi')\nopen('outputs/a.txt', 'w').write('AAA')\n")
+    spec = {"exec_id": "x1", "argv": [], "env": {}, "runtime": "process", "python": sys.executable,
+            "sample_interval": 0.05}
+    proc = subprocess.Popen([sys.executable, "-S", "-m", "mldesk.agent", "start", str(tmp_path), "x1", "0", "0.2",
+                             "outputs"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=app))
+    proc.stdin.write((json.dumps(spec) + "\n").encode())
+    proc.stdin.flush()
+
+    def frame():
+        head = proc.stdout.read(protocol.TYPED_HEAD_SIZE)
+        if not head:
+            return None
+        kind, size = protocol.typed_head(head)
+        return kind, proc.stdout.read(size)
+
+    frames = []
+    while True:
+        f = frame()
+        if f is None:
+            break
+        frames.append(f)
+        if f[0] == protocol.END:
+            proc.stdin.write(b'{"have": {}, "resources_from": 0}\n')
+            proc.stdin.flush()
+    assert proc.wait(30) == 0, proc.stderr.read()
+    kinds = [k for k, _ in frames]
+    assert kinds[0] == protocol.STARTED and json.loads(frames[0][1])["state"] in ("running", "exited")
+    end = kinds.index(protocol.END)
+    assert json.loads(frames[end][1])["state"] == "exited"
+    assert b"".join(d for s, _, d in protocol.log_records(b"".join(p for k, p in frames[:end] if k == protocol.LOG))
+                    if s == logstore.STDOUT) == b"hi\n"
+    assert kinds[end + 1] == protocol.SAMPLES and kinds[-1] == protocol.TOTALS
+    assert all(line.startswith(b"{") for line in frames[end + 1][1].splitlines())
+    files = [json.loads(p) for k, p in frames if k == protocol.FILE]
+    assert [f["path"] for f in files] == ["a.txt"]
+    assert b"".join(p for k, p in frames if k == protocol.DATA) == b"AAA"
+    assert json.loads(frames[-1][1])["sent"] == 1
