@@ -25,6 +25,7 @@ from pathlib import Path
 
 from mldesk.agent import logstore
 from mldesk.core.paths import Layout, no_space_message
+from mldesk.core.runopts import RunOptions
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, Execution, Store
 from mldesk.runtimes import get_runtime
@@ -199,7 +200,7 @@ class Supervisor:
         one is scanned on the first request instead: no extra process to start)."""
         with self._mlock:
             if not self._metrics_ended:
-                self._metrics = start_metrics(self.layout.execution_dir(ex.id), ex.options.get("metrics"))
+                self._metrics = start_metrics(self.layout.execution_dir(ex.id), RunOptions.from_json(ex.options).metrics)
 
     def set_state(self, state: str, **changes) -> Execution | None:
         return self.store.update(self.exec_id, state=state, **changes)
@@ -263,12 +264,12 @@ class Supervisor:
         self._metrics_timer = threading.Timer(METRICS_DELAY, self._start_metrics, (ex,))
         self._metrics_timer.daemon = True
         self._metrics_timer.start()
-        opts = ex.options
+        opts = RunOptions.from_json(ex.options)
         self.ctx = RunContext(
             exec_id=ex.id, name=ex.name, lab=Path(ex.lab), workspace=self.layout.workspace(ex.id),
             argv=list(ex.argv), image=ex.image, hardware=ex.hardware, env={},
-            grace=float(opts.get("grace", 10.0)), network=opts.get("network", "bridge"),
-            options=dict(opts, snapshot=ex.snapshot, runtime=ex.runtime), message=self.message,
+            grace=float(opts.grace), network=opts.network,
+            options=opts.replace(snapshot=ex.snapshot, runtime=ex.runtime), message=self.message,
             log_path=self.layout.log_path(ex.id),
             set_note=self._set_note,
             exec_dir=self.layout.execution_dir(ex.id),
@@ -436,12 +437,13 @@ class Supervisor:
         """Wait in ``queued`` until the host has a free slot (max parallel) and the
         GPUs asked for; the store takes them in one transaction (see
         ``Store.claim_start``), so no other mldesk process can take them too."""
-        limit = int(ex.options.get("max_parallel") or 0)
-        host_gpus = list(ex.options.get("host_gpus") or [])
+        opts = self.ctx.options
+        limit = int(opts.max_parallel or 0)
+        host_gpus = list(opts.host_gpus or [])
         said = None
         while True:
             self.check_stop()
-            claim = self.store.claim_start(ex.id, max_parallel=limit, gpus=ex.options.get("gpus"),
+            claim = self.store.claim_start(ex.id, max_parallel=limit, gpus=opts.gpus,
                                            host_gpus=host_gpus)
             if claim.ok:
                 self._use_gpus(claim.gpus, host_gpus)
@@ -459,7 +461,7 @@ class Supervisor:
         if gpus or host_gpus:
             self.ctx.env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
             self.ctx.env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        self.ctx.options["gpu_ids"] = list(gpus)
+        self.ctx.options = self.ctx.options.replace(gpu_ids=list(gpus))
         if gpus:
             self.message(f"GPUs {', '.join(map(str, gpus))} of {self.store.get(self.exec_id).host}"
                                 if len(gpus) > 1 else
@@ -481,7 +483,7 @@ class Supervisor:
         cache = GpuCache(str(self.layout.root / "cache" / "gpus.json")) if self.gpus else None
         kwargs = {"root": root} if callable(root) else {"root_pid": int(root)}
         self.sampler = Sampler(str(self.layout.resources_path(self.exec_id)), gpus=self.gpus,
-                               interval=float(self.ctx.options.get("sample_interval") or 2.0),
+                               interval=float(self.ctx.options.sample_interval or 2.0),
                                gpu_cache=cache, **kwargs).start()
 
     def _stop_sampler(self) -> None:
@@ -566,7 +568,7 @@ class Supervisor:
         self._record_final(state, code, reason)  # first the outcome, then the cleanup
 
     def _workspace_kept(self) -> bool:
-        return bool(self.ctx.options.get("keep_workspace") or self.keep_workspace) and self.ctx.workspace.exists()
+        return bool(self.ctx.options.keep_workspace or self.keep_workspace) and self.ctx.workspace.exists()
 
     def _strip_workspace(self) -> None:
         from mldesk.agent.outputs import strip_special_bits

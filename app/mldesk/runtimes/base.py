@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from mldesk.agent import logstore
+from mldesk.core.runopts import RunOptions
 from mldesk.core.units import human_bytes
 from mldesk.agent.errors import UserError
 
@@ -52,7 +53,7 @@ class RunContext:
     env: dict[str, str]
     grace: float = 10.0
     network: str = "none"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
     message: Callable[[str], None] = print
     log_path: Path | None = None
     # a transient status shown on the execution (e.g. "reconnecting"); None clears it
@@ -68,7 +69,7 @@ class RunContext:
         the local process runtime a few variables of ours (PATH, HOME, locale...),
         never secrets; in a container nothing of the host's."""
         base: dict[str, str] = {}
-        if self.options.get("runtime") == "process" and not self.options.get("host_profile"):
+        if self.options.runtime == "process" and not self.options.host_profile:
             import os
 
             from mldesk.agent.envpolicy import host_env
@@ -128,10 +129,10 @@ class Runtime:
             inputs.fetch_inputs(
                 specs, ctx.workspace / "inputs", cache_dir=cache_dir, on_progress=on_progress,
                 on_message=ctx.message, cancel=cancel,
-                timeout=float(ctx.options.get("input_timeout", 30.0)),
-                retries=int(ctx.options.get("input_retries", 4)),
-                max_bytes=ctx.options.get("input_max_bytes", inputs.DEFAULT_MAX_BYTES),
-                min_rate=float(ctx.options.get("input_min_rate", inputs.DEFAULT_MIN_RATE) or 0.0),
+                timeout=float(ctx.options.input_timeout),
+                retries=int(ctx.options.input_retries),
+                max_bytes=ctx.options.input_max_bytes,
+                min_rate=float(ctx.options.input_min_rate or 0.0),
             )
         except inputs.InputError as exc:
             raise ExecutionFailed(str(exc)) from None
@@ -144,9 +145,9 @@ class Runtime:
             return
         result = outputs.collect_outputs(
             src, dest, on_message=ctx.message,
-            max_files=ctx.options.get("max_output_files"),
-            max_file_bytes=ctx.options.get("max_output_file_bytes"),
-            max_total_bytes=ctx.options.get("max_output_bytes"),
+            max_files=ctx.options.max_output_files,
+            max_file_bytes=ctx.options.max_output_file_bytes,
+            max_total_bytes=ctx.options.max_output_bytes,
         )
         if final:
             ctx.message(f"collected {result.files} output file(s), {human_bytes(result.bytes)}")

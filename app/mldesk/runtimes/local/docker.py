@@ -171,8 +171,8 @@ class DockerRuntime(RunnerRuntime):
         return {"image": ctx.image, "network": ctx.network, "gpus": ctx.hardware == "gpu",
                 # the GPU queue's choice: exactly these (a device request with device ids);
                 # None: no queue in between, all of them when hardwareType is gpu
-                "gpu_ids": ctx.options.get("gpu_ids"),
-                "docker_wait": float(ctx.options.get("docker_wait", 600.0))}
+                "gpu_ids": ctx.options.gpu_ids,
+                "docker_wait": float(ctx.options.docker_wait)}
 
     def container_config(self, ctx: RunContext) -> dict[str, Any]:
         """The Engine API's container config the runner creates this execution's

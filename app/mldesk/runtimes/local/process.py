@@ -26,7 +26,7 @@ class ProcessRuntime(RunnerRuntime):
             )
 
     def spec(self, ctx: RunContext) -> dict[str, Any]:
-        return {"python": which_python(ctx.lab, ctx.options.get("python")), "kill_leftovers": True}
+        return {"python": which_python(ctx.lab, ctx.options.python), "kill_leftovers": True}
 
     def sample_root(self, handle: dict[str, Any]):
         """The program's pid (the runner's status, in the handle): its process tree is sampled."""

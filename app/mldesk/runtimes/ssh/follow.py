@@ -40,13 +40,13 @@ class FollowStages:
             "runtime": runtime, "image": ctx.image, "python": profile.python or "python3",
             "network": ctx.network or profile.network, "gpus": bool(profile.gpus), "grace": ctx.grace,
             # the GPUs the queue gave it (None: no queue in between, the profile's flag decides)
-            "gpu_ids": ctx.options.get("gpu_ids"),
-            "sample_interval": float(ctx.options.get("sample_interval") or 2.0),
+            "gpu_ids": ctx.options.gpu_ids,
+            "sample_interval": float(ctx.options.sample_interval or 2.0),
         }
         if runtime == "slurm":
             spec["slurm"] = profile.slurm_settings(gpu=ctx.hardware == "gpu")
-            if ctx.options.get("slurm_gpus"):  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
-                spec["slurm"]["gpus"] = int(ctx.options["slurm_gpus"])
+            if ctx.options.slurm_gpus:  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
+                spec["slurm"]["gpus"] = int(ctx.options.slurm_gpus)
         def start(conn):
             info = ensure_agent(conn)
             return info, conn.run(agent_argv(conn, "start", info["workdir"], ctx.exec_id),
@@ -66,7 +66,7 @@ class FollowStages:
             raise ExecutionFailed(status.get("error") or "the program could not be started on the host")
         handle = {
             "host": profile.name, "profile": profile.to_dict(), "exec_id": ctx.exec_id,
-            "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.get("keep_workspace")),
+            "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.keep_workspace),
             "log_dir": str(ctx.exec_dir) if ctx.exec_dir is not None else None,
         }
         for key in ("pid", "pgid", "container", "slurm_job"):
@@ -109,7 +109,7 @@ class FollowStages:
         self._ctx = ctx
         self._handle = handle
         if self._profile is None:
-            self._profile = self._load_profile(handle.get("profile") or ctx.options.get("host_profile"))
+            self._profile = self._load_profile(handle.get("profile") or ctx.options.host_profile)
         profile = self._profile
         ctx.workspace.mkdir(parents=True, exist_ok=True)
         matcher = None

@@ -70,9 +70,9 @@ class OutputStages:
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         have = _local_state(dest)
-        req = {"have": have, "max_files": ctx.options.get("max_output_files"),
-               "max_file_bytes": ctx.options.get("max_output_file_bytes"),
-               "max_total_bytes": ctx.options.get("max_output_bytes")}
+        req = {"have": have, "max_files": ctx.options.max_output_files,
+               "max_file_bytes": ctx.options.max_output_file_bytes,
+               "max_total_bytes": ctx.options.max_output_bytes}
         p = conn.open(agent_argv(conn, "outputs", (self._handle or {}).get("workdir") or info["workdir"], ctx.exec_id),
                       timeout=max(60.0, 4 * conn.profile.keepalive), window_size=8 << 20)
         writer = _OutputWriter(dest)

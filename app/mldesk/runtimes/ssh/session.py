@@ -34,7 +34,7 @@ class HostLink:
 
     def _profile_of(self, ctx: RunContext):
         if self._profile is None:
-            self._profile = self._load_profile(ctx.options.get("host_profile"))
+            self._profile = self._load_profile(ctx.options.host_profile)
         return self._profile
 
     def _new_connection(self, profile):
@@ -161,7 +161,7 @@ class HostLink:
         return self._ex
 
     def _remote_runtime(self, ctx: RunContext) -> str:
-        rt = ctx.options.get("runtime")
+        rt = ctx.options.runtime
         if rt in ("docker", "process", "slurm"):
             return rt
         try:
