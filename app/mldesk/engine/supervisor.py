@@ -30,6 +30,7 @@ from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, Execution, Store
 from mldesk.runtimes import get_runtime
 from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable, exit_reason
+from mldesk.runtimes.handles import Handle
 
 STOP_POLL = 0.2
 METRICS_DELAY = 1.0  # seconds before a supervisor starts its metrics scanner
@@ -179,7 +180,7 @@ class Supervisor:
         self.snapshots = SnapshotStore(layout.blobs, layout.snapshots)
         self.stop_event = threading.Event()
         self.done = threading.Event()
-        self.handle: dict = {}
+        self.handle: Handle | None = None  # the runtime's, once started
         self.runtime = None
         self._progress: dict[str, dict] = {}
         self._progress_written = 0.0
@@ -277,13 +278,14 @@ class Supervisor:
                 self.exec_id, state=state, only_if_state=("queued", "running"), **kw),
         )
         threading.Thread(target=self._watch_stop, name="stop-watch", daemon=True).start()
-        self.handle = dict(ex.handle)
         code: int | None = ex.exit_code
         # the outcome is decided first, recorded last: nothing in between may lose it
         state, reason = "failed", None
         try:
             self.runtime = get_runtime("ssh" if ex.host != "local" else ex.runtime)
-            started = ex.state == "running" or (ex.state == "queued" and ex.handle.get("slurm_job"))
+            self.handle = self.runtime.load_handle(ex.handle)  # (any earlier mldesk's)
+            started = ex.state == "running" or (ex.state == "queued" and self.handle is not None
+                                                and self.handle.in_scheduler)
             if not started and ex.state in ("queued", "preparing", "fetching"):
                 code = self._fresh_run(ex)
             elif started:
@@ -427,7 +429,7 @@ class Supervisor:
                 self.runtime.cleanup(self.handle)
             except Exception:  # noqa: BLE001 - the execution's result stands
                 traceback.print_exc()
-            self.handle = {}
+            self.handle = None
         if self._workspace_kept():
             self._strip_workspace()
         elif self.ctx.workspace.exists():
@@ -515,11 +517,11 @@ class Supervisor:
                 self.layout.input_cache, self.on_progress, cancel)
             self.check_stop()
         self.handle = self.runtime.start(self.ctx)
-        if self.handle.get("state") == "queued":  # a scheduler's (Slurm's) queue
-            self._patient("recording the start", lambda: self.set_state("queued", handle=self.handle))
+        if self.handle.queued:  # a scheduler's (Slurm's) queue
+            self._patient("recording the start", lambda: self.set_state("queued", handle=self.handle.to_json()))
         else:
             self._patient("recording the start", lambda: self.set_state("running", started_at=time.time(),
-                                                                        handle=self.handle))
+                                                                        handle=self.handle.to_json()))
         self._start_sampler()
         msg("running: python main.py " + shlex.join(self.ctx.argv))
         if self.stop_event.is_set():  # asked while starting: the watcher may have missed the handle

@@ -4,7 +4,8 @@ A runtime runs ``python main.py ARGV`` for one execution and nothing else: it ne
 touches the UI or the store. The supervisor (``mldesk.engine.supervisor``) drives it:
 
 1. ``prepare(ctx)``        make sure it can run (image present, GPU there, ...)
-2. ``start(ctx)``          start the program detached; returns a JSON-able handle
+2. ``start(ctx)``          start the program detached; returns the runtime's handle
+                           (``handles.py``; kept in the store as its ``to_json()``)
 3. ``stream(ctx, handle, sink)``  copy output into ``sink`` until the program exits;
                            returns the exit code. With ``resume=True`` it continues
                            after a previous supervisor died, from what the log holds.
@@ -25,6 +26,7 @@ from typing import Any, Callable, Protocol
 
 from mldesk.agent import logstore
 from mldesk.core.runopts import RunOptions
+from mldesk.runtimes.handles import Handle
 from mldesk.core.units import human_bytes
 from mldesk.agent.errors import UserError
 
@@ -86,6 +88,12 @@ class RunContext:
 
 class Runtime:
     name = "abstract"
+    handle_type: type[Handle] = Handle
+
+    def load_handle(self, data: dict[str, Any] | None) -> Handle | None:
+        """The handle a started execution's row holds (any earlier mldesk's), or None
+        when it has none (``{}``: not started)."""
+        return self.handle_type.from_json(data) if data else None
 
     def available(self) -> str | None:
         """None when usable, else a one-line reason with the next step."""
@@ -94,19 +102,19 @@ class Runtime:
     def prepare(self, ctx: RunContext) -> None:
         pass
 
-    def start(self, ctx: RunContext) -> dict[str, Any]:
+    def start(self, ctx: RunContext) -> Handle:
         raise NotImplementedError
 
-    def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
+    def stream(self, ctx: RunContext, handle: Handle, sink: Sink, *, resume: bool = False) -> int:
         raise NotImplementedError
 
-    def stop(self, handle: dict[str, Any], grace: float) -> None:
+    def stop(self, handle: Handle, grace: float) -> None:
         raise NotImplementedError
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
+    def cleanup(self, handle: Handle) -> None:
         pass
 
-    def sample_root(self, handle: dict[str, Any]):
+    def sample_root(self, handle: Handle):
         """What the resource sampler of this machine watches: the pid of the program's
         process tree here, a callable returning it (it may change or appear late), or
         None when the program does not run on this machine (sampled elsewhere)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from mldesk.agent import protocol
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Sink
+from mldesk.runtimes.handles import SshHandle
 from mldesk.runtimes.relay import Matcher, resume_point, write_checkpoint
 from mldesk.runtimes.ssh.client import agent_argv, ensure_agent
 from mldesk.runtimes.ssh.outputs import _OutputSync
@@ -29,7 +30,7 @@ _Matcher = Matcher  # (the relay's; kept under its old name)
 class FollowStages:
     """``SshRuntime``'s ``start`` and ``stream`` (follow, reconnect, resume)."""
 
-    def start(self, ctx: RunContext) -> dict[str, Any]:
+    def start(self, ctx: RunContext) -> SshHandle:
         from mldesk.runtimes.ssh.transport import HostError
 
         self._ctx = ctx
@@ -64,20 +65,19 @@ class FollowStages:
             raise ExecutionFailed(f"mldesk's agent on {profile.name} could not start the program: {err}") from None
         if status.get("state") == "failed":
             raise ExecutionFailed(status.get("error") or "the program could not be started on the host")
-        handle = {
-            "host": profile.name, "profile": profile.to_dict(), "exec_id": ctx.exec_id,
-            "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.keep_workspace),
-            "log_dir": str(ctx.exec_dir) if ctx.exec_dir is not None else None,
-        }
-        for key in ("pid", "pgid", "container", "slurm_job"):
-            if status.get(key):
-                handle[key] = status[key]
+        handle = SshHandle(
+            host=profile.name, profile=profile.to_dict(), exec_id=ctx.exec_id,
+            workdir=info["workdir"], runtime=runtime, keep_workspace=bool(ctx.options.keep_workspace),
+            log_dir=str(ctx.exec_dir) if ctx.exec_dir is not None else None,
+            **{key: status[key] for key in ("pid", "pgid", "container", "slurm_job") if status.get(key)},
+        )
+        if handle.slurm_job:
+            handle = handle.replace(state=status.get("state"))
         self._handle = handle
-        if handle.get("slurm_job"):
-            handle["state"] = status.get("state")
-            ctx.message(f"submitted to Slurm on {profile.name} as job {handle['slurm_job']}")
+        if handle.slurm_job:
+            ctx.message(f"submitted to Slurm on {profile.name} as job {handle.slurm_job}")
             return handle
-        where = f"container {handle['container'][:12]}" if handle.get("container") else f"pid {handle.get('pid')}"
+        where = f"container {handle.container[:12]}" if handle.container else f"pid {handle.pid}"
         ctx.message(f"started on {profile.name} ({runtime} runtime, {where}); it runs detached there")
         return handle
 
@@ -103,13 +103,13 @@ class FollowStages:
     def _resume_point(self, ctx: RunContext) -> tuple[int, _Matcher | None]:
         return resume_point(self._checkpoint_path(ctx), ctx.log_path)
 
-    def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
+    def stream(self, ctx: RunContext, handle: SshHandle, sink: Sink, *, resume: bool = False) -> int:
         from mldesk.runtimes.ssh.transport import HostError, LinkLost
 
         self._ctx = ctx
         self._handle = handle
         if self._profile is None:
-            self._profile = self._load_profile(handle.get("profile") or ctx.options.host_profile)
+            self._profile = self._load_profile(handle.profile or ctx.options.host_profile)
         profile = self._profile
         ctx.workspace.mkdir(parents=True, exist_ok=True)
         matcher = None
@@ -158,14 +158,14 @@ class FollowStages:
                                   "recording how the program ended (was the host rebooted?)")
         raise ExecutionFailed(status.get("error") or f"the program on {profile.name} failed ({state})")
 
-    def _follow(self, ctx: RunContext, conn, handle: dict[str, Any], sink: Sink, matcher: _Matcher | None):
+    def _follow(self, ctx: RunContext, conn, handle: SshHandle, sink: Sink, matcher: _Matcher | None):
         from mldesk.runtimes.ssh.transport import LinkLost
 
         profile = conn.profile
         keepalive = max(0.5, float(profile.keepalive or 10.0))
         heartbeat = max(0.25, keepalive / 2)
         dead_after = max(2.0, 2 * keepalive + 1)
-        p = conn.open(agent_argv(conn, "follow", handle["workdir"], handle["exec_id"], self._offset, heartbeat),
+        p = conn.open(agent_argv(conn, "follow", handle.workdir, handle.exec_id, self._offset, heartbeat),
                       timeout=dead_after, window_size=8 << 20)
         try:
             while True:
@@ -216,7 +216,7 @@ class _ResourceSync(threading.Thread):
     to the local resources.jsonl every ``interval`` seconds. The local file's size is
     the offset, so a reconnect or a new supervisor continues where it stopped."""
 
-    def __init__(self, runtime: "SshRuntime", ctx: RunContext, handle: dict[str, Any], interval: float):
+    def __init__(self, runtime: "SshRuntime", ctx: RunContext, handle: SshHandle, interval: float):
         super().__init__(name=f"resources-{ctx.exec_id}", daemon=True)
         self.runtime = runtime
         self.ctx = ctx
@@ -227,7 +227,7 @@ class _ResourceSync(threading.Thread):
 
     def pull_once(self) -> None:
         conn = self.runtime._conn
-        if self.ctx.exec_dir is None or conn is None or not conn.alive or not self.handle.get("workdir"):
+        if self.ctx.exec_dir is None or conn is None or not conn.alive or not self.handle.workdir:
             return
         path = self.ctx.exec_dir / "resources.jsonl"
         with self._lock:
@@ -236,7 +236,7 @@ class _ResourceSync(threading.Thread):
             except FileNotFoundError:
                 offset = 0
             try:
-                r = conn.run(agent_argv(conn, "resources", self.handle["workdir"], self.handle["exec_id"], offset),
+                r = conn.run(agent_argv(conn, "resources", self.handle.workdir, self.handle.exec_id, offset),
                              timeout=60.0)
             except Exception:  # noqa: BLE001 - the next round retries
                 return

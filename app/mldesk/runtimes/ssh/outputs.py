@@ -73,7 +73,7 @@ class OutputStages:
         req = {"have": have, "max_files": ctx.options.max_output_files,
                "max_file_bytes": ctx.options.max_output_file_bytes,
                "max_total_bytes": ctx.options.max_output_bytes}
-        p = conn.open(agent_argv(conn, "outputs", (self._handle or {}).get("workdir") or info["workdir"], ctx.exec_id),
+        p = conn.open(agent_argv(conn, "outputs", (self._handle and self._handle.workdir) or info["workdir"], ctx.exec_id),
                       timeout=max(60.0, 4 * conn.profile.keepalive), window_size=8 << 20)
         writer = _OutputWriter(dest)
         try:

@@ -139,10 +139,7 @@ class HostLink:
                 conn = self._reconnect(ctx, str(exc), give_up_after=give_up_after)
 
     def _remote_exec_dir(self) -> str | None:
-        h = self._handle or {}
-        if h.get("workdir") and h.get("exec_id"):
-            return f"{h['workdir']}/executions/{h['exec_id']}"
-        return None
+        return self._handle.remote_exec_dir if self._handle is not None else None
 
     # -- the execution record (snapshot id, runtime) ---------------------------------------
     def _execution(self, ctx: RunContext):
