@@ -4,7 +4,9 @@ It outlives whoever started it (own session, no terminal), holds the execution's
 writer lock for its whole life (so exactly one process ever writes its log), runs
 the stages, copies the program's output into the log as it arrives and writes the
 final state. Started again on an execution that is not final (the previous
-supervisor died), it resumes from the stage the store records.
+supervisor died), it resumes from the stage the store records. The row's options
+and handle are read into their types (``RunOptions.from_json``,
+``Runtime.load_handle``), rows of earlier versions included.
 """
 
 from __future__ import annotations
