@@ -10,6 +10,7 @@ from mldesk.agent import logstore
 from mldesk.core import compare as compare_mod
 from mldesk.core import labconfig, metrics as metrics_mod
 from mldesk.core import params as params_mod
+from mldesk.core.runopts import RunOptions
 from mldesk.core.store import Execution
 from mldesk.engine.errors import EngineError
 
@@ -19,7 +20,8 @@ class ExperimentsMixin:
 
     # -- sweep dispatch ---------------------------------------------------------------
     @staticmethod
-    def trial_options(options: dict, *, runtime: str, sweep: str | None, count: int) -> list[dict]:
+    def trial_options(options: RunOptions, *, runtime: str, sweep: str | None,
+                      count: int) -> list[RunOptions]:
         """The options of each of ``count`` trials. On a Slurm host the trials of a sweep
         are ONE job array: each gets ``slurm_array`` (sweep id, its index, the number of
         trials, K = the host's max parallel or 0), the agents on the login node submit
@@ -27,8 +29,8 @@ class ExperimentsMixin:
         and Slurm, not mldesk's queue, keeps K of them running."""
         if runtime != "slurm" or sweep is None or count < 2:
             return [options] * count
-        parallel = int(options.get("max_parallel") or 0)
-        return [dict(options, slurm_array={"id": sweep, "index": i, "size": count, "parallel": parallel})
+        parallel = int(options.max_parallel or 0)
+        return [options.replace(slurm_array={"id": sweep, "index": i, "size": count, "parallel": parallel})
                 for i in range(count)]
 
     # -- parameters, metrics, compare, diff -----------------------------------------
@@ -49,7 +51,7 @@ class ExperimentsMixin:
         return params_mod.params(ex.argv)
 
     def metrics_config(self, ex: Execution) -> metrics_mod.MetricsConfig:
-        return metrics_mod.MetricsConfig.from_dict(ex.options.get("metrics"))
+        return metrics_mod.MetricsConfig.from_dict(RunOptions.from_json(ex.options).metrics)
 
     def metrics(self, ref: str | Execution, key: str | None = None) -> dict[str, list[tuple]]:
         """``{key: [(step, value, time), ...]}`` of an execution, in the order printed.

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from mldesk.agent import protocol
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Sink
+from mldesk.runtimes.handles import SshHandle
 from mldesk.runtimes.relay import Matcher, resume_point, write_checkpoint
 from mldesk.runtimes.ssh.client import agent_argv, ensure_agent
 from mldesk.runtimes.ssh.outputs import _OutputSync
@@ -29,7 +30,7 @@ _Matcher = Matcher  # (the relay's; kept under its old name)
 class FollowStages:
     """``SshRuntime``'s ``start`` and ``stream`` (follow, reconnect, resume)."""
 
-    def start(self, ctx: RunContext) -> dict[str, Any]:
+    def start(self, ctx: RunContext) -> SshHandle:
         from mldesk.runtimes.ssh.transport import HostError
 
         self._ctx = ctx
@@ -40,15 +41,15 @@ class FollowStages:
             "runtime": runtime, "image": ctx.image, "python": profile.python or "python3",
             "network": ctx.network or profile.network, "gpus": bool(profile.gpus), "grace": ctx.grace,
             # the GPUs the queue gave it (None: no queue in between, the profile's flag decides)
-            "gpu_ids": ctx.options.get("gpu_ids"),
-            "sample_interval": float(ctx.options.get("sample_interval") or 2.0),
+            "gpu_ids": ctx.options.gpu_ids,
+            "sample_interval": float(ctx.options.sample_interval or 2.0),
         }
         if runtime == "slurm":
             spec["slurm"] = profile.slurm_settings(gpu=ctx.hardware == "gpu")
-            if ctx.options.get("slurm_gpus"):  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
-                spec["slurm"]["gpus"] = int(ctx.options["slurm_gpus"])
-            if ctx.options.get("slurm_array"):  # a sweep's trial: one task of the sweep's job array
-                spec["slurm_array"] = dict(ctx.options["slurm_array"])
+            if ctx.options.slurm_gpus:  # gpus: N (ml.yaml or --gpus) -> --gres=gpu:N
+                spec["slurm"]["gpus"] = int(ctx.options.slurm_gpus)
+            if ctx.options.slurm_array:  # a sweep's trial: one task of the sweep's job array
+                spec["slurm_array"] = dict(ctx.options.slurm_array)
         heartbeat, dead_after = _follow_timing(profile)
 
         def start(conn):
@@ -83,24 +84,23 @@ class FollowStages:
             p.close()
             raise ExecutionFailed(status.get("error") or "the program could not be started on the host")
         self._started = (conn, p)
-        handle = {
-            "host": profile.name, "profile": profile.to_dict(), "exec_id": ctx.exec_id,
-            "workdir": info["workdir"], "runtime": runtime, "keep_workspace": bool(ctx.options.get("keep_workspace")),
-            "log_dir": str(ctx.exec_dir) if ctx.exec_dir is not None else None,
-        }
-        for key in ("pid", "pgid", "container", "slurm_job"):
-            if status.get(key):
-                handle[key] = status[key]
+        handle = SshHandle(
+            host=profile.name, profile=profile.to_dict(), exec_id=ctx.exec_id,
+            workdir=info["workdir"], runtime=runtime, keep_workspace=bool(ctx.options.keep_workspace),
+            log_dir=str(ctx.exec_dir) if ctx.exec_dir is not None else None,
+            **{key: status[key] for key in ("pid", "pgid", "container", "slurm_job") if status.get(key)},
+        )
+        if handle.slurm_job or (runtime == "slurm" and status.get("state") == "queued"):
+            # (queued without a job: a sweep's trial the agent submits with its job array)
+            handle = handle.replace(state=status.get("state"))
         self._handle = handle
-        if handle.get("slurm_job"):
-            handle["state"] = status.get("state")
-            ctx.message(f"submitted to Slurm on {profile.name} as job {handle['slurm_job']}")
+        if handle.slurm_job:
+            ctx.message(f"submitted to Slurm on {profile.name} as job {handle.slurm_job}")
             return handle
-        if runtime == "slurm" and status.get("state") == "queued":  # a trial waiting for its job array
-            handle["state"] = "queued"
+        if runtime == "slurm" and handle.queued:  # a trial waiting for its job array
             ctx.message(f"on {profile.name}: {status.get('reason') or 'waiting to be submitted'}")
             return handle
-        where = f"container {handle['container'][:12]}" if handle.get("container") else f"pid {handle.get('pid')}"
+        where = f"container {handle.container[:12]}" if handle.container else f"pid {handle.pid}"
         ctx.message(f"started on {profile.name} ({runtime} runtime, {where}); it runs detached there")
         return handle
 
@@ -126,13 +126,13 @@ class FollowStages:
     def _resume_point(self, ctx: RunContext) -> tuple[int, _Matcher | None]:
         return resume_point(self._checkpoint_path(ctx), ctx.log_path)
 
-    def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
+    def stream(self, ctx: RunContext, handle: SshHandle, sink: Sink, *, resume: bool = False) -> int:
         from mldesk.runtimes.ssh.transport import HostError, LinkLost
 
         self._ctx = ctx
         self._handle = handle
         if self._profile is None:
-            self._profile = self._load_profile(handle.get("profile") or ctx.options.get("host_profile"))
+            self._profile = self._load_profile(handle.profile or ctx.options.host_profile)
         profile = self._profile
         ctx.workspace.mkdir(parents=True, exist_ok=True)
         matcher = None
@@ -185,7 +185,7 @@ class FollowStages:
                                   "recording how the program ended (was the host rebooted?)")
         raise ExecutionFailed(status.get("error") or f"the program on {profile.name} failed ({state})")
 
-    def _follow(self, ctx: RunContext, conn, handle: dict[str, Any], sink: Sink, matcher: _Matcher | None):
+    def _follow(self, ctx: RunContext, conn, handle: SshHandle, sink: Sink, matcher: _Matcher | None):
         from mldesk.runtimes.ssh.transport import LinkLost
 
         profile = conn.profile
@@ -196,7 +196,7 @@ class FollowStages:
         else:
             if started is not None:
                 started[1].close()
-            p = conn.open(agent_argv(conn, "follow", handle["workdir"], handle["exec_id"], self._offset, heartbeat,
+            p = conn.open(agent_argv(conn, "follow", handle.workdir, handle.exec_id, self._offset, heartbeat,
                                      *self._follow_extra(ctx)), timeout=dead_after, window_size=8 << 20)
         try:
             while True:
@@ -222,7 +222,7 @@ class FollowStages:
                 elif kind == protocol.END:
                     status = json.loads(payload)
                     changes = self._learn_job(ctx, status)  # (it ended before a T frame said)
-                    if handle.get("runtime") == "slurm" and self._shown_state[0] != "running":
+                    if handle.runtime == "slurm" and self._shown_state[0] != "running":
                         # a job that ended before a T frame said it ran: when it started
                         started = status.get("started_at") or status.get("submitted_at")
                         if started:
@@ -285,7 +285,7 @@ class FollowStages:
             if job:
                 ctx.message(f"queued by Slurm (job {job}): {reason or 'pending'}")
             else:
-                ctx.message(f"on {handle.get('host') if handle else 'the host'}: {reason or 'waiting'}")
+                ctx.message(f"on {handle.host if handle else 'the host'}: {reason or 'waiting'}")
             ctx.set_state("queued", reason=reason, **changes)
         elif state == "running":
             ctx.message(f"Slurm job {job} is running")
@@ -296,15 +296,16 @@ class FollowStages:
 
     def _learn_job(self, ctx: RunContext, status: dict[str, Any]) -> dict[str, Any]:
         """A Slurm job id the handle lacks (a job array's task, submitted after the
-        start answered): into the handle; returns the store change to make."""
+        start answered): into a new handle (kept here: the supervisor's stop and cleanup
+        need only the execution's folder on the host); returns the store change to make."""
         job = status.get("slurm_job")
         handle = self._handle
-        if not job or handle is None or handle.get("slurm_job") == str(job):
+        if not job or handle is None or str(handle.slurm_job or "") == str(job):
             return {}
-        handle["slurm_job"] = str(job)
-        ctx.message(f"submitted to Slurm on {handle.get('host')} as job {job}"
+        self._handle = handle = handle.replace(slurm_job=str(job))
+        ctx.message(f"submitted to Slurm on {handle.host} as job {job}"
                     + (" (a task of the sweep's job array)" if "_" in str(job) else ""))
-        return {"handle": dict(handle)}
+        return {"handle": handle.to_json()}
 
 
 def _follow_timing(profile) -> tuple[float, float]:
@@ -318,7 +319,7 @@ class _ResourceSync(threading.Thread):
     to the local resources.jsonl every ``interval`` seconds. The local file's size is
     the offset, so a reconnect or a new supervisor continues where it stopped."""
 
-    def __init__(self, runtime: "SshRuntime", ctx: RunContext, handle: dict[str, Any], interval: float):
+    def __init__(self, runtime: "SshRuntime", ctx: RunContext, handle: SshHandle, interval: float):
         super().__init__(name=f"resources-{ctx.exec_id}", daemon=True)
         self.runtime = runtime
         self.ctx = ctx
@@ -329,7 +330,7 @@ class _ResourceSync(threading.Thread):
 
     def pull_once(self) -> None:
         conn = self.runtime._conn
-        if self.ctx.exec_dir is None or conn is None or not conn.alive or not self.handle.get("workdir"):
+        if self.ctx.exec_dir is None or conn is None or not conn.alive or not self.handle.workdir:
             return
         path = self.ctx.exec_dir / "resources.jsonl"
         with self._lock:
@@ -338,7 +339,7 @@ class _ResourceSync(threading.Thread):
             except FileNotFoundError:
                 offset = 0
             try:
-                r = conn.run(agent_argv(conn, "resources", self.handle["workdir"], self.handle["exec_id"], offset),
+                r = conn.run(agent_argv(conn, "resources", self.handle.workdir, self.handle.exec_id, offset),
                              timeout=60.0)
             except Exception:  # noqa: BLE001 - the next round retries
                 return

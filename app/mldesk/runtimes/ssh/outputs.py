@@ -74,16 +74,16 @@ class OutputStages:
     @staticmethod
     def _outputs_request(ctx: RunContext, dest: Path) -> dict[str, Any]:
         dest.mkdir(parents=True, exist_ok=True)
-        return {"have": _local_state(dest), "max_files": ctx.options.get("max_output_files"),
-                "max_file_bytes": ctx.options.get("max_output_file_bytes"),
-                "max_total_bytes": ctx.options.get("max_output_bytes")}
+        return {"have": _local_state(dest), "max_files": ctx.options.max_output_files,
+                "max_file_bytes": ctx.options.max_output_file_bytes,
+                "max_total_bytes": ctx.options.max_output_bytes}
 
     def pull_outputs(self, ctx: RunContext, conn, dest: Path, *, report: bool) -> dict[str, Any]:
         """Copy the host's changed output files into ``dest``; returns the agent's totals."""
         info = ensure_agent(conn)
         dest = Path(dest)
         req = self._outputs_request(ctx, dest)
-        p = conn.open(agent_argv(conn, "outputs", (self._handle or {}).get("workdir") or info["workdir"], ctx.exec_id),
+        p = conn.open(agent_argv(conn, "outputs", (self._handle and self._handle.workdir) or info["workdir"], ctx.exec_id),
                       timeout=max(60.0, 4 * conn.profile.keepalive), window_size=8 << 20)
         try:
             p.send((json.dumps(req) + "\n").encode())

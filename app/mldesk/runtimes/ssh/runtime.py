@@ -47,12 +47,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 from mldesk.runtimes.base import RunContext, Runtime, RuntimeUnavailable
 from mldesk.runtimes.ssh.client import (  # noqa: F401 - the agent client, re-exported
     AGENT_ENTRY, agent_argv, agent_sources, agent_version, ensure_agent, probe, slurm_info,
 )
+from mldesk.runtimes.handles import SshHandle
 from mldesk.runtimes.ssh.follow import CHECKPOINT, FollowStages, _Matcher  # noqa: F401 - re-exported
 from mldesk.runtimes.ssh.outputs import OutputStages, _local_state, _OutputWriter  # noqa: F401 - re-exported
 from mldesk.runtimes.ssh.session import HostLink
@@ -61,13 +61,14 @@ from mldesk.runtimes.ssh.upload import UploadStages
 
 class SshRuntime(HostLink, UploadStages, FollowStages, OutputStages, Runtime):
     name = "ssh"
+    handle_type = SshHandle
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._conn = None
         self._profile = None
         self._ctx: RunContext | None = None
-        self._handle: dict[str, Any] | None = None
+        self._handle: SshHandle | None = None
         self._offset = 0
         self._pending_stop: float | None = None
         self._stop_asked_at: float | None = None
@@ -85,8 +86,8 @@ class SshRuntime(HostLink, UploadStages, FollowStages, OutputStages, Runtime):
         self._samples_done = False  # the last samples came with the log stream's end
 
     # -- stop / cleanup ----------------------------------------------------------------------
-    def _send_stop(self, conn, handle: dict[str, Any], grace: float) -> None:
-        r = conn.run(agent_argv(conn, "stop", handle["workdir"], handle["exec_id"], grace), timeout=60.0)
+    def _send_stop(self, conn, handle: SshHandle, grace: float) -> None:
+        r = conn.run(agent_argv(conn, "stop", handle.workdir, handle.exec_id, grace), timeout=60.0)
         if r.code != 0:
             from mldesk.runtimes.ssh.transport import HostError
 
@@ -94,10 +95,10 @@ class SshRuntime(HostLink, UploadStages, FollowStages, OutputStages, Runtime):
                             f"{(r.stderr.strip().splitlines() or ['exit code %d' % r.code])[-1]}")
         self._stop_sent = True
 
-    def stop(self, handle: dict[str, Any], grace: float) -> None:
+    def stop(self, handle: SshHandle, grace: float) -> None:
         from mldesk.runtimes.ssh.transport import HostError
 
-        if not handle.get("exec_id"):
+        if not handle.exec_id:
             return
         self._pending_stop = grace
         if self._stop_asked_at is None:
@@ -107,7 +108,7 @@ class SshRuntime(HostLink, UploadStages, FollowStages, OutputStages, Runtime):
             conn = self._conn if self._conn is not None and self._conn.alive else None
         try:
             if conn is None:
-                profile = self._profile or self._load_profile(handle.get("profile"))
+                profile = self._profile or self._load_profile(handle.profile)
                 conn = self._new_connection(profile)
                 if not self._streaming:
                     try:
@@ -123,16 +124,16 @@ class SshRuntime(HostLink, UploadStages, FollowStages, OutputStages, Runtime):
             if self._streaming:
                 ctx = self._ctx
                 if ctx is not None:
-                    ctx.message(f"cannot reach {handle.get('host')} right now ({exc}); the stop will be sent "
+                    ctx.message(f"cannot reach {handle.host} right now ({exc}); the stop will be sent "
                                 "as soon as the connection is back")
                 return
-            raise RuntimeUnavailable(f"cannot stop the program on {handle.get('host')}: {exc}") from None
+            raise RuntimeUnavailable(f"cannot stop the program on {handle.host}: {exc}") from None
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
+    def cleanup(self, handle: SshHandle) -> None:
         try:
-            if handle.get("exec_id") and not handle.get("keep_workspace") and self._final_collected:
+            if handle.exec_id and not handle.keep_workspace and self._final_collected:
                 # (when the outputs could not all be collected, the host's copy stays)
-                self._remove_remote(handle["exec_id"], handle.get("workdir"))
+                self._remove_remote(handle.exec_id, handle.workdir)
         finally:
             with self._lock:
                 conn, self._conn = self._conn, None

@@ -34,7 +34,7 @@ class HostLink:
 
     def _profile_of(self, ctx: RunContext):
         if self._profile is None:
-            self._profile = self._load_profile(ctx.options.get("host_profile"))
+            self._profile = self._load_profile(ctx.options.host_profile)
         return self._profile
 
     def _new_connection(self, profile):
@@ -139,10 +139,7 @@ class HostLink:
                 conn = self._reconnect(ctx, str(exc), give_up_after=give_up_after)
 
     def _remote_exec_dir(self) -> str | None:
-        h = self._handle or {}
-        if h.get("workdir") and h.get("exec_id"):
-            return f"{h['workdir']}/executions/{h['exec_id']}"
-        return None
+        return self._handle.remote_exec_dir if self._handle is not None else None
 
     # -- the execution record (snapshot id, runtime) ---------------------------------------
     def _execution(self, ctx: RunContext):
@@ -161,7 +158,7 @@ class HostLink:
         return self._ex
 
     def _remote_runtime(self, ctx: RunContext) -> str:
-        rt = ctx.options.get("runtime")
+        rt = ctx.options.runtime
         if rt in ("docker", "process", "slurm"):
             return rt
         try:

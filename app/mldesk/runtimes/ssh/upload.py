@@ -27,7 +27,7 @@ class UploadStages:
         from mldesk.core.paths import Layout
         from mldesk.core.snapshots import SnapshotError, SnapshotStore
 
-        snap = ctx.options.get("snapshot") or self._execution(ctx).snapshot
+        snap = ctx.options.snapshot or self._execution(ctx).snapshot
         layout = Layout(ctx.exec_dir.parent.parent) if ctx.exec_dir is not None else _layout()
         store = SnapshotStore(layout.blobs, layout.snapshots)
         try:
@@ -140,12 +140,12 @@ class UploadStages:
                 ctx.message(f"image {ctx.image} is not on {profile.name}; pulling it there")
                 self._pull(ctx, conn, ctx.image)
         elif runtime == "slurm":
-            if ctx.hardware == "gpu" and not (profile.slurm_gpus or ctx.options.get("slurm_gpus")):
+            if ctx.hardware == "gpu" and not (profile.slurm_gpus or ctx.options.slurm_gpus):
                 raise ExecutionFailed(f"hardwareType is gpu but the Slurm host {profile.name} asks for 0 GPUs "
                                       "per job; set its GPUs per job (--gres=gpu:N) or hardwareType: cpu")
             # GPUs are the compute nodes' (--gres=gpu:N); the login node needs none
         # GPUs on other hosts: the host's probe (through the agent) told the engine which it
-        # has, and the queue handed this execution its own (ctx.options["gpu_ids"]) before this stage
+        # has, and the queue handed this execution its own (ctx.options.gpu_ids) before this stage
 
     def _pull(self, ctx: RunContext, conn, image: str) -> None:
         p = conn.open(["docker", "pull", image], timeout=3600.0)
@@ -239,8 +239,8 @@ class UploadStages:
         from mldesk.agent import inputs
 
         info = ensure_agent(conn)
-        timeout = float(ctx.options.get("input_timeout") or 30.0)
-        retries = int(ctx.options.get("input_retries") if ctx.options.get("input_retries") is not None else 4)
+        timeout = float(ctx.options.input_timeout or 30.0)
+        retries = int(ctx.options.input_retries if ctx.options.input_retries is not None else 4)
         p = conn.open(agent_argv(conn, "fetch", info["workdir"], ctx.exec_id, timeout, retries),
                       timeout=max(60.0, timeout * 4, 4 * conn.profile.keepalive))
         done = threading.Event()
@@ -256,11 +256,9 @@ class UploadStages:
 
         threading.Thread(target=watch_cancel, daemon=True).start()
         try:
-            from mldesk.agent.inputs import DEFAULT_MAX_BYTES, DEFAULT_MIN_RATE
-
             request = {"specs": [list(s) for s in specs],  # the limits of the settings (SPEC 10a)
-                       "max_bytes": ctx.options.get("input_max_bytes", DEFAULT_MAX_BYTES),
-                       "min_rate": float(ctx.options.get("input_min_rate", DEFAULT_MIN_RATE) or 0.0)}
+                       "max_bytes": ctx.options.input_max_bytes,
+                       "min_rate": float(ctx.options.input_min_rate or 0.0)}
             p.send((json.dumps(request) + "\n").encode())
             for line in p.lines():
                 try:
