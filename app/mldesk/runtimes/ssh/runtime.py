@@ -14,7 +14,9 @@ The supervisor drives it like the local runtimes; it takes over the workspace st
   files), which runs ``python main.py ARGV`` (process: own process group; docker:
   ``docker run -d`` with the local runtime's hardening) and writes the program's
   output into ``log.bin`` on the host, in mldesk's log format, and its state into
-  ``status.json``. The run survives the SSH link and the app.
+  ``status.json``. The run survives the SSH link and the app. Its answer comes on a
+  channel that goes on as the log stream (``start ... 0 HEARTBEAT outputs``), which
+  ``stream`` reads: one channel and one Python start on the host for both.
 * ``stream``: ``agent.py follow ID OFFSET`` sends the host's log from byte
   OFFSET as raw records (plus heartbeats); each record becomes one ``sink(stream,
   data, ts)`` call with the host's timestamp, so the local log holds the same
@@ -30,7 +32,9 @@ The supervisor drives it like the local runtimes; it takes over the workspace st
   timestamp, data) the next copied record after L, so exactly the missing ones are
   added. The checkpoint is only ever behind the local log, never ahead of it.
 * ``collect_outputs``: changed files of ``outputs/`` come back (every
-  ``outputs_interval`` seconds while running, and completely at the end); the agent
+  ``outputs_interval`` seconds while running, and completely at the end: on the log
+  stream's channel after its last frame, with the last resource samples, else on a
+  channel of its own, retried); the agent
   opens everything with O_NOFOLLOW relative to its folder, so no link is followed and
   nothing outside outputs/ is read.
 * ``stop``: the agent's stop request; the supervising agent sends TERM to the
