@@ -483,6 +483,31 @@ def test_a_trial_stopped_before_the_submission_leaves_the_array(slurme, slurm_ho
     assert program_output(slurme, finals[3].id) == b""
 
 
+def test_a_trials_supervisor_killed_before_the_submission_still_joins_the_array(slurme, slurm_host, shared_dir,
+                                                                                tmp_path):
+    """SIGKILL one trial's local supervisor as soon as it runs (before or while it waits
+    for the others on the login node); the reattached one goes on where it was (a new
+    upload, or following the same waiting agent): still one job array, all finish."""
+    from tests.integration.test_ssh_run import _alive
+
+    add_slurm_host(slurme, slurm_host, shared_dir)
+    lab = lab_in(tmp_path, """
+        import sys
+        print("trial", sys.argv[1])
+        """, "parameters:\n  - pass-as: '--lr=0'\n")
+    sweep, executions = slurme.run_sweep(lab, ["lr=[1,2,3]"], host="cluster")
+    victim = executions[0]
+    pid = wait_for(lambda: slurme.store.get(victim.id).supervisor_pid, 30, "the supervisor to run")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(pid), 10, "the supervisor to die")
+    wait_for(lambda: slurme.reattach_one(victim.id), 10, "its lock to be free for a new supervisor")
+    finals = [wait_final(slurme, ex.id, timeout=120) for ex in executions]
+    assert [f.state for f in finals] == ["finished"] * 3, [(f.state, f.reason, messages(slurme, f.id)) for f in finals]
+    assert [program_output(slurme, f.id) for f in finals] == [b"trial --lr=%d\n" % i for i in (1, 2, 3)]
+    arrays = {array_job_of(slurm_host, f.public()["slurm_job"])[0] for f in finals}
+    assert len(arrays) == 1 and "" not in arrays, ([f.public()["slurm_job"] for f in finals], arrays)
+
+
 def test_a_new_agent_takes_over_when_the_login_nodes_agent_dies(slurme, slurm_host, shared_dir, tmp_path):
     """SIGKILL the supervising agent on the login node while the job prints (a login
     node reboot would do the same): the job goes on in Slurm, a new agent takes over
