@@ -90,6 +90,16 @@ def test_model_groups_a_sweep_under_one_header(engine, tmp_path):
     assert not model.flags(model.index(1, 0)) & Qt.ItemIsEditable  # a header is not renamed
     assert model.row_of(trials[3].id) == 2 and model.row_of(trials[0].id) == 5
 
+    # a trial's new state: the header's summary follows, its row repaints
+    changed = []
+    model.dataChanged.connect(lambda a, _b, _r=None: changed.append(a.row()))
+    trials[1] = engine.store.update(trials[1].id, state="failed", finished_at=time.time())
+    model.upsert(trials[1])
+    assert model.group("S1").summary() == "4 trials \u00b7 1 running \u00b7 2 done \u00b7 1 failed"
+    assert 1 in changed and model.row_of(trials[1].id) in changed
+    trials[1] = engine.store.update(trials[1].id, state="running", finished_at=None)
+    model.upsert(trials[1])
+
     spy = Spy(model)
     model.set_collapsed("S1", True)
     assert layout(model) == ["newer", "[sweep S1]", "between", "older"]
