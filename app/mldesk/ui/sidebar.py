@@ -557,7 +557,10 @@ class ExecutionList(QtWidgets.QListView):
                 for i in (old, value):
                     if i.isValid():
                         self.viewport().update(self.visualRect(self.model().index(i.row(), 0)))
-        self.viewport().setCursor(Qt.PointingHandCursor if on_cmp else Qt.ArrowCursor)
+        if on_cmp:
+            self.viewport().setCursor(Qt.PointingHandCursor)
+        else:
+            self.viewport().unsetCursor()
         super().mouseMoveEvent(event)
 
     def leaveEvent(self, event) -> None:
