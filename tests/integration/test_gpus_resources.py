@@ -264,13 +264,14 @@ def test_docker_device_requests(docker_client, python_image, tmp_path):
     (inspected, no GPU needed); CUDA_VISIBLE_DEVICES is not passed in (the container
     numbers its GPUs from 0)."""
     from mldesk.agent import dockerapi
+    from mldesk.core.runopts import RunOptions
     from mldesk.runtimes.base import RunContext
     from mldesk.runtimes.local.docker import DockerRuntime
 
     ctx = RunContext(exec_id="20990101-000000-gpu01", name="g", lab=tmp_path, workspace=tmp_path,
                      argv=[], image=python_image, hardware="gpu",
                      env={"CUDA_VISIBLE_DEVICES": "0,2", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
-                     options={"gpu_ids": [0, 2]})
+                     options=RunOptions(gpu_ids=[0, 2]))
     rt = DockerRuntime()
     config = rt.container_config(ctx)
     api = dockerapi.DockerAPI()
@@ -293,11 +294,11 @@ def test_docker_device_requests(docker_client, python_image, tmp_path):
     assert args[args.index("--gpus") + 1] == '"device=0,2"'
     assert not any(a.startswith("CUDA_VISIBLE_DEVICES=") for a in args)
     # no GPU queue in between (gpu_ids None): all of them
-    ctx.options.pop("gpu_ids")
+    ctx.options = ctx.options.replace(gpu_ids=None)
     (req,) = rt.container_config(ctx)["HostConfig"]["DeviceRequests"]
     assert req["Count"] == -1 and "DeviceIDs" not in req
     # no GPUs asked for: no device request at all
-    ctx.options["gpu_ids"] = []
+    ctx.options = ctx.options.replace(gpu_ids=[])
     assert "DeviceRequests" not in rt.container_config(ctx)["HostConfig"]
     assert "--gpus" not in runner.docker_run_args(dict(spec, gpu_ids=[]), str(tmp_path))
 

@@ -10,6 +10,7 @@ from mldesk.agent import logstore
 from mldesk.core import compare as compare_mod
 from mldesk.core import labconfig, metrics as metrics_mod
 from mldesk.core import params as params_mod
+from mldesk.core.runopts import RunOptions
 from mldesk.core.store import Execution
 from mldesk.engine.errors import EngineError
 
@@ -35,7 +36,7 @@ class ExperimentsMixin:
         return params_mod.params(ex.argv)
 
     def metrics_config(self, ex: Execution) -> metrics_mod.MetricsConfig:
-        return metrics_mod.MetricsConfig.from_dict(ex.options.get("metrics"))
+        return metrics_mod.MetricsConfig.from_dict(RunOptions.from_json(ex.options).metrics)
 
     def metrics(self, ref: str | Execution, key: str | None = None) -> dict[str, list[tuple]]:
         """``{key: [(step, value, time), ...]}`` of an execution, in the order printed.

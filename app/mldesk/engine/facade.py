@@ -28,6 +28,7 @@ from mldesk.agent import logstore
 from mldesk.core import labconfig
 from mldesk.core import params as params_mod
 from mldesk.core.paths import Layout
+from mldesk.core.runopts import RunOptions
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import (
     ACTIVE_STATES, FINAL_STATES, Execution, Hidden, Store, StoreError, gpu_request, new_execution_id,
@@ -375,24 +376,24 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
             host_gpus = self.host_gpu_indices(host, needed=bool(want))
             self._check_gpu_request(host, want, host_gpus)
         hardware = "gpu" if (want or slurm_gpus) else ("cpu" if gpus is not None else config.hardware_type)
-        options = {
-            "gpus": want,
-            "slurm_gpus": slurm_gpus,
-            "host_gpus": host_gpus,
-            "grace": float(grace),
-            "network": network,
-            "max_parallel": max_parallel,
-            "host_profile": profile,
-            "input_timeout": self.setting("input_timeout"),
-            "input_retries": self.setting("input_retries"),
-            "input_max_bytes": self.setting("input_max_bytes"),
-            "input_min_rate": self.setting("input_min_rate"),
-            "keep_workspace": self.setting("keep_workspace"),
-            "max_output_files": self.setting("max_output_files"),
-            "max_output_file_bytes": self.setting("max_output_file_bytes"),
-            "max_output_bytes": self.setting("max_output_bytes"),
-            "metrics": config.metrics.to_dict(),
-        }
+        options = RunOptions(
+            gpus=want,
+            slurm_gpus=slurm_gpus,
+            host_gpus=host_gpus,
+            grace=float(grace),
+            network=network,
+            max_parallel=max_parallel,
+            host_profile=profile,
+            input_timeout=self.setting("input_timeout"),
+            input_retries=self.setting("input_retries"),
+            input_max_bytes=self.setting("input_max_bytes"),
+            input_min_rate=self.setting("input_min_rate"),
+            keep_workspace=self.setting("keep_workspace"),
+            max_output_files=self.setting("max_output_files"),
+            max_output_file_bytes=self.setting("max_output_file_bytes"),
+            max_output_bytes=self.setting("max_output_bytes"),
+            metrics=config.metrics.to_dict(),
+        )
         # trials of a sweep wait in the host's queue from the start when it has a limit
         state = "queued" if sweep is not None and int(max_parallel or 0) > 0 else "preparing"
         created: list[Execution] = []
@@ -417,7 +418,7 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
                     hardware=hardware, state=state, exit_code=None, reason=None,
                     created_at=now, started_at=None, finished_at=None, snapshot=snap.id,
                     argv=argv, inputs=[{"name": i.name, "url": i.url} for i in config.inputs],
-                    options=options, overrides=dict(trial), sweep=sweep,
+                    options=options.to_json(), overrides=dict(trial), sweep=sweep,
                 )
                 self.layout.execution_dir(exec_id).mkdir(mode=0o700, parents=True, exist_ok=True)
                 self.store.insert_execution(ex)

@@ -4,7 +4,8 @@ A runtime runs ``python main.py ARGV`` for one execution and nothing else: it ne
 touches the UI or the store. The supervisor (``mldesk.engine.supervisor``) drives it:
 
 1. ``prepare(ctx)``        make sure it can run (image present, GPU there, ...)
-2. ``start(ctx)``          start the program detached; returns a JSON-able handle
+2. ``start(ctx)``          start the program detached; returns the runtime's handle
+                           (``handles.py``; kept in the store as its ``to_json()``)
 3. ``stream(ctx, handle, sink)``  copy output into ``sink`` until the program exits;
                            returns the exit code. With ``resume=True`` it continues
                            after a previous supervisor died, from what the log holds.
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from mldesk.agent import logstore
+from mldesk.core.runopts import RunOptions
+from mldesk.runtimes.handles import Handle
 from mldesk.core.units import human_bytes
 from mldesk.agent.errors import UserError
 
@@ -52,7 +55,7 @@ class RunContext:
     env: dict[str, str]
     grace: float = 10.0
     network: str = "none"
-    options: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
     message: Callable[[str], None] = print
     log_path: Path | None = None
     # a transient status shown on the execution (e.g. "reconnecting"); None clears it
@@ -68,7 +71,7 @@ class RunContext:
         the local process runtime a few variables of ours (PATH, HOME, locale...),
         never secrets; in a container nothing of the host's."""
         base: dict[str, str] = {}
-        if self.options.get("runtime") == "process" and not self.options.get("host_profile"):
+        if self.options.runtime == "process" and not self.options.host_profile:
             import os
 
             from mldesk.agent.envpolicy import host_env
@@ -85,6 +88,12 @@ class RunContext:
 
 class Runtime:
     name = "abstract"
+    handle_type: type[Handle] = Handle
+
+    def load_handle(self, data: dict[str, Any] | None) -> Handle | None:
+        """The handle a started execution's row holds (any earlier mldesk's), or None
+        when it has none (``{}``: not started)."""
+        return self.handle_type.from_json(data) if data else None
 
     def available(self) -> str | None:
         """None when usable, else a one-line reason with the next step."""
@@ -93,19 +102,19 @@ class Runtime:
     def prepare(self, ctx: RunContext) -> None:
         pass
 
-    def start(self, ctx: RunContext) -> dict[str, Any]:
+    def start(self, ctx: RunContext) -> Handle:
         raise NotImplementedError
 
-    def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
+    def stream(self, ctx: RunContext, handle: Handle, sink: Sink, *, resume: bool = False) -> int:
         raise NotImplementedError
 
-    def stop(self, handle: dict[str, Any], grace: float) -> None:
+    def stop(self, handle: Handle, grace: float) -> None:
         raise NotImplementedError
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
+    def cleanup(self, handle: Handle) -> None:
         pass
 
-    def sample_root(self, handle: dict[str, Any]):
+    def sample_root(self, handle: Handle):
         """What the resource sampler of this machine watches: the pid of the program's
         process tree here, a callable returning it (it may change or appear late), or
         None when the program does not run on this machine (sampled elsewhere)."""
@@ -128,10 +137,10 @@ class Runtime:
             inputs.fetch_inputs(
                 specs, ctx.workspace / "inputs", cache_dir=cache_dir, on_progress=on_progress,
                 on_message=ctx.message, cancel=cancel,
-                timeout=float(ctx.options.get("input_timeout", 30.0)),
-                retries=int(ctx.options.get("input_retries", 4)),
-                max_bytes=ctx.options.get("input_max_bytes", inputs.DEFAULT_MAX_BYTES),
-                min_rate=float(ctx.options.get("input_min_rate", inputs.DEFAULT_MIN_RATE) or 0.0),
+                timeout=float(ctx.options.input_timeout),
+                retries=int(ctx.options.input_retries),
+                max_bytes=ctx.options.input_max_bytes,
+                min_rate=float(ctx.options.input_min_rate or 0.0),
             )
         except inputs.InputError as exc:
             raise ExecutionFailed(str(exc)) from None
@@ -144,9 +153,9 @@ class Runtime:
             return
         result = outputs.collect_outputs(
             src, dest, on_message=ctx.message,
-            max_files=ctx.options.get("max_output_files"),
-            max_file_bytes=ctx.options.get("max_output_file_bytes"),
-            max_total_bytes=ctx.options.get("max_output_bytes"),
+            max_files=ctx.options.max_output_files,
+            max_file_bytes=ctx.options.max_output_file_bytes,
+            max_total_bytes=ctx.options.max_output_bytes,
         )
         if final:
             ctx.message(f"collected {result.files} output file(s), {human_bytes(result.bytes)}")

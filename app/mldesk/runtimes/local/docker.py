@@ -19,6 +19,7 @@ from typing import Any
 
 from mldesk.agent import dockerapi, runner
 from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable
+from mldesk.runtimes.handles import DockerHandle
 from mldesk.runtimes.local.runner import RunnerRuntime
 
 WORKDIR = "/workspace"
@@ -41,6 +42,7 @@ def _docker_error_text(exc: Exception) -> str:
 
 class DockerRuntime(RunnerRuntime):
     name = "docker"
+    handle_type = DockerHandle
 
     def __init__(self, client=None) -> None:
         super().__init__()
@@ -131,11 +133,11 @@ class DockerRuntime(RunnerRuntime):
         ctx.message(f"pulled {image}")
 
     # -- running (the runner) -----------------------------------------------------
-    def _stream_legacy(self, ctx: RunContext, handle: dict[str, Any]) -> int:
+    def _stream_legacy(self, ctx: RunContext, handle: DockerHandle) -> int:
         """A container started by an mldesk without local runners (an upgrade while it
         ran): wait for it to end and take its exit code; its output meanwhile stays in
         Docker's own log (``docker logs``)."""
-        cid = handle.get("container")
+        cid = handle.container
         if not cid:
             return super()._stream_legacy(ctx, handle)
         ctx.message("this execution was started by an earlier mldesk; waiting for its container to end "
@@ -153,17 +155,17 @@ class DockerRuntime(RunnerRuntime):
                 return int(state.get("ExitCode", 1))
             time.sleep(0.5)
 
-    def stop(self, handle: dict[str, Any], grace: float) -> None:
-        if "root" not in handle and handle.get("container"):
+    def stop(self, handle: DockerHandle, grace: float) -> None:
+        if handle.legacy and handle.container:
             import threading
 
-            threading.Thread(target=runner.stop_container, args=(handle["container"], grace), daemon=True).start()
+            threading.Thread(target=runner.stop_container, args=(handle.container, grace), daemon=True).start()
             return
         super().stop(handle, grace)
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
-        if "root" not in handle and handle.get("container"):
-            runner.remove_container(handle["container"])
+    def cleanup(self, handle: DockerHandle) -> None:
+        if handle.legacy and handle.container:
+            runner.remove_container(handle.container)
             return
         super().cleanup(handle)
 
@@ -171,8 +173,8 @@ class DockerRuntime(RunnerRuntime):
         return {"image": ctx.image, "network": ctx.network, "gpus": ctx.hardware == "gpu",
                 # the GPU queue's choice: exactly these (a device request with device ids);
                 # None: no queue in between, all of them when hardwareType is gpu
-                "gpu_ids": ctx.options.get("gpu_ids"),
-                "docker_wait": float(ctx.options.get("docker_wait", 600.0))}
+                "gpu_ids": ctx.options.gpu_ids,
+                "docker_wait": float(ctx.options.docker_wait)}
 
     def container_config(self, ctx: RunContext) -> dict[str, Any]:
         """The Engine API's container config the runner creates this execution's
@@ -181,12 +183,12 @@ class DockerRuntime(RunnerRuntime):
                     container_name=f"mldesk-{ctx.exec_id}")
         return runner.container_config(spec, str(ctx.workspace))
 
-    def sample_root(self, handle: dict[str, Any]):
+    def sample_root(self, handle: DockerHandle):
         """The container's init process, seen from here (/proc), when the daemon runs
         on this machine: checked by the execution id in its environment."""
         from mldesk.runtimes.base import pid_belongs_to
 
-        container_id = handle.get("container")
+        container_id = handle.container
         if not container_id:
             return None
         found: dict[str, Any] = {}

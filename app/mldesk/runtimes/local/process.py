@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from mldesk.runtimes.base import ExecutionFailed, RunContext, nvidia_gpus, which_python
+from mldesk.runtimes.handles import ProcessHandle
 from mldesk.runtimes.local.runner import RunnerRuntime
 
 
 class ProcessRuntime(RunnerRuntime):
     name = "process"
+    handle_type = ProcessHandle
 
     def prepare(self, ctx: RunContext) -> None:
         if ctx.hardware == "gpu" and not nvidia_gpus():
@@ -26,8 +28,8 @@ class ProcessRuntime(RunnerRuntime):
             )
 
     def spec(self, ctx: RunContext) -> dict[str, Any]:
-        return {"python": which_python(ctx.lab, ctx.options.get("python")), "kill_leftovers": True}
+        return {"python": which_python(ctx.lab, ctx.options.python), "kill_leftovers": True}
 
-    def sample_root(self, handle: dict[str, Any]):
+    def sample_root(self, handle: ProcessHandle):
         """The program's pid (the runner's status, in the handle): its process tree is sampled."""
-        return handle.get("pid")
+        return handle.pid

@@ -21,6 +21,7 @@ from typing import Any
 from mldesk.agent import logstore, runner
 from mldesk.agent.fsutil import kill_group, read_json
 from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, Sink
+from mldesk.runtimes.handles import LocalHandle
 from mldesk.runtimes.relay import resume_point, write_checkpoint
 
 CHECKPOINT = "relay.json"  # in run/: (runner log offset, local log size)
@@ -38,6 +39,7 @@ class RunnerRuntime(Runtime):
     """A local runtime whose program the agent's runner runs (subclasses say how)."""
 
     name = "abstract"
+    handle_type: type[LocalHandle] = LocalHandle
 
     def __init__(self) -> None:
         self._ready: dict[str, Any] = {}  # exec_id -> a runner spawned early, waiting for its spec
@@ -59,7 +61,7 @@ class RunnerRuntime(Runtime):
             pass  # start spawns one then
         super().prepare_workspace(ctx, materialize)
 
-    def start(self, ctx: RunContext) -> dict[str, Any]:
+    def start(self, ctx: RunContext) -> LocalHandle:
         root = self._root(ctx)
         p = paths_of(root, ctx.exec_id)
         spec = dict(self.spec(ctx), exec_id=ctx.exec_id, name=ctx.name, argv=list(ctx.argv),
@@ -71,17 +73,15 @@ class RunnerRuntime(Runtime):
             raise ExecutionFailed(f"could not start mldesk's runner: {exc}") from None
         if status.get("state") == "failed" and not status.get("started_at"):
             raise ExecutionFailed(status.get("error") or "the program could not be started")
-        handle: dict[str, Any] = {"exec_id": ctx.exec_id, "root": str(root), "runner": self.name}
-        for key in ("pid", "pgid", "python", "container"):
-            if status.get(key):
-                handle[key] = status[key]
-        return handle
+        return self.handle_type(exec_id=ctx.exec_id, root=str(root), runner=self.name,
+                                **{key: status[key] for key in ("pid", "pgid", "python", "container")
+                                   if status.get(key)})
 
     # -- the log ----------------------------------------------------------------------------
-    def stream(self, ctx: RunContext, handle: dict[str, Any], sink: Sink, *, resume: bool = False) -> int:
-        if "root" not in handle:
+    def stream(self, ctx: RunContext, handle: LocalHandle, sink: Sink, *, resume: bool = False) -> int:
+        if handle.legacy:
             return self._stream_legacy(ctx, handle)
-        p = paths_of(handle["root"], handle["exec_id"])
+        p = paths_of(handle.root, handle.exec_id)
         checkpoint = Path(p.state_dir) / CHECKPOINT
         offset, matcher = resume_point(checkpoint, ctx.log_path) if resume else (0, None)
         reader = None
@@ -171,33 +171,33 @@ class RunnerRuntime(Runtime):
         raise ExecutionFailed("mldesk's runner for this execution died while the program ran, so its "
                               "output could no longer be recorded; the program was stopped")
 
-    def _stream_legacy(self, ctx: RunContext, handle: dict[str, Any]) -> int:
+    def _stream_legacy(self, ctx: RunContext, handle: LocalHandle) -> int:
         """An execution started by an mldesk without local runners: its program's pipes
         died with the supervisor that held them."""
         raise ExecutionFailed("mldesk's supervisor for this execution was killed while the program ran; "
                               "its exit code is unknown")
 
     # -- stop / cleanup ---------------------------------------------------------------------
-    def stop(self, handle: dict[str, Any], grace: float) -> None:
-        if "root" not in handle:
+    def stop(self, handle: LocalHandle, grace: float) -> None:
+        if handle.legacy:
             return
-        p = paths_of(handle["root"], handle["exec_id"])
+        p = paths_of(handle.root, handle.exec_id)
         # the runner acts on the request; when it is gone, request_stop acts itself
         # (waiting out the grace period): never in the caller's thread
-        threading.Thread(target=runner.request_stop, args=(p, grace), name=f"stop-{handle['exec_id']}",
+        threading.Thread(target=runner.request_stop, args=(p, grace), name=f"stop-{handle.exec_id}",
                          daemon=True).start()
 
-    def cleanup(self, handle: dict[str, Any]) -> None:
-        if "root" not in handle:
+    def cleanup(self, handle: LocalHandle) -> None:
+        if handle.legacy:
             return
-        p = paths_of(handle["root"], handle["exec_id"])
+        p = paths_of(handle.root, handle.exec_id)
         status = read_json(p.status) or {}
         if status.get("state") not in runner.FINAL_STATES and runner.agent_alive(status):
             runner.request_stop(p, 0)  # the supervisor gives up on a live program: end it
             deadline = time.monotonic() + 10
             while runner.agent_alive(read_json(p.status)) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        container = status.get("container") or handle.get("container")
+        container = status.get("container") or handle.container
         if container:
             runner.remove_container(container)
         shutil.rmtree(p.state_dir, ignore_errors=True)
