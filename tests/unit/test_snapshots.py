@@ -126,3 +126,116 @@ def test_errors_are_clear(store, tmp_path):
         store.manifest("../../etc/passwd")
     with pytest.raises(SnapshotError, match="missing"):
         store.manifest("abc123")
+
+
+def tree(root):
+    """Every path under ``root`` with its kind, permission bits and content/target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("dir",)
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = ("file", st.st_mode & 0o7777, f.read())
+    return out
+
+
+def big_lab(root):
+    """300+ files in nested folders (enough for the parallel path), odd modes, links,
+    an empty file and one larger than a copy chunk."""
+    files = {f"data/g{i % 7}/d{i % 3}/f{i}.bin": f"content {i}" * (i % 5) for i in range(320)}
+    lab = make_lab(root, {"main.py": "print(1)", **files})
+    os.chmod(lab / "main.py", 0o755)
+    os.chmod(lab / "data/g1/d1/f1.bin", 0o400)
+    os.chmod(lab / "data/g2/d2/f2.bin", 0o4755)  # set-uid is never materialised
+    (lab / "big.bin").write_bytes(os.urandom(3 << 20))
+    os.symlink("data/g0", lab / "to_dir")
+    os.symlink("../outside", lab / "data/up")
+    os.symlink("missing-target", lab / "dangling")
+    return lab
+
+
+@pytest.mark.parametrize("owner_only", [False, True])
+def test_parallel_materialize_equals_one_by_one(store, tmp_path, owner_only):
+    lab = big_lab(tmp_path / "lab")
+    snap = store.create(lab)
+    fast = tmp_path / "fast"
+    store.materialize(snap.id, fast, owner_only=owner_only)
+    slow = tmp_path / "slow"  # a folder that already holds a file takes the one-by-one path
+    slow.mkdir()
+    (slow / "main.py").write_text("old content, overwritten")
+    store.materialize(snap.id, slow, owner_only=owner_only)
+    t_fast, t_slow = tree(fast), tree(slow)
+    assert t_fast == t_slow
+    assert t_fast["main.py"] == ("file", 0o755 if not owner_only else 0o700, b"print(1)")
+    assert t_fast["data/g1/d1/f1.bin"][1] == 0o600, "owner-writable, as before"
+    assert t_fast["data/g2/d2/f2.bin"][1] == (0o755 if not owner_only else 0o700), "no set-uid bit"
+    assert t_fast["big.bin"][2] == (lab / "big.bin").read_bytes()
+    assert t_fast["to_dir"] == ("link", "data/g0") and t_fast["dangling"] == ("link", "missing-target")
+    assert t_fast["data/up"] == ("link", "../outside")
+    lab_files = {k: v for k, v in tree(lab).items() if v[0] != "file"}
+    assert {k: v for k, v in t_fast.items() if v[0] != "file"} == lab_files
+    assert sum(1 for v in t_fast.values() if v[0] == "file") == 322
+    if owner_only:
+        assert all(v[1] & 0o077 == 0 for v in t_fast.values() if v[0] == "file")
+
+
+def test_materialize_into_empty_existing_folder_and_new_parents(store, tmp_path):
+    lab = big_lab(tmp_path / "lab")
+    snap = store.create(lab)
+    (tmp_path / "empty").mkdir()
+    store.materialize(snap.id, tmp_path / "empty")
+    store.materialize(snap.id, tmp_path / "new" / "parents" / "ws")
+    assert tree(tmp_path / "empty") == tree(tmp_path / "new" / "parents" / "ws") == tree(lab) | {
+        "data/g2/d2/f2.bin": ("file", 0o755, (lab / "data/g2/d2/f2.bin").read_bytes()),
+        "data/g1/d1/f1.bin": ("file", 0o600, (lab / "data/g1/d1/f1.bin").read_bytes())}
+
+
+def test_materialize_copies_are_not_links_into_the_store(store, tmp_path):
+    lab = big_lab(tmp_path / "lab")
+    snap = store.create(lab)
+    ws = tmp_path / "ws"
+    store.materialize(snap.id, ws, owner_only=True)
+    blob_inodes = {os.stat(b).st_ino for b in blob_files(store)}
+    for dirpath, _, filenames in os.walk(ws):
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if not os.path.islink(p):
+                assert os.stat(p).st_nlink == 1 and os.stat(p).st_ino not in blob_inodes
+    (ws / "main.py").write_text("changed by the program")
+    assert store.read_file(snap.id, "main.py") == b"print(1)"
+
+
+def test_materialize_with_a_missing_blob_names_the_file(store, tmp_path):
+    lab = big_lab(tmp_path / "lab")
+    snap = store.create(lab)
+    sha = store.manifest(snap.id)["data/g4/d1/f151.bin"][0]
+    os.chmod(store.blob_path(sha).parent, 0o700)
+    store.blob_path(sha).unlink()
+    with pytest.raises(SnapshotError, match=f"blob {sha} of data/g4/d1/f151.bin is missing"):
+        store.materialize(snap.id, tmp_path / "ws")
+
+
+def test_materialize_without_copy_file_range(store, tmp_path, monkeypatch):
+    """A file system without copy_file_range (EXDEV/EOPNOTSUPP): read and write instead."""
+    import errno
+
+    lab = big_lab(tmp_path / "lab")
+    snap = store.create(lab)
+    calls = []
+
+    def unsupported(*a):
+        calls.append(a)
+        raise OSError(errno.EOPNOTSUPP, "not supported")
+    monkeypatch.setattr(os, "copy_file_range", unsupported)
+    store.materialize(snap.id, tmp_path / "ws")
+    assert calls, "copy_file_range was tried"
+    monkeypatch.undo()
+    store.materialize(snap.id, tmp_path / "ref")
+    assert tree(tmp_path / "ws") == tree(tmp_path / "ref")
