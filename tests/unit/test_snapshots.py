@@ -239,3 +239,34 @@ def test_materialize_without_copy_file_range(store, tmp_path, monkeypatch):
     monkeypatch.undo()
     store.materialize(snap.id, tmp_path / "ref")
     assert tree(tmp_path / "ws") == tree(tmp_path / "ref")
+
+
+def test_blob_removed_behind_the_stores_back_heals_on_the_next_snapshot(store, tmp_path):
+    lab = make_lab(tmp_path / "lab", {"main.py": "print(1)", "data.txt": "precious"})
+    s1 = store.create(lab)
+    blob = store.blob_path(store.manifest(s1.id)["data.txt"][0])
+    blob.unlink()  # not through gc: the stat cache still says "stored"
+    s2 = store.create(lab)
+    assert s2.id == s1.id, "a cache hit is trusted (no look into the store per file)"
+    with pytest.raises(SnapshotError, match="of data.txt is missing from the store"):
+        store.materialize(s2.id, tmp_path / "ws1")
+    s3 = store.create(lab)  # the missing blob's cache entry was forgotten: stored again
+    assert s3.id == s1.id and blob.read_bytes() == b"precious"
+    store.materialize(s3.id, tmp_path / "ws2")
+    assert (tmp_path / "ws2" / "data.txt").read_text() == "precious"
+
+
+def test_gc_forgets_only_the_cache_entries_of_removed_blobs(store, tmp_path, monkeypatch):
+    lab = make_lab(tmp_path / "lab", {"keep.txt": "kept", "gone.txt": "old"})
+    store.create(lab)
+    other = make_lab(tmp_path / "other", {"keep.txt": "kept"})
+    s2 = store.create(other)
+    removed, freed = store.gc({s2.id})  # the blob "old" goes; lab's stat cache still names it
+    assert removed == 1 and freed == len("old")
+    stored = []
+    real = store._store_blob
+    monkeypatch.setattr(store, "_store_blob", lambda path: stored.append(path.name) or real(path))
+    s3 = store.create(lab)
+    assert stored == ["gone.txt"], "keep.txt still hit the cache, gone.txt was stored again"
+    store.materialize(s3.id, tmp_path / "ws")
+    assert (tmp_path / "ws" / "gone.txt").read_text() == "old"

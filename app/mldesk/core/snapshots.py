@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +109,7 @@ class _Materializer:
         self.umask = _umask()
         self.cfr = hasattr(os, "copy_file_range")
         self.failed: BaseException | None = None
+        self.missing = ""  # the sha of a blob found missing
 
     def run(self, manifest: dict[str, list]) -> None:
         dest = self.dest
@@ -155,7 +157,9 @@ class _Materializer:
                 try:
                     src = os.open(f"{blobs}/{sha[:2]}/{sha}", os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
-                    raise SnapshotError(f"blob {sha} of {rel} is missing from the store") from None
+                    self.missing = sha
+                    raise SnapshotError(f"blob {sha} of {rel} is missing from the store (removed behind "
+                                        "mldesk's back?); the next run snapshots the lab afresh") from None
                 try:
                     fd = os.open(f"{dest}/{rel}", _CREATE, mode)
                     try:
@@ -206,6 +210,7 @@ class SnapshotStore:
         for d in (self.blobs, self.manifests, self.statcache):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lockfile = self.blobs / ".lock"
+        self._dirs: set[str] = set()  # blob sub-folders known to exist
 
     # -- locking ----------------------------------------------------------
     @contextmanager
@@ -241,8 +246,63 @@ class SnapshotStore:
         return self.statcache / (hashlib.sha256(str(lab).encode()).hexdigest()[:32] + ".json")
 
     def _store_blob(self, path: Path) -> tuple[str, int]:
-        """Hash ``path`` while copying it into a temp file; keep the copy if new.
+        """Hash ``path`` and keep its content as a blob if it is new.
         Returns (sha256, bytes newly stored)."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, CHUNK)
+            if len(data) < CHUNK:  # a small file (most of a lab): one read, no temp copy
+                while True:
+                    more = os.read(fd, CHUNK)
+                    if not more:
+                        break
+                    data += more
+                    if len(data) >= CHUNK:
+                        break
+                else:
+                    return self._store_bytes(data)
+            os.lseek(fd, 0, os.SEEK_SET)
+        finally:
+            os.close(fd)
+        return self._store_stream(path)
+
+    def _blob_dir(self, sha: str) -> str:
+        sub = f"{self.blobs}/{sha[:2]}"
+        if sha[:2] not in self._dirs:
+            try:
+                os.mkdir(sub, 0o700)
+            except FileExistsError:
+                pass
+            self._dirs.add(sha[:2])
+        return sub
+
+    def _store_bytes(self, data: bytes) -> tuple[str, int]:
+        sha = hashlib.sha256(data).hexdigest()
+        sub = self._blob_dir(sha)
+        target = f"{sub}/{sha}"
+        if os.path.exists(target):
+            return sha, 0
+        tmp = f"{sub}/.in-{sha[:16]}-{os.getpid()}-{threading.get_ident()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o400)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fchmod(fd, 0o400)  # owner-only, and never written again
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return sha, len(data)
+
+    def _store_stream(self, path: Path) -> tuple[str, int]:
+        """A large file: hash it while copying it into a temp file; keep the copy if new."""
         h = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".in-")
         try:
@@ -254,14 +314,13 @@ class SnapshotStore:
                     h.update(chunk)
                     dst.write(chunk)
             sha = h.hexdigest()
-            target = self.blob_path(sha)
-            if target.exists():
+            target = f"{self._blob_dir(sha)}/{sha}"
+            if os.path.exists(target):
                 os.unlink(tmp)
                 return sha, 0
-            target.parent.mkdir(mode=0o700, exist_ok=True)
             os.chmod(tmp, 0o400)  # owner-only, and never written again
             os.replace(tmp, target)
-            return sha, target.stat().st_size
+            return sha, os.stat(target).st_size
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -305,14 +364,16 @@ class SnapshotStore:
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue  # fifos, sockets, devices are not lab content
-            key = [st.st_size, st.st_mtime_ns, st.st_ino]
             hit = cache.get(rel)
-            if hit and hit[:3] == key and self.blob_path(hit[3]).exists():
+            if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and hit[2] == st.st_ino:
+                # the blob is trusted: GC forgets the cache entries of the blobs it
+                # removes, and materialising reports (and forgets) one found missing
                 sha = hit[3]
+                new_cache[rel] = hit
             else:
                 sha, added = self._store_blob(Path(entry.path))
                 new += added
-            new_cache[rel] = key + [sha]
+                new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, sha]
             files[rel] = [sha, st.st_size, stat.S_IMODE(st.st_mode)]
             total += st.st_size
         body = json.dumps({"files": files}, sort_keys=True, separators=(",", ":"))
@@ -356,7 +417,13 @@ class SnapshotStore:
                 return
         except FileNotFoundError:
             dest.mkdir(parents=True, exist_ok=True)
-        _Materializer(str(self.blobs), str(dest), owner_only).run(manifest)
+        m = _Materializer(str(self.blobs), str(dest), owner_only)
+        try:
+            m.run(manifest)
+        except SnapshotError:
+            if m.missing:  # so that the next snapshot of its lab stores the file again
+                self._forget_blobs({m.missing})
+            raise
 
     def _write_entry(self, dest: Path, rel: str, entry: list) -> None:
         target = dest / rel
@@ -543,6 +610,7 @@ class SnapshotStore:
         snapshot recorded a moment ago by another process is counted.
         Returns (manifests removed, bytes freed)."""
         removed = freed = 0
+        gone: set[str] = set()
         with self.hold(exclusive=True):
             if callable(in_use):
                 in_use = in_use()
@@ -563,4 +631,19 @@ class SnapshotStore:
                     if blob.name not in referenced:
                         freed += blob.stat().st_size
                         blob.unlink()
+                        gone.add(blob.name)
+            if gone:
+                self._forget_blobs(gone)
         return removed, freed
+
+    def _forget_blobs(self, gone: set[str]) -> None:
+        """Drop the stat-cache entries that point at blobs no longer in the store
+        (snapshots trust a cache hit without looking for its blob)."""
+        for path in self.statcache.glob("*.json"):
+            try:
+                cache = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            kept = {rel: v for rel, v in cache.items() if v[3] not in gone}
+            if len(kept) != len(cache):
+                self._atomic_write(path, json.dumps(kept, separators=(",", ":")))
