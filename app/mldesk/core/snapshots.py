@@ -251,20 +251,36 @@ class SnapshotStore:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = os.read(fd, CHUNK)
-            if len(data) < CHUNK:  # a small file (most of a lab): one read, no temp copy
-                while True:
-                    more = os.read(fd, CHUNK)
-                    if not more:
-                        break
-                    data += more
-                    if len(data) >= CHUNK:
-                        break
-                else:
-                    return self._store_bytes(data)
-            os.lseek(fd, 0, os.SEEK_SET)
+            while 0 < len(data) < CHUNK:  # short reads of a small file
+                more = os.read(fd, CHUNK - len(data))
+                if not more:
+                    break
+                data += more
         finally:
             os.close(fd)
+        if len(data) < CHUNK:  # a small file (most of a lab): one read, no temp copy
+            return self._store_bytes(data)
         return self._store_stream(path)
+
+    def _store_blobs(self, paths: list[str]) -> list[tuple[str, int]]:
+        """``_store_blob`` of each path, in parallel when there are many (opening,
+        reading, hashing and creating files release the GIL); a content met twice
+        counts as new once."""
+        n = min(MATERIALIZE_THREADS, len(paths) // 64)
+        if n <= 1:
+            out = [self._store_blob(Path(p)) for p in paths]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n, thread_name_prefix="snapshot") as pool:
+                out = list(pool.map(lambda p: self._store_blob(Path(p)), paths, chunksize=32))
+        seen: set[str] = set()
+        for i, (sha, added) in enumerate(out):
+            if added:
+                if sha in seen:
+                    out[i] = (sha, 0)
+                seen.add(sha)
+        return out
 
     def _blob_dir(self, sha: str) -> str:
         sub = f"{self.blobs}/{sha[:2]}"
@@ -356,6 +372,7 @@ class SnapshotStore:
             cache = {}
         new_cache: dict[str, list] = {}
         files: dict[str, list] = {}
+        pending: list[tuple[str, str, os.stat_result]] = []  # not in the cache: to hash and store
         total = new = 0
         for rel, entry in self._walk(lab, exclude):
             st = entry.stat(follow_symlinks=False)
@@ -371,9 +388,13 @@ class SnapshotStore:
                 sha = hit[3]
                 new_cache[rel] = hit
             else:
-                sha, added = self._store_blob(Path(entry.path))
-                new += added
-                new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, sha]
+                pending.append((rel, entry.path, st))
+                continue
+            files[rel] = [sha, st.st_size, stat.S_IMODE(st.st_mode)]
+            total += st.st_size
+        for (rel, _, st), (sha, added) in zip(pending, self._store_blobs([p for _, p, _ in pending])):
+            new += added
+            new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, sha]
             files[rel] = [sha, st.st_size, stat.S_IMODE(st.st_mode)]
             total += st.st_size
         body = json.dumps({"files": files}, sort_keys=True, separators=(",", ":"))
