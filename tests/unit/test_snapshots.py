@@ -270,3 +270,39 @@ def test_gc_forgets_only_the_cache_entries_of_removed_blobs(store, tmp_path, mon
     assert stored == ["gone.txt"], "keep.txt still hit the cache, gone.txt was stored again"
     store.materialize(s3.id, tmp_path / "ws")
     assert (tmp_path / "ws" / "gone.txt").read_text() == "old"
+
+
+def test_stat_cache_from_an_earlier_version_is_used_then_replaced(store, tmp_path, monkeypatch):
+    import json
+
+    lab = make_lab(tmp_path / "lab", {"main.py": "print(1)", "sub/a.txt": "a"})
+    first = store.create(lab)
+    cache = store._cache_file(lab.resolve())
+    legacy = cache.with_suffix(".json")  # what mldesk wrote before (JSON)
+    legacy.write_text(json.dumps(store._load_cache(cache)))
+    cache.unlink()
+    calls = []
+    monkeypatch.setattr(store, "_store_blob", lambda path: calls.append(path))
+    assert store.create(lab).id == first.id and calls == [], "the JSON cache was read"
+    (lab / "new.txt").write_text("new")
+    monkeypatch.undo()
+    store.create(lab)
+    assert cache.exists() and not legacy.exists()
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00\x01garbage", b"{not json", b"\xe9"])
+def test_unreadable_stat_cache_means_hashing_again(store, tmp_path, garbage):
+    lab = make_lab(tmp_path / "lab", {"main.py": "print(1)"})
+    first = store.create(lab)
+    store._cache_file(lab.resolve()).write_bytes(garbage)
+    assert store.create(lab).id == first.id
+    assert store.read_file(first.id, "main.py") == b"print(1)"
+
+
+def test_exclude_patterns_match_names_and_paths_like_fnmatch(store, tmp_path):
+    lab = make_lab(tmp_path / "lab", {
+        "main.py": "", "a[1].txt": "", "a1.txt": "", "logs/x.log": "", "deep/logs/y.log": "",
+        "keep/x.LOG": "", "ckpt/e1.pt": "", "ckpt/best.pt": "", "star*.md": "",
+    })
+    snap = store.create(lab, exclude=("a[1].txt", "*.log", "ckpt/e?.pt", "star[*].md"))
+    assert sorted(store.manifest(snap.id)) == ["a[1].txt", "ckpt/best.pt", "keep/x.LOG", "main.py"]

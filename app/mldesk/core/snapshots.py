@@ -18,7 +18,9 @@ import fcntl
 import fnmatch
 import hashlib
 import json
+import marshal
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -243,7 +245,35 @@ class SnapshotStore:
 
     # -- creating -----------------------------------------------------------
     def _cache_file(self, lab: Path) -> Path:
-        return self.statcache / (hashlib.sha256(str(lab).encode()).hexdigest()[:32] + ".json")
+        return self.statcache / (hashlib.sha256(str(lab).encode()).hexdigest()[:32] + ".cache")
+
+    @staticmethod
+    def _load_cache(path: Path) -> dict[str, list]:
+        """{rel: [size, mtime_ns, inode, sha256]}; marshal (loads and dumps 100,000
+        entries ~5x faster than JSON); an earlier JSON cache is still read; anything
+        unreadable is an empty cache (the files are hashed again)."""
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+            cache = marshal.loads(data) if data[:1] != b"{" else json.loads(data)
+        except FileNotFoundError:
+            legacy = path.with_suffix(".json")
+            return SnapshotStore._load_cache(legacy) if path.suffix == ".cache" and legacy.exists() else {}
+        except (OSError, ValueError, EOFError, TypeError):
+            return {}
+        if not isinstance(cache, dict):
+            return {}
+        return cache
+
+    def _dump_cache(self, path: Path, cache: dict[str, list]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(marshal.dumps(cache))
+        os.replace(tmp, path)
+        try:
+            os.unlink(path.with_suffix(".json"))  # an earlier JSON cache of the same lab
+        except FileNotFoundError:
+            pass
 
     def _store_blob(self, path: Path) -> tuple[str, int]:
         """Hash ``path`` and keep its content as a blob if it is new.
@@ -343,16 +373,19 @@ class SnapshotStore:
             raise
 
     def _walk(self, lab: Path, exclude: tuple[str, ...]) -> Iterator[tuple[str, os.DirEntry]]:
+        # one regex for all the patterns (fnmatchcase of each, on the name and the path)
+        match = re.compile("|".join(fnmatch.translate(p) for p in exclude)).match if exclude else None
         stack = [("", str(lab))]
         while stack:
             prefix, directory = stack.pop()
             try:
-                entries = sorted(os.scandir(directory), key=lambda e: e.name)
+                with os.scandir(directory) as it:
+                    entries = list(it)  # (the manifest is sorted when written: no order needed)
             except PermissionError as exc:
                 raise SnapshotError(f"cannot read {directory}: {exc.strerror}") from None
             for entry in entries:
                 rel = prefix + entry.name
-                if _excluded(rel, entry.name, exclude):
+                if match is not None and (match(entry.name) or match(rel)):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((rel + "/", entry.path))
@@ -366,10 +399,8 @@ class SnapshotStore:
             raise SnapshotError(f"lab folder {lab} does not exist")
         exclude = tuple(exclude)
         cache_path = self._cache_file(lab)
-        try:
-            cache = json.loads(cache_path.read_text())
-        except (OSError, ValueError):
-            cache = {}
+        cache = self._load_cache(cache_path)
+        changed = False
         new_cache: dict[str, list] = {}
         files: dict[str, list] = {}
         pending: list[tuple[str, str, os.stat_result]] = []  # not in the cache: to hash and store
@@ -382,7 +413,8 @@ class SnapshotStore:
             if not stat.S_ISREG(st.st_mode):
                 continue  # fifos, sockets, devices are not lab content
             hit = cache.get(rel)
-            if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and hit[2] == st.st_ino:
+            if hit and type(hit) is list and len(hit) == 4 and hit[0] == st.st_size \
+                    and hit[1] == st.st_mtime_ns and hit[2] == st.st_ino:
                 # the blob is trusted: GC forgets the cache entries of the blobs it
                 # removes, and materialising reports (and forgets) one found missing
                 sha = hit[3]
@@ -395,6 +427,7 @@ class SnapshotStore:
         for (rel, _, st), (sha, added) in zip(pending, self._store_blobs([p for _, p, _ in pending])):
             new += added
             new_cache[rel] = [st.st_size, st.st_mtime_ns, st.st_ino, sha]
+            changed = True
             files[rel] = [sha, st.st_size, stat.S_IMODE(st.st_mode)]
             total += st.st_size
         body = json.dumps({"files": files}, sort_keys=True, separators=(",", ":"))
@@ -404,8 +437,8 @@ class SnapshotStore:
             os.utime(target)
         else:
             self._atomic_write(target, body)
-        if new_cache != cache:
-            self._atomic_write(cache_path, json.dumps(new_cache, separators=(",", ":")))
+        if changed or len(new_cache) != len(cache):  # (every hit is an entry of the old cache)
+            self._dump_cache(cache_path, new_cache)
         return SnapshotInfo(snap_id, len(files), total, new)
 
     def _atomic_write(self, path: Path, text: str) -> None:
@@ -660,11 +693,8 @@ class SnapshotStore:
     def _forget_blobs(self, gone: set[str]) -> None:
         """Drop the stat-cache entries that point at blobs no longer in the store
         (snapshots trust a cache hit without looking for its blob)."""
-        for path in self.statcache.glob("*.json"):
-            try:
-                cache = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            kept = {rel: v for rel, v in cache.items() if v[3] not in gone}
+        for path in [*self.statcache.glob("*.cache"), *self.statcache.glob("*.json")]:
+            cache = self._load_cache(path)
+            kept = {rel: v for rel, v in cache.items() if not (isinstance(v, list) and len(v) == 4 and v[3] in gone)}
             if len(kept) != len(cache):
-                self._atomic_write(path, json.dumps(kept, separators=(",", ":")))
+                self._dump_cache(path.with_suffix(".cache"), kept)
