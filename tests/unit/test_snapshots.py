@@ -306,3 +306,17 @@ def test_exclude_patterns_match_names_and_paths_like_fnmatch(store, tmp_path):
     })
     snap = store.create(lab, exclude=("a[1].txt", "*.log", "ckpt/e?.pt", "star[*].md"))
     assert sorted(store.manifest(snap.id)) == ["a[1].txt", "ckpt/best.pt", "keep/x.LOG", "main.py"]
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o477])
+def test_blobs_are_owner_read_only_whatever_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        store = SnapshotStore(tmp_path / "blobs", tmp_path / "snapshots")
+        lab = make_lab(tmp_path / "lab", {f"f{i}.txt": f"content {i}" for i in range(100)})
+        (lab / "big.bin").write_bytes(os.urandom(3 << 20))  # the streaming path
+        store.create(lab)
+    finally:
+        os.umask(old)
+    modes = {os.stat(b).st_mode & 0o777 for b in blob_files(store)}
+    assert modes == {0o400}

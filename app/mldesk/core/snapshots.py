@@ -213,6 +213,7 @@ class SnapshotStore:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lockfile = self.blobs / ".lock"
         self._dirs: set[str] = set()  # blob sub-folders known to exist
+        self._umask = _umask()
 
     # -- locking ----------------------------------------------------------
     @contextmanager
@@ -335,7 +336,8 @@ class SnapshotStore:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view):]
-                os.fchmod(fd, 0o400)  # owner-only, and never written again
+                if self._umask & 0o400 or self._umask < 0:  # (created owner-only, never written again)
+                    os.fchmod(fd, 0o400)
             finally:
                 os.close(fd)
             os.replace(tmp, target)
