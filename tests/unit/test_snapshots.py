@@ -320,3 +320,22 @@ def test_blobs_are_owner_read_only_whatever_the_umask(tmp_path, umask):
         os.umask(old)
     modes = {os.stat(b).st_mode & 0o777 for b in blob_files(store)}
     assert modes == {0o400}
+
+
+def test_a_blob_folder_removed_while_the_store_is_open_is_made_again(store, tmp_path):
+    import shutil
+
+    lab = make_lab(tmp_path / "lab", {"a.txt": "one"})
+    s1 = store.create(lab)
+    store.gc(set())  # gc keeps the sub-folders; remove them as a user might
+    for sub in store.blobs.iterdir():
+        if sub.is_dir():
+            shutil.rmtree(sub)
+    import hashlib
+
+    prefix = hashlib.sha256(b"one").hexdigest()[:2]
+    other = next(t for t in (f"two {i}" for i in range(100000))
+                 if hashlib.sha256(t.encode()).hexdigest()[:2] == prefix)  # its blob goes in the same sub-folder
+    (lab / "a.txt").write_text(other)
+    s2 = store.create(lab)  # the same store object remembers having made that folder
+    assert s2.id != s1.id and store.read_file(s2.id, "a.txt") == other.encode()

@@ -330,8 +330,14 @@ class SnapshotStore:
         if os.path.exists(target):
             return sha, 0
         tmp = f"{sub}/.in-{sha[:16]}-{os.getpid()}-{threading.get_ident()}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o400)
+            try:
+                fd = os.open(tmp, flags, 0o400)
+            except FileNotFoundError:  # its sub-folder was removed since this store saw it
+                self._dirs.discard(sha[:2])
+                self._blob_dir(sha)
+                fd = os.open(tmp, flags, 0o400)
             try:
                 view = memoryview(data)
                 while view:
