@@ -103,7 +103,6 @@ class RowInfo(QtCore.QObject):
         self.jobs = window.jobs
         self.live: dict[str, _Live] = {}
         self.done: set[str] = set()
-        self.sweeps: dict[str, str] = {}
         self.rounds = 0
         self._busy = False
         self._timer = QtCore.QTimer(self)
@@ -136,7 +135,6 @@ class RowInfo(QtCore.QObject):
             return
         for ex_id in active:
             self.live.setdefault(ex_id, _Live())
-        self.sweeps = {e.id: e.sweep for e in model.executions() if e.sweep}
         self._busy = True
         self.jobs.start(self._round(active, final), "reading the executions' figures")
 
@@ -198,7 +196,7 @@ class RowInfo(QtCore.QObject):
                 parts.append(f"step {number(step)}")
             if res:
                 parts.append(res)
-            model.set_extra(ex_id, self._with_sweep(ex_id, " \u00b7 ".join(parts)))
+            model.set_extra(ex_id, " \u00b7 ".join(parts))
         for ex_id, (primary, used) in final_out.items():
             self.done.add(ex_id)
             self.live.pop(ex_id, None)
@@ -211,12 +209,5 @@ class RowInfo(QtCore.QObject):
                     text += f" (best {number(primary['best'])})"
             if used:  # the end-of-run summary: peak memory, mean GPU use
                 text = f"{text} \u00b7 {used}" if text else used
-            model.set_extra(ex_id, self._with_sweep(ex_id, text))
+            model.set_extra(ex_id, text)
 
-    def _with_sweep(self, ex_id: str, text: str) -> str:
-        """A sweep's trials say so (``sweep k3f9q``): select one, then Select sweep / Compare sweep."""
-        sweep = self.sweeps.get(ex_id)
-        if not sweep:
-            return text
-        tag = f"sweep {sweep[-5:]}"
-        return f"{tag} \u00b7 {text}" if text else tag
