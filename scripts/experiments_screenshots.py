@@ -1,5 +1,6 @@
 """Screenshots of the experiments in the real window: the Metrics tab of a running
-execution (with its System group), Compare of four executions, Compare code, Run with….
+execution (with its System group), Compare of four executions, Compare code, Run with…,
+and the sidebar with two sweeps grouped under their headers (one expanded, one collapsed).
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/experiments_screenshots.py [OUT_DIR]
 
@@ -87,7 +88,9 @@ def main(out_dir: Path) -> None:
     (lab / "main.py").write_text(MAIN_PY.lstrip().replace("default=64", "default=128"))
     tuned = eng.run(lab, runtime="process", overrides={"lr": "0.08"})
     wait_final([tuned.id])
-    sweep, trials = eng.run_sweep(lab, ["lr=[0.02,0.12]"], runtime="process")
+    earlier, earlier_trials = eng.run_sweep(lab, ["batch-size=[32,128]"], runtime="process")
+    wait_final([t.id for t in earlier_trials])
+    sweep, trials = eng.run_sweep(lab, ["lr=[0.02,0.05,0.08,0.12]"], runtime="process")
     wait_final([t.id for t in trials])
     live = eng.run(lab, runtime="process", overrides={"epochs": "400", "delay": "0.4", "lr": "0.03"})
     eng.close()
@@ -130,10 +133,14 @@ def main(out_dir: Path) -> None:
             sel.select(idx, idx)
         win.execution_list.selectionModel().select(sel, QtCore.QItemSelectionModel.ClearAndSelect)
 
-    four = [base.id, tuned.id] + [t.id for t in trials]
-    select(four)
+    # the sweeps grouped: the newer one expanded (its header selected), the earlier one collapsed
+    win.execution_list.set_sweep_collapsed(earlier, True)
+    win.execution_list.select_only(win.model.header_index(sweep))
     pump(0.5)
-    shot(win.right_pane, "window-sidebar", 420)
+    shot(win.right_pane, "window-sidebar", 700)
+
+    four = [base.id, tuned.id, trials[0].id, trials[-1].id]
+    select(four)
 
     # -- Compare
     win.act_compare.trigger()

@@ -175,8 +175,14 @@ def test_run_with_overrides_and_sweep(qtbot, open_window, make_lab):
     assert sorted(t.overrides["epochs"] for t in trials) == ["1", "2"]
     for t in trials:
         wait_final(qtbot, window, t.id, 60)
-    wait_for(qtbot, lambda: all((window.model.index_of(t.id).data(ExtraRole) or "").startswith(
-        f"sweep {sweep[-5:]}") for t in trials), 20, "the trials' rows to name their sweep")
+    # the trials sit under their sweep's header (which names the sweep), not repeated in each row
+    header = window.model.header_index(sweep)
+    assert header.isValid() and window.model.sweep_at(header.row()) == sweep
+    assert sorted(window.model.ids_at(header.row())) == sorted(t.id for t in trials)
+    assert all(window.model.index_of(t.id).row() > header.row() for t in trials)
+    wait_for(qtbot, lambda: all(window.model.index_of(t.id).data(ExtraRole) for t in trials), 20,
+             "the trials' rows to show their end-of-run summary")
+    assert not any("sweep" in window.model.index_of(t.id).data(ExtraRole) for t in trials)
     window.select_execution(trials[0].id, show_code=False)
     assert window.act_compare_sweep.isEnabled()
     window.act_select_sweep.trigger()

@@ -273,6 +273,7 @@ class ExecutionActions(QtCore.QObject):
         ex = w.current_execution()
         if ex is None:
             return
+        w.model.reveal(ex.id)  # the one trial of a collapsed sweep's selected header
         idx = w.model.index_of(ex.id)
         w.execution_list.setFocus()
         w.execution_list.select_only(idx)

@@ -14,7 +14,8 @@ from mldesk.engine import labs as labconfig
 from mldesk.engine.values import Execution
 from mldesk.ui import fmt
 from mldesk.ui.editor import CodeEditor
-from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal
+from mldesk.ui.findbar import FindBar, find_wrapping
+from mldesk.ui.qt import QtCore, QtWidgets, Qt, Signal
 from mldesk.ui.widgets import MessageBar
 
 #: Files larger than this open only after a question (or not at all when binary).
@@ -24,91 +25,6 @@ UNSAVED = "\u25cf"
 
 def looks_binary(data: bytes) -> bool:
     return b"\0" in data[:8192]
-
-
-class _FindBar(QtWidgets.QFrame):
-    def __init__(self, area: "CodeArea"):
-        super().__init__(area)
-        self.setObjectName("codeFindBar")
-        self.area = area
-        self.field = QtWidgets.QLineEdit(self)
-        self.field.setPlaceholderText("Find in file")
-        self.field.setClearButtonEnabled(True)
-        self.field.setMinimumWidth(240)
-        self.field.textChanged.connect(lambda _t: self.find(False, restart=True))
-        self.field.returnPressed.connect(lambda: self.find(
-            bool(QtWidgets.QApplication.keyboardModifiers() & Qt.ShiftModifier)))
-        self.count = QtWidgets.QLabel(self)
-        prev_b = QtWidgets.QToolButton(self)
-        prev_b.setText("\u25b2")
-        prev_b.setAutoRaise(True)
-        prev_b.setToolTip("Previous (Shift+Enter)")
-        prev_b.clicked.connect(lambda: self.find(True))
-        next_b = QtWidgets.QToolButton(self)
-        next_b.setText("\u25bc")
-        next_b.setAutoRaise(True)
-        next_b.setToolTip("Next (Enter)")
-        next_b.clicked.connect(lambda: self.find(False))
-        close = QtWidgets.QToolButton(self)
-        close.setAutoRaise(True)
-        close.setText("\u2715")
-        close.setToolTip("Close (Esc)")
-        close.clicked.connect(self.close_bar)
-        layout = QtWidgets.QHBoxLayout(self)
-        layout.setContentsMargins(8, 3, 6, 3)
-        layout.setSpacing(4)
-        layout.addWidget(self.field)
-        layout.addWidget(prev_b)
-        layout.addWidget(next_b)
-        layout.addWidget(self.count)
-        layout.addStretch(1)
-        layout.addWidget(close)
-        esc = QtGui.QShortcut(QtGui.QKeySequence(Qt.Key_Escape), self.field)
-        esc.setContext(Qt.WidgetShortcut)
-        esc.activated.connect(self.close_bar)
-        self.hide()
-
-    def open(self) -> None:
-        editor = self.area.current_editor()
-        if editor is not None:
-            sel = editor.textCursor().selectedText()
-            if sel and "\u2029" not in sel:
-                self.field.setText(sel)
-        self.show()
-        self.field.setFocus()
-        self.field.selectAll()
-
-    def close_bar(self) -> None:
-        self.hide()
-        editor = self.area.current_editor()
-        if editor is not None:
-            editor.setFocus()
-
-    def find(self, backward: bool, restart: bool = False) -> bool:
-        editor = self.area.current_editor()
-        text = self.field.text()
-        if editor is None or not text:
-            self.count.setText("")
-            return False
-        doc = editor.document()
-        cursor = editor.textCursor()
-        if restart:
-            cursor.setPosition(cursor.selectionStart())
-        flags = QtGui.QTextDocument.FindFlag(0)
-        if backward:
-            flags |= QtGui.QTextDocument.FindBackward
-        match = doc.find(text, cursor, flags)
-        if match.isNull():
-            start = QtGui.QTextCursor(doc)
-            start.movePosition(QtGui.QTextCursor.End if backward else QtGui.QTextCursor.Start)
-            match = doc.find(text, start, flags)
-        if match.isNull():
-            self.count.setText("No matches")
-            return False
-        editor.setTextCursor(match)
-        editor.ensureCursorVisible()
-        self.count.setText("")
-        return True
 
 
 class CodeArea(QtWidgets.QWidget):
@@ -137,7 +53,10 @@ class CodeArea(QtWidgets.QWidget):
         self.stack = QtWidgets.QStackedWidget(self)
         self.stack.addWidget(self.lab_tabs)
         self.stack.addWidget(self.snap_tabs)
-        self.find_bar = _FindBar(self)
+        self.find_bar = FindBar(self, name="code", placeholder="Find in file", field_width=240, margin_left=8)
+        self.find_bar.hide()
+        self.find_bar.search.connect(lambda _text, backward, typed: self.find_next(backward, restart=typed))
+        self.find_bar.closed.connect(self.close_find)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -490,4 +409,31 @@ class CodeArea(QtWidgets.QWidget):
 
     # -- find -------------------------------------------------------------------------------------
     def open_find(self) -> None:
-        self.find_bar.open()
+        editor = self.current_editor()
+        self.find_bar.open_with(editor.textCursor().selectedText() if editor is not None else "")
+
+    def close_find(self) -> None:
+        self.find_bar.hide()
+        editor = self.current_editor()
+        if editor is not None:
+            editor.setFocus()
+
+    def find_next(self, backward: bool = False, restart: bool = False) -> bool:
+        """Select the next (previous) match of the find bar's text in the current file,
+        wrapping around; ``restart``: from the start of the current match (typing)."""
+        editor = self.current_editor()
+        text = self.find_bar.field.text()
+        if editor is None or not text:
+            self.find_bar.count.setText("")
+            return False
+        cursor = editor.textCursor()
+        if restart:
+            cursor.setPosition(cursor.selectionStart())
+        match = find_wrapping(editor.document(), text, cursor, backward)
+        if match.isNull():
+            self.find_bar.count.setText("No matches")
+            return False
+        editor.setTextCursor(match)
+        editor.ensureCursorVisible()
+        self.find_bar.count.setText("")
+        return True

@@ -36,7 +36,7 @@ from time import perf_counter
 
 from mldesk.ui.ansi import DEFAULT_FORMAT, RGB, SGR_RE, AnsiParser, Backspace, CarriageReturn
 from mldesk.ui.ansi import EraseLine, Format, Newline, Text, apply_sgr, xterm_rgb
-from mldesk.ui.consolebars import FindBar as _FindBar
+from mldesk.ui.findbar import FindBar, find_wrapping
 from mldesk.ui.consolebars import SkipBar as _SkipBar
 from mldesk.ui.qt import QtCore, QtGui, QtWidgets, Qt, Signal, monospace_font
 
@@ -291,7 +291,8 @@ class Console(QtWidgets.QWidget):
         self._skip_bar.show_all.clicked.connect(self.showAllRequested)
         self._skip_bar.save_log.clicked.connect(self.saveLogRequested)
 
-        self._find_bar = _FindBar(self)
+        self._find_bar = FindBar(self, name="console", placeholder="Find in output", field_width=220,
+                                 count_width=90)
         self._find_bar.hide()
         self._find_bar.search.connect(self._on_find_requested)
         self._find_bar.closed.connect(self.close_find)
@@ -482,13 +483,8 @@ class Console(QtWidgets.QWidget):
 
     def open_find(self) -> None:
         """Show the find bar (Ctrl+F) with the selection, if any, as the query."""
-        selected = self._text.textCursor().selectedText()
-        if selected and "\u2029" not in selected:
-            self._find_bar.field.setText(selected)
-        self._find_bar.show()
+        self._find_bar.open_with(self._text.textCursor().selectedText())
         self._close_find_action.setEnabled(True)
-        self._find_bar.field.setFocus()
-        self._find_bar.field.selectAll()
 
     def close_find(self) -> None:
         self._find_bar.hide()
@@ -506,15 +502,7 @@ class Console(QtWidgets.QWidget):
             self._text.setExtraSelections([])
             self._find_bar.count.setText("")
             return False
-        doc = self._text.document()
-        flags = QtGui.QTextDocument.FindFlag(0)
-        if backward:
-            flags |= QtGui.QTextDocument.FindBackward
-        match = doc.find(text, self._text.textCursor(), flags)
-        if match.isNull():  # wrap around
-            start = QtGui.QTextCursor(doc)
-            start.movePosition(QtGui.QTextCursor.End if backward else QtGui.QTextCursor.Start)
-            match = doc.find(text, start, flags)
+        match = find_wrapping(self._text.document(), text, self._text.textCursor(), backward)
         if not match.isNull():
             self._text.setTextCursor(match)
             self._text.ensureCursorVisible()
@@ -1028,7 +1016,7 @@ class Console(QtWidgets.QWidget):
             self._status.setText(text)
 
     # ---------------------------------------------------------------- find/menu
-    def _on_find_requested(self, text: str, backward: bool) -> None:
+    def _on_find_requested(self, text: str, backward: bool, _typed: bool = False) -> None:
         if text != self._find_text and not backward:
             # typing: search again from the start of the current match
             cursor = self._text.textCursor()

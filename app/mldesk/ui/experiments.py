@@ -274,8 +274,12 @@ class ExperimentsController(QtCore.QObject):
         sweep = self._sweep_of(self.w.selected())
         if sweep is None:
             return None
-        self.jobs.start(self._compare_sweep(sweep), "reading the sweep's trials")
+        self.compare_sweep_id(sweep)
         return None
+
+    def compare_sweep_id(self, sweep: str) -> None:
+        """Compare every trial of ``sweep`` (the sidebar header's Compare button)."""
+        self.jobs.start(self._compare_sweep(sweep), "reading the sweep's trials")
 
     async def _compare_sweep(self, sweep: str) -> None:
         trials = await self.jobs.call(self.engine.list, sweep=sweep)
@@ -288,6 +292,7 @@ class ExperimentsController(QtCore.QObject):
         if sweep is None:
             return
         lst, model = self.w.execution_list, self.w.model
+        model.set_collapsed(sweep, False)  # the trials need their rows
         selection = QtCore.QItemSelection()
         for ex in self.sweep_trials(sweep):
             idx = model.index_of(ex.id)

@@ -189,6 +189,7 @@ class MainWindow(QtWidgets.QMainWindow):
             signal.connect(self._on_rows_changed)
         self.execution_list.selectionModel().selectionChanged.connect(lambda *_a: sel.apply())
         self.execution_list.menuRequested.connect(a.show_menu)
+        self.execution_list.compareSweepRequested.connect(lambda sweep: self.experiments.compare_sweep_id(sweep))
         self.execution_list.clicked.connect(sel.on_list_clicked)
         self.undo_bar.undo.connect(a.undo_remove)
         self.undo_bar.expired.connect(a.commit_remove)
@@ -297,7 +298,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.exec_stack.setCurrentWidget(self.execution_list if n or self.model.rowCount() else self.exec_empty)
 
     def _on_rows_changed(self, *args) -> None:
-        active = [e for e in (self.model.execution(r) for r in self.model.active_rows()) if e is not None]
+        active = self.model.active_executions()
         self.runbar.show_running(active)
         self.commands.update()
         snap = self.code.snapshot_of

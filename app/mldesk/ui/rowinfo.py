@@ -64,12 +64,27 @@ def resource_text(stats: dict) -> str:
     return " \u00b7 ".join(parts)
 
 
+def _better(best, value, goal: str):
+    """The better of ``best`` (None: none yet) and ``value`` for ``goal`` ("min"/"max")."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return best
+    if math.isnan(v):
+        return best
+    if best is None:
+        return v
+    return min(best, v) if goal == "min" else max(best, v)
+
+
 class _Live:
-    __slots__ = ("offset", "primary", "value", "step", "res", "progress")
+    __slots__ = ("offset", "primary", "goal", "best", "value", "step", "res", "progress")
 
     def __init__(self) -> None:
         self.offset = 0
         self.primary: str | None = None
+        self.goal = "min"
+        self.best = None
         self.value = None
         self.step = None
         self.res = ""
@@ -88,7 +103,6 @@ class RowInfo(QtCore.QObject):
         self.jobs = window.jobs
         self.live: dict[str, _Live] = {}
         self.done: set[str] = set()
-        self.sweeps: dict[str, str] = {}
         self.rounds = 0
         self._busy = False
         self._timer = QtCore.QTimer(self)
@@ -121,7 +135,6 @@ class RowInfo(QtCore.QObject):
             return
         for ex_id in active:
             self.live.setdefault(ex_id, _Live())
-        self.sweeps = {e.id: e.sweep for e in model.executions() if e.sweep}
         self._busy = True
         self.jobs.start(self._round(active, final), "reading the executions' figures")
 
@@ -132,12 +145,15 @@ class RowInfo(QtCore.QObject):
             try:
                 ex = self.engine.get(ex_id)
                 if st.primary is None:
-                    st.primary = self.engine.metrics_config(ex).primary or ""
+                    cfg = self.engine.metrics_config(ex)
+                    st.goal = "min" if cfg.lower_is_better else "max"
+                    st.primary = cfg.primary or ""
                 points, offset = read_since(self.engine, ex_id, st.offset)
-                value, step = st.value, st.step
+                value, step, best = st.value, st.step, st.best
                 for p in points:
                     if st.primary and p[0] == st.primary:
                         value = p[2]
+                        best = _better(best, value, st.goal)
                     step = p[1] if p[1] is not None else step
                 res = resource_text(self.engine.stats(ex_id))
                 try:
@@ -146,7 +162,7 @@ class RowInfo(QtCore.QObject):
                     progress = ""
             except Exception:  # noqa: BLE001 - a row without figures is fine
                 continue
-            live_out[ex_id] = (offset, value, step, res, progress)
+            live_out[ex_id] = (offset, value, step, res, progress, best)
         for ex_id in final:
             try:
                 primary = self.engine.primary_metric(ex_id)
@@ -166,9 +182,11 @@ class RowInfo(QtCore.QObject):
             self._busy = False
         self.rounds += 1
         model = self.w.model
-        for ex_id, (offset, value, step, res, progress) in live_out.items():
+        for ex_id, (offset, value, step, res, progress, best) in live_out.items():
             st = self.live.setdefault(ex_id, _Live())
-            st.offset, st.value, st.step, st.res, st.progress = offset, value, step, res, progress
+            st.offset, st.value, st.step, st.res, st.progress, st.best = offset, value, step, res, progress, best
+            if st.primary and best is not None:  # the sweep's header shows its trials' best
+                model.set_metric(ex_id, st.primary, best, st.goal)
             parts = []
             if progress:
                 parts.append(progress)
@@ -178,23 +196,18 @@ class RowInfo(QtCore.QObject):
                 parts.append(f"step {number(step)}")
             if res:
                 parts.append(res)
-            model.set_extra(ex_id, self._with_sweep(ex_id, " \u00b7 ".join(parts)))
+            model.set_extra(ex_id, " \u00b7 ".join(parts))
         for ex_id, (primary, used) in final_out.items():
             self.done.add(ex_id)
             self.live.pop(ex_id, None)
             text = ""
+            if primary and primary.get("best") is not None:
+                model.set_metric(ex_id, primary["key"], primary["best"], primary.get("goal") or "min")
             if primary and primary.get("last") is not None:
                 text = f"{primary['key']} {number(primary['last'])}"
                 if primary.get("best") is not None and primary["best"] != primary["last"]:
                     text += f" (best {number(primary['best'])})"
             if used:  # the end-of-run summary: peak memory, mean GPU use
                 text = f"{text} \u00b7 {used}" if text else used
-            model.set_extra(ex_id, self._with_sweep(ex_id, text))
+            model.set_extra(ex_id, text)
 
-    def _with_sweep(self, ex_id: str, text: str) -> str:
-        """A sweep's trials say so (``sweep k3f9q``): select one, then Select sweep / Compare sweep."""
-        sweep = self.sweeps.get(ex_id)
-        if not sweep:
-            return text
-        tag = f"sweep {sweep[-5:]}"
-        return f"{tag} \u00b7 {text}" if text else tag

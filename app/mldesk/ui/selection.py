@@ -47,6 +47,7 @@ class SelectionController(QtCore.QObject):
 
     def select(self, exec_id: str, *, show_code: bool = True) -> bool:
         w = self.w
+        w.model.reveal(exec_id)  # a trial of a collapsed sweep: expand it
         idx = w.model.index_of(exec_id)
         if not idx.isValid():
             return False

@@ -1,4 +1,6 @@
-"""The filter box over the execution sidebar: hides the rows that do not match (name, state, host, parameter)."""
+"""The filter box over the execution sidebar: hides the rows that do not match (name, state, host, parameter).
+
+A sweep's header stays while any of its trials matches (collapsed or not)."""
 
 from __future__ import annotations
 
@@ -31,8 +33,17 @@ class SidebarFilter(QtCore.QObject):
         text = self.edit.text().strip()
         model = self.view.model()
         for row in range(model.rowCount()):
-            ex = model.execution(row)
-            self.view.setRowHidden(row, bool(text) and (ex is None or not matches(ex, text)))
+            if not text:
+                self.view.setRowHidden(row, False)
+                continue
+            sweep = model.sweep_at(row)
+            group = model.group(sweep) if sweep is not None else None
+            if group is not None:
+                hide = not any(matches(t, text) for t in group.trials)
+            else:
+                ex = model.execution(row)
+                hide = ex is None or not matches(ex, text)
+            self.view.setRowHidden(row, hide)
 
     def visible_ids(self) -> list[str]:
         model = self.view.model()
