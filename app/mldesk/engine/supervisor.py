@@ -205,6 +205,18 @@ class Supervisor:
             if not self._metrics_ended:
                 self._metrics = start_metrics(self.layout.execution_dir(ex.id), RunOptions.from_json(ex.options).metrics)
 
+    def _prefork_runner(self, ex: Execution) -> None:
+        """A local runtime's runner, forked from this process while it is still
+        single-threaded, so it is ready when the workspace is (no interpreter start-up
+        between the workspace and the program's start)."""
+        try:
+            self.runtime = get_runtime(ex.runtime)
+        except Exception:  # noqa: BLE001 - the stages below report it
+            return
+        prefork = getattr(self.runtime, "prefork", None)
+        if prefork is not None:
+            prefork(self.layout.root, ex.id)
+
     def set_state(self, state: str, **changes) -> Execution | None:
         return self.store.update(self.exec_id, state=state, **changes)
 
@@ -256,6 +268,8 @@ class Supervisor:
             return 0
         if apply_outcome(self.layout, self.store, self.exec_id):
             return 0  # an earlier supervisor ended it while the store was unavailable
+        if ex.host == "local" and ex.state in ("queued", "preparing", "fetching") and not ex.handle:
+            self._prefork_runner(ex)  # before any thread of ours starts
         self._patient("recording the supervisor", lambda: self.store.update(self.exec_id, supervisor_pid=os.getpid()))
         self._make_reserve()
         try:
@@ -284,7 +298,7 @@ class Supervisor:
         # the outcome is decided first, recorded last: nothing in between may lose it
         state, reason = "failed", None
         try:
-            self.runtime = get_runtime("ssh" if ex.host != "local" else ex.runtime)
+            self.runtime = self.runtime or get_runtime("ssh" if ex.host != "local" else ex.runtime)
             self.handle = self.runtime.load_handle(ex.handle)  # (any earlier mldesk's)
             started = ex.state == "running" or (ex.state == "queued" and self.handle is not None
                                                 and self.handle.in_scheduler)
