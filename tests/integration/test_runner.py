@@ -198,3 +198,29 @@ def test_runner_is_forked_from_the_supervisor_holding_none_of_its_files(engine, 
     final = wait_final(engine, ex.id, timeout=60)
     assert final.state == "stopped", final.reason
 
+
+WAIT_FOR_END = """
+import sys
+from mldesk.engine.facade import Engine
+eng = Engine(sys.argv[1])
+eng.fork_supervisors = True  # as the CLI does
+ex = eng.run(sys.argv[2], runtime=sys.argv[3])
+eng.wait_for_end(ex.id, 3600)  # returns when the outcome is recorded, not after an hour
+print(eng.lookup(ex.id).state)
+"""
+
+
+def test_a_forked_supervisor_wakes_its_follower_when_the_outcome_is_recorded(engine, make_lab, runtime):
+    """The CLI's follower does not poll for the end: ``wait_for_end`` returns as soon
+    as the supervisor it forked has recorded the final state (this would sleep an hour
+    otherwise and the test time out)."""
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import APP
+
+    lab = make_lab("print('done')\n")
+    proc = subprocess.run([sys.executable, "-c", WAIT_FOR_END, str(engine.layout.root), str(lab), runtime],
+                          env=dict(os.environ, PYTHONPATH=APP), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "finished"

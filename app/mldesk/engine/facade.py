@@ -18,6 +18,7 @@ Listeners are called from the watcher thread; a GUI marshals them to its own thr
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import threading
 import time
@@ -160,6 +161,7 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         self._stop_watch = threading.Event()
         # set by the single-threaded CLI: start supervisors by forking (fast start)
         self.fork_supervisors = False
+        self._ended: dict[str, int] = {}  # exec_id -> pipe that ends with its forked supervisor's outcome
         from mldesk.engine.hosts import Hosts
 
         self.profiles = Hosts(self)  # host profiles: list, save, remove, test
@@ -434,11 +436,28 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         if self.fork_supervisors and self._watcher is None:
             self.store.close()  # no SQLite connection may cross a fork
             try:
-                supervisor.spawn(self.layout, exec_id, fork=True)
+                ended = supervisor.spawn(self.layout, exec_id, fork=True)
             finally:
                 self.store = Store(self.layout.db)
+            if ended is not None:
+                old = self._ended.pop(exec_id, None)
+                if old is not None:
+                    os.close(old)
+                self._ended[exec_id] = ended
         else:
             supervisor.spawn(self.layout, exec_id)
+
+    def wait_for_end(self, exec_id: str, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, waking at once when the supervisor this
+        engine forked for ``exec_id`` has recorded the final state (or died), so a
+        follower sees the end without a poll interval's delay."""
+        fd = self._ended.get(exec_id)
+        if fd is None:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if ready:  # EOF: from now on the store tells
+            os.close(self._ended.pop(exec_id))
 
     # -- stop / restart ------------------------------------------------------
     def stop(self, ref: str) -> Execution:
