@@ -205,15 +205,16 @@ from mldesk.engine.facade import Engine
 eng = Engine(sys.argv[1])
 eng.fork_supervisors = True  # as the CLI does
 ex = eng.run(sys.argv[2], runtime=sys.argv[3])
-eng.wait_for_end(ex.id, 3600)  # returns when the outcome is recorded, not after an hour
+while not eng.lookup(ex.id).final:  # wakes on news and at the end, never after an hour
+    eng.wait_for_change(ex.id, 3600)
 print(eng.lookup(ex.id).state)
 """
 
 
 def test_a_forked_supervisor_wakes_its_follower_when_the_outcome_is_recorded(engine, make_lab, runtime):
-    """The CLI's follower does not poll for the end: ``wait_for_end`` returns as soon
-    as the supervisor it forked has recorded the final state (this would sleep an hour
-    otherwise and the test time out)."""
+    """The CLI's follower does not poll for the end: ``wait_for_change`` returns as
+    soon as the supervisor it forked has written to the log or recorded the final state
+    (this would sleep an hour otherwise and the test time out)."""
     import subprocess
     import sys
 

@@ -447,17 +447,23 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         else:
             supervisor.spawn(self.layout, exec_id)
 
-    def wait_for_end(self, exec_id: str, timeout: float) -> None:
+    def wait_for_change(self, exec_id: str, timeout: float) -> None:
         """Sleep up to ``timeout`` seconds, waking at once when the supervisor this
-        engine forked for ``exec_id`` has recorded the final state (or died), so a
-        follower sees the end without a poll interval's delay."""
+        engine forked for ``exec_id`` has written to the log or recorded the final
+        state (or died), so a follower shows new output and the end without a poll
+        interval's delay."""
         fd = self._ended.get(exec_id)
         if fd is None:
             time.sleep(timeout)
             return
         ready, _, _ = select.select([fd], [], [], timeout)
-        if ready:  # EOF: from now on the store tells
-            os.close(self._ended.pop(exec_id))
+        if ready:
+            try:
+                data = os.read(fd, 1 << 16)  # drain the supervisor's pokes
+            except BlockingIOError:
+                return
+            if not data:  # EOF: from now on the store tells
+                os.close(self._ended.pop(exec_id))
 
     # -- stop / restart ------------------------------------------------------
     def stop(self, ref: str) -> Execution:

@@ -117,7 +117,8 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> int:
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        os.dup2(ended_w, 3, inheritable=False)  # the follower's "it has ended" pipe
+        os.dup2(ended_w, 3, inheritable=False)  # the follower's pipe: news, EOF at the end
+        fcntl.fcntl(3, fcntl.F_SETFL, fcntl.fcntl(3, fcntl.F_GETFL) | os.O_NONBLOCK)
         os.closerange(4, 65536)
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", buffering=1, closefd=False)
@@ -363,11 +364,27 @@ class Supervisor:
                 f"(details in {self.layout.execution_dir(self.exec_id) / 'supervisor.log'})")
 
     # -- never losing the outcome ----------------------------------------------
+    def _poke(self) -> None:
+        """A byte into the follower's pipe (``spawn``): there is news in the log."""
+        if self.ended_fd is None:
+            return
+        try:
+            os.write(self.ended_fd, b"!")
+        except BlockingIOError:  # full: the follower is behind and will look anyway
+            pass
+        except OSError:  # the follower is gone (detached, ended)
+            try:
+                os.close(self.ended_fd)
+            except OSError:
+                pass
+            self.ended_fd = None
+
     def message(self, text: str) -> None:
         """A stage message in the log; a log that cannot be written (full disk) does
         not stop the supervisor (the reason is recorded on the execution)."""
         try:
             self.writer.message(text)
+            self._poke()
         except (OSError, ValueError) as exc:
             print(f"log message lost ({exc}): {text}", file=sys.stderr)
             if isinstance(exc, OSError) and self.log_error is None:
@@ -380,7 +397,9 @@ class Supervisor:
         if self.log_error is not None:
             return None
         try:
-            return self.writer.write(stream, data, ts)
+            end = self.writer.write(stream, data, ts)
+            self._poke()
+            return end
         except OSError as exc:
             self.log_error = exc
             print(f"writing the log failed: {exc}", file=sys.stderr)

@@ -45,6 +45,7 @@ class RunnerRuntime(Runtime):
     def __init__(self) -> None:
         self._ready: dict[str, Any] = {}  # exec_id -> a runner spawned early, waiting for its spec
         self._done: dict[str, int] = {}  # exec_id -> a pipe that ends when its (forked) runner ends
+        self._news: dict[str, int] = {}  # exec_id -> a pipe with a byte per write to its runner's log
 
     def spec(self, ctx: RunContext) -> dict[str, Any]:
         raise NotImplementedError
@@ -90,6 +91,8 @@ class RunnerRuntime(Runtime):
             raise ExecutionFailed(f"could not start mldesk's runner: {exc}") from None
         if getattr(proc, "done_fd", None) is not None:
             self._done[ctx.exec_id] = proc.done_fd
+            if proc.news_fd is not None:
+                self._news[ctx.exec_id] = proc.news_fd
         if status.get("state") == "failed" and not status.get("started_at"):
             raise ExecutionFailed(status.get("error") or "the program could not be started")
         return self.handle_type(exec_id=ctx.exec_id, root=str(root), runner=self.name,
@@ -161,16 +164,28 @@ class RunnerRuntime(Runtime):
     def _pause(self, exec_id: str, seconds: float) -> None:
         """Sleep between looks at an idle log, waking at once when the runner ends
         (its final status is then there to read: no poll interval added to the end)."""
-        fd = self._done.get(exec_id)
-        if fd is None:
+        done, news = self._done.get(exec_id), self._news.get(exec_id)
+        fds = [fd for fd in (done, news) if fd is not None]
+        if not fds:
             time.sleep(seconds)
             return
-        ready, _, _ = select.select([fd], [], [], seconds)
-        if ready:  # EOF: the runner is gone; from now on plain sleeps
+        ready, _, _ = select.select(fds, [], [], seconds)
+        if news in ready:  # new output: drain the pokes, copy it now
+            try:
+                if not os.read(news, 1 << 16):
+                    self._forget(self._news, exec_id)  # the runner is gone
+            except BlockingIOError:
+                pass
+        if done in ready:  # EOF: the runner is gone; from now on plain sleeps
             self._forget_done(exec_id)
 
     def _forget_done(self, exec_id: str) -> None:
-        fd = self._done.pop(exec_id, None)
+        self._forget(self._done, exec_id)
+        self._forget(self._news, exec_id)
+
+    @staticmethod
+    def _forget(fds: dict[str, int], exec_id: str) -> None:
+        fd = fds.pop(exec_id, None)
         if fd is not None:
             try:
                 os.close(fd)
