@@ -1,9 +1,12 @@
 """This machine as a host reached without SSH: local executions run through the agent's runner.
 
-``start`` writes the runner's spec and starts ``python -m mldesk.agent supervise HOME ID
-run`` detached (its own session): the runner (``mldesk.agent.runner``, the same code
-SSH hosts run) starts the program, pumps its output into ``executions/<id>/run/log.bin``
-and keeps ``run/status.json``. ``stream`` copies that log's records into the
+The supervisor forks the runner before it starts a thread (``prefork`` ->
+``runner.fork_ready``: detached, its own session, none of the supervisor's files); where
+it cannot fork, ``prepare_workspace`` starts ``python -m mldesk.agent supervise HOME ID
+run wait``. Either waits for ``start``, which writes the spec: the runner
+(``mldesk.agent.runner``, the same code SSH hosts run) starts the program, pumps its
+output into ``executions/<id>/run/log.bin`` and keeps ``run/status.json``; a forked one
+pokes a pipe per log write and ends a done pipe, which ``stream`` waits on between looks. ``stream`` copies that log's records into the
 execution's log from a byte offset (``mldesk.runtimes.relay``: checkpoint + matcher),
 so a supervisor that was killed is replaced by one that continues where the copy
 stopped, with no line lost or doubled, while the program never noticed.
