@@ -17,6 +17,7 @@ Listeners are called from the watcher thread; a GUI marshals them to its own thr
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import shutil
@@ -162,9 +163,14 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         # set by the single-threaded CLI: start supervisors by forking (fast start)
         self.fork_supervisors = False
         self._ended: dict[str, int] = {}  # exec_id -> pipe that ends with its forked supervisor's outcome
+
+    @functools.cached_property
+    def profiles(self):
+        """Host profiles: list, save, remove, test (imported on first use: most
+        commands, `mldesk run` on this machine among them, never need it)."""
         from mldesk.engine.hosts import Hosts
 
-        self.profiles = Hosts(self)  # host profiles: list, save, remove, test
+        return Hosts(self)
 
     def close(self) -> None:
         self.stop_watching()
