@@ -160,3 +160,68 @@ def test_docker_execution_of_an_earlier_mldesk_is_waited_for(engine, make_lab, r
     final = wait_final(engine, ex.id, timeout=60)
     assert final.state == "failed" and final.exit_code == 3, final.reason
     assert "earlier mldesk" in messages(engine, ex.id)
+
+
+def _proc_field(pid: int, key: str) -> str:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return line.split()[1]
+    raise AssertionError(f"no {key} for {pid}")
+
+
+def test_runner_is_forked_from_the_supervisor_holding_none_of_its_files(engine, make_lab, runtime):
+    """The local runner is a fork of its supervisor (no interpreter start between the
+    workspace and the program), detached in its own session, with none of the
+    supervisor's descriptors: not its writer lock (a killed supervisor must free it
+    for the next one) nor the store."""
+    lab = make_lab("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    ex = engine.run(lab, runtime=runtime)
+    wait_for(lambda: b"up" in program_output(engine, ex.id), 60, "the program's first line")
+    sup = engine.store.get(ex.id).supervisor_pid
+    import json
+
+    status = json.loads((engine.layout.execution_dir(ex.id) / "run" / "status.json").read_text())
+    runner_pid = status["agent_pid"]
+    assert int(_proc_field(runner_pid, "PPid")) == sup
+    with open(f"/proc/{runner_pid}/cmdline", "rb") as a, open(f"/proc/{sup}/cmdline", "rb") as b:
+        assert a.read() == b.read()  # the supervisor's own command line: forked, not a new interpreter
+    assert os.getsid(runner_pid) == runner_pid
+    fd_dir = f"/proc/{runner_pid}/fd"
+    targets = [os.readlink(os.path.join(fd_dir, n)) for n in os.listdir(fd_dir)]
+    assert not [t for t in targets if t.endswith("writer.lock") or "mldesk.db" in t], targets
+    # and the supervisor killed now is replaced: the lock was only ever its own
+    os.kill(sup, signal.SIGKILL)
+    wait_for(lambda: not _alive(sup), 10, "the supervisor to die")
+    wait_for(lambda: engine.reattach_one(ex.id), 10, "its lock to be free for a new supervisor")
+    engine.stop(ex.id)
+    final = wait_final(engine, ex.id, timeout=60)
+    assert final.state == "stopped", final.reason
+
+
+WAIT_FOR_END = """
+import sys
+from mldesk.engine.facade import Engine
+eng = Engine(sys.argv[1])
+eng.fork_supervisors = True  # as the CLI does
+ex = eng.run(sys.argv[2], runtime=sys.argv[3])
+while not eng.lookup(ex.id).final:  # wakes on news and at the end, never after an hour
+    eng.wait_for_change(ex.id, 3600)
+print(eng.lookup(ex.id).state)
+"""
+
+
+def test_a_forked_supervisor_wakes_its_follower_when_the_outcome_is_recorded(engine, make_lab, runtime):
+    """The CLI's follower does not poll for the end: ``wait_for_change`` returns as
+    soon as the supervisor it forked has written to the log or recorded the final state
+    (this would sleep an hour otherwise and the test time out)."""
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import APP
+
+    lab = make_lab("print('done')\n")
+    proc = subprocess.run([sys.executable, "-c", WAIT_FOR_END, str(engine.layout.root), str(lab), runtime],
+                          env=dict(os.environ, PYTHONPATH=APP), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "finished"

@@ -248,6 +248,35 @@ def test_chunking_does_not_matter(data, cuts):
         [(k, st_, v if not math.isnan(v) else "nan") for k, st_, v in whole]
 
 
+
+_MIXED_LINES = [b"step 3", b"Epoch 7/10", b"hello world", b"iter 12 of 40", b"loss: 0.5", b"acc=0.9",
+                b"step 4 loss 0.25", b"epoch 2 val_loss: 0.1", b"", b"10%\rstep 9", b"\x1b[1mstep 11\x1b[0m",
+                b"x" * (metrics.MAX_LINE + 5), b"global_step 99 is done", b"{'loss': 0.3}"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_MIXED_LINES), max_size=40), st.lists(st.integers(0, 2000), max_size=6))
+def test_plain_lines_looked_at_lazily_give_what_each_line_in_turn_gives(lines, cuts):
+    """feed() skips the step search of plain lines (no ':' or '=') except the last with a
+    step before a pair or the end: the points and the sticky step are exactly those of
+    looking at every line in turn (``_line``), however the data is cut."""
+    data = b"".join(line + b"\n" for line in lines)
+    ref = Scanner()
+    want: list = []
+    for line in lines:
+        if line and len(line) <= metrics.MAX_LINE:
+            ref._line(line, 0.0, want)
+    s = Scanner()
+    got: list = []
+    prev = 0
+    for c in sorted(set(min(c, len(data)) for c in cuts)) + [len(data)]:
+        got += s.feed(1, data[prev:c], 0.0)
+        prev = c
+    got += s.flush(0.0)
+    assert got == want
+    assert s.sticky == ref.sticky
+
+
 # -- storage ----------------------------------------------------------------------------
 def write_log(exec_dir: Path, chunks) -> None:
     with logstore.LogWriter(exec_dir / "log.bin") as w:

@@ -76,7 +76,7 @@ def follow(engine, exec_id: str, *, split_streams: bool, include_mldesk: bool, o
             if time.monotonic() - last_check > 2.0:
                 last_check = time.monotonic()
                 engine.reattach_one(exec_id)  # its supervisor died: start another
-            time.sleep(delay)
+            engine.wait_for_change(exec_id, delay)  # (wakes at once on new output and at the end)
             delay = min(delay * 2, 0.025)
     finally:
         reader.close()

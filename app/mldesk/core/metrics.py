@@ -323,7 +323,8 @@ class Scanner:
         if nl < 0:
             self._keep(stream, pend + data if pend else data)
             return out
-        lines = (pend + data[:nl] if pend else data[:nl]).split(b"\n")
+        body = pend + data[:nl] if pend else data[:nl]
+        lines = body.split(b"\n")
         if self.skipping[stream]:
             lines[0] = b""
             self.skipping[stream] = False
@@ -332,10 +333,45 @@ class Scanner:
         if rest:
             self._keep(stream, rest)
         line_fn = self._line
-        for line in lines:
-            if line:
-                line_fn(line, ts, out)
+        if self._user:
+            for line in lines:
+                if line:
+                    line_fn(line, ts, out)
+            return out
+        # A line with no ':' or '=' (and nothing to clean) holds no pair: only the
+        # step of the last such line with one matters (the sticky step of the lines
+        # after it), so a run of them is looked at from its end, lazily. A flood of
+        # plain lines costs one cheap test each instead of a step search each.
+        if b":" not in body and b"=" not in body and b"\r" not in body and b"\x1b" not in body:
+            self._sticky_from(lines, 0, len(lines))  # all plain (a flood of print lines)
+            return out
+        plain_from = -1
+        for i, line in enumerate(lines):
+            if not line:
+                continue
+            if b":" not in line and b"=" not in line and b"\r" not in line and b"\x1b" not in line:
+                if plain_from < 0:
+                    plain_from = i
+                continue
+            if plain_from >= 0:
+                self._sticky_from(lines, plain_from, i)
+                plain_from = -1
+            line_fn(line, ts, out)
+        if plain_from >= 0:
+            self._sticky_from(lines, plain_from, len(lines))
         return out
+
+    def _sticky_from(self, lines: list, start: int, end: int) -> None:
+        """The sticky step after the plain lines ``lines[start:end]``: what ``_line``
+        would leave after each in turn (the last step found; unchanged if none)."""
+        for j in range(end - 1, start - 1, -1):
+            line = lines[j]
+            if not line or len(line) > MAX_LINE:
+                continue
+            step = line_step(line)
+            if step is not None:
+                self.sticky = step
+                return
 
     def _keep(self, stream: int, pend: bytes) -> None:
         if b"\r" in pend:  # only the final state of a redrawn line matters

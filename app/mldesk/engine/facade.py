@@ -17,7 +17,9 @@ Listeners are called from the watcher thread; a GUI marshals them to its own thr
 
 from __future__ import annotations
 
+import functools
 import os
+import select
 import shutil
 import threading
 import time
@@ -160,9 +162,15 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         self._stop_watch = threading.Event()
         # set by the single-threaded CLI: start supervisors by forking (fast start)
         self.fork_supervisors = False
+        self._ended: dict[str, int] = {}  # exec_id -> pipe that ends with its forked supervisor's outcome
+
+    @functools.cached_property
+    def profiles(self):
+        """Host profiles: list, save, remove, test (imported on first use: most
+        commands, `mldesk run` on this machine among them, never need it)."""
         from mldesk.engine.hosts import Hosts
 
-        self.profiles = Hosts(self)  # host profiles: list, save, remove, test
+        return Hosts(self)
 
     def close(self) -> None:
         self.stop_watching()
@@ -437,11 +445,34 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         if self.fork_supervisors and self._watcher is None:
             self.store.close()  # no SQLite connection may cross a fork
             try:
-                supervisor.spawn(self.layout, exec_id, fork=True)
+                ended = supervisor.spawn(self.layout, exec_id, fork=True)
             finally:
                 self.store = Store(self.layout.db)
+            if ended is not None:
+                old = self._ended.pop(exec_id, None)
+                if old is not None:
+                    os.close(old)
+                self._ended[exec_id] = ended
         else:
             supervisor.spawn(self.layout, exec_id)
+
+    def wait_for_change(self, exec_id: str, timeout: float) -> None:
+        """Sleep up to ``timeout`` seconds, waking at once when the supervisor this
+        engine forked for ``exec_id`` has written to the log or recorded the final
+        state (or died), so a follower shows new output and the end without a poll
+        interval's delay."""
+        fd = self._ended.get(exec_id)
+        if fd is None:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if ready:
+            try:
+                data = os.read(fd, 1 << 16)  # drain the supervisor's pokes
+            except BlockingIOError:
+                return
+            if not data:  # EOF: from now on the store tells
+                os.close(self._ended.pop(exec_id))
 
     # -- stop / restart ------------------------------------------------------
     def stop(self, ref: str) -> Execution:

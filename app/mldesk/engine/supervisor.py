@@ -63,19 +63,21 @@ def is_supervised(layout: Layout, exec_id: str) -> bool:
     return False
 
 
-def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
+def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> int | None:
     """Start a detached supervisor for ``exec_id`` and return at once.
 
     ``fork=True`` (the CLI) forks twice: the supervisor starts with everything
     already imported, which keeps ``mldesk run`` fast. Only a single-threaded caller
     with no SQLite connection open may do that (SQLite's locks do not survive a
-    fork); everyone else starts a fresh interpreter."""
+    fork); everyone else starts a fresh interpreter. A forked supervisor's start
+    returns the read end of a pipe that reaches its end (EOF) as soon as the
+    supervisor has recorded the final state (or died): a follower waits on it
+    instead of polling the store (``Engine.wait_for_change``)."""
     fork = fork and hasattr(os, "fork") and threading.active_count() == 1
     exec_dir = layout.execution_dir(exec_id)
     exec_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if fork:
-        _spawn_forked(layout, exec_id, exec_dir / "supervisor.log")
-        return
+        return _spawn_forked(layout, exec_id, exec_dir / "supervisor.log")
     if getattr(sys, "frozen", False):
         cmd = [sys.executable, "__supervise", exec_id]
     else:
@@ -90,15 +92,18 @@ def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> None:
             cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True, cwd="/",
         )
+    return None
 
 
-def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> None:
+def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> int:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    ended_r, ended_w = os.pipe()
     pid = os.fork()
     if pid:
+        os.close(ended_w)
         os.waitpid(pid, 0)  # the middle child exits at once
-        return
+        return ended_r
     code = 1
     try:
         os.setsid()
@@ -112,25 +117,30 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> None:
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        os.closerange(3, 65536)
+        os.dup2(ended_w, 3, inheritable=False)  # the follower's pipe: news, EOF at the end
+        fcntl.fcntl(3, fcntl.F_SETFL, fcntl.fcntl(3, fcntl.F_GETFL) | os.O_NONBLOCK)
+        os.closerange(4, 65536)
         sys.stdin = open(0, closefd=False)
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
-        code = supervise(layout, exec_id)
+        code = supervise(layout, exec_id, ended_fd=3)
     except BaseException:  # noqa: BLE001 - a forked child must never return
         traceback.print_exc()
     finally:
         os._exit(code)
 
 
-def supervise(layout: Layout, exec_id: str) -> int:
-    """Run the supervisor for ``exec_id`` unless another one holds its lock."""
+def supervise(layout: Layout, exec_id: str, ended_fd: int | None = None) -> int:
+    """Run the supervisor for ``exec_id`` unless another one holds its lock.
+    ``ended_fd`` is closed once the final state is recorded (see ``spawn``)."""
     os.umask(0o077)  # everything it writes under MLDESK_HOME is owner-only
     lock = try_lock(layout.writer_lock(exec_id))
     if lock is None:
         return 0  # another supervisor owns it
     try:
-        return Supervisor(layout, exec_id).run()
+        sup = Supervisor(layout, exec_id)
+        sup.ended_fd = ended_fd
+        return sup.run()
     finally:
         os.close(lock)
 
@@ -196,6 +206,7 @@ class Supervisor:
         self.log_error: OSError | None = None
         self.keep_workspace = False
         self._reserve = layout.execution_dir(exec_id) / "space.reserve"
+        self.ended_fd: int | None = None  # closed once the outcome is recorded (spawn's pipe)
 
     # -- helpers -------------------------------------------------------------
     def _start_metrics(self, ex: Execution) -> None:
@@ -204,6 +215,18 @@ class Supervisor:
         with self._mlock:
             if not self._metrics_ended:
                 self._metrics = start_metrics(self.layout.execution_dir(ex.id), RunOptions.from_json(ex.options).metrics)
+
+    def _prefork_runner(self, ex: Execution) -> None:
+        """A local runtime's runner, forked from this process while it is still
+        single-threaded, so it is ready when the workspace is (no interpreter start-up
+        between the workspace and the program's start)."""
+        try:
+            self.runtime = get_runtime(ex.runtime)
+        except Exception:  # noqa: BLE001 - the stages below report it
+            return
+        prefork = getattr(self.runtime, "prefork", None)
+        if prefork is not None:
+            prefork(self.layout.root, ex.id)
 
     def set_state(self, state: str, **changes) -> Execution | None:
         return self.store.update(self.exec_id, state=state, **changes)
@@ -256,6 +279,8 @@ class Supervisor:
             return 0
         if apply_outcome(self.layout, self.store, self.exec_id):
             return 0  # an earlier supervisor ended it while the store was unavailable
+        if ex.host == "local" and ex.state in ("queued", "preparing", "fetching") and not ex.handle:
+            self._prefork_runner(ex)  # before any thread of ours starts
         self._patient("recording the supervisor", lambda: self.store.update(self.exec_id, supervisor_pid=os.getpid()))
         self._make_reserve()
         try:
@@ -284,7 +309,7 @@ class Supervisor:
         # the outcome is decided first, recorded last: nothing in between may lose it
         state, reason = "failed", None
         try:
-            self.runtime = get_runtime("ssh" if ex.host != "local" else ex.runtime)
+            self.runtime = self.runtime or get_runtime("ssh" if ex.host != "local" else ex.runtime)
             self.handle = self.runtime.load_handle(ex.handle)  # (any earlier mldesk's)
             started = ex.state == "running" or (ex.state == "queued" and self.handle is not None
                                                 and self.handle.in_scheduler)
@@ -339,11 +364,27 @@ class Supervisor:
                 f"(details in {self.layout.execution_dir(self.exec_id) / 'supervisor.log'})")
 
     # -- never losing the outcome ----------------------------------------------
+    def _poke(self) -> None:
+        """A byte into the follower's pipe (``spawn``): there is news in the log."""
+        if self.ended_fd is None:
+            return
+        try:
+            os.write(self.ended_fd, b"!")
+        except BlockingIOError:  # full: the follower is behind and will look anyway
+            pass
+        except OSError:  # the follower is gone (detached, ended)
+            try:
+                os.close(self.ended_fd)
+            except OSError:
+                pass
+            self.ended_fd = None
+
     def message(self, text: str) -> None:
         """A stage message in the log; a log that cannot be written (full disk) does
         not stop the supervisor (the reason is recorded on the execution)."""
         try:
             self.writer.message(text)
+            self._poke()
         except (OSError, ValueError) as exc:
             print(f"log message lost ({exc}): {text}", file=sys.stderr)
             if isinstance(exc, OSError) and self.log_error is None:
@@ -356,7 +397,9 @@ class Supervisor:
         if self.log_error is not None:
             return None
         try:
-            return self.writer.write(stream, data, ts)
+            end = self.writer.write(stream, data, ts)
+            self._poke()
+            return end
         except OSError as exc:
             self.log_error = exc
             print(f"writing the log failed: {exc}", file=sys.stderr)
@@ -571,6 +614,12 @@ class Supervisor:
         if self._workspace_kept():
             self._strip_workspace()  # before anyone is told it is over
         self._record_final(state, code, reason)  # first the outcome, then the cleanup
+        if self.ended_fd is not None:  # a follower (the CLI) need not wait for the cleanup
+            try:
+                os.close(self.ended_fd)
+            except OSError:
+                pass
+            self.ended_fd = None
 
     def _workspace_kept(self) -> bool:
         return bool(self.ctx.options.keep_workspace or self.keep_workspace) and self.ctx.workspace.exists()

@@ -1,9 +1,12 @@
 """This machine as a host reached without SSH: local executions run through the agent's runner.
 
-``start`` writes the runner's spec and starts ``python -m mldesk.agent supervise HOME ID
-run`` detached (its own session): the runner (``mldesk.agent.runner``, the same code
-SSH hosts run) starts the program, pumps its output into ``executions/<id>/run/log.bin``
-and keeps ``run/status.json``. ``stream`` copies that log's records into the
+The supervisor forks the runner before it starts a thread (``prefork`` ->
+``runner.fork_ready``: detached, its own session, none of the supervisor's files); where
+it cannot fork, ``prepare_workspace`` starts ``python -m mldesk.agent supervise HOME ID
+run wait``. Either waits for ``start``, which writes the spec: the runner
+(``mldesk.agent.runner``, the same code SSH hosts run) starts the program, pumps its
+output into ``executions/<id>/run/log.bin`` and keeps ``run/status.json``; a forked one
+pokes a pipe per log write and ends a done pipe, which ``stream`` waits on between looks. ``stream`` copies that log's records into the
 execution's log from a byte offset (``mldesk.runtimes.relay``: checkpoint + matcher),
 so a supervisor that was killed is replaced by one that continues where the copy
 stopped, with no line lost or doubled, while the program never noticed.
@@ -12,6 +15,7 @@ stopped, with no line lost or doubled, while the program never noticed.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import threading
 import time
@@ -43,6 +47,8 @@ class RunnerRuntime(Runtime):
 
     def __init__(self) -> None:
         self._ready: dict[str, Any] = {}  # exec_id -> a runner spawned early, waiting for its spec
+        self._done: dict[str, int] = {}  # exec_id -> a pipe that ends when its (forked) runner ends
+        self._news: dict[str, int] = {}  # exec_id -> a pipe with a byte per write to its runner's log
 
     def spec(self, ctx: RunContext) -> dict[str, Any]:
         raise NotImplementedError
@@ -53,12 +59,26 @@ class RunnerRuntime(Runtime):
             raise ExecutionFailed("internal: the execution's folder is unknown")
         return Path(ctx.exec_dir).parent.parent
 
-    def prepare_workspace(self, ctx: RunContext, materialize) -> None:
-        """Start the runner's interpreter now, so it is ready when ``start`` comes."""
+    def prefork(self, root: str | os.PathLike, exec_id: str) -> None:
+        """Fork the runner now, while the caller (a supervisor that has not started a
+        thread yet) is alone: it waits, ready, for ``start`` (``runner.fork_ready``)."""
+        if exec_id in self._ready:
+            return
         try:
-            self._ready[ctx.exec_id] = runner.spawn(paths_of(self._root(ctx), ctx.exec_id), ready=True)
+            proc = runner.fork_ready(paths_of(root, exec_id))
         except (OSError, runner.AgentError):
-            pass  # start spawns one then
+            proc = None  # prepare_workspace spawns one then
+        if proc is not None:
+            self._ready[exec_id] = proc
+
+    def prepare_workspace(self, ctx: RunContext, materialize) -> None:
+        """Start the runner's interpreter now (unless one was forked already), so it
+        is ready when ``start`` comes."""
+        if ctx.exec_id not in self._ready:
+            try:
+                self._ready[ctx.exec_id] = runner.spawn(paths_of(self._root(ctx), ctx.exec_id), ready=True)
+            except (OSError, runner.AgentError):
+                pass  # start spawns one then
         super().prepare_workspace(ctx, materialize)
 
     def start(self, ctx: RunContext) -> LocalHandle:
@@ -67,10 +87,15 @@ class RunnerRuntime(Runtime):
         spec = dict(self.spec(ctx), exec_id=ctx.exec_id, name=ctx.name, argv=list(ctx.argv),
                     env=ctx.program_env(), env_exact=True, runtime=self.name, grace=ctx.grace,
                     sample=False)  # the supervisor samples (sample_root), not the runner
+        proc = self._ready.pop(ctx.exec_id, None)
         try:
-            status = runner.start(p, spec, proc=self._ready.pop(ctx.exec_id, None))
+            status = runner.start(p, spec, proc=proc)
         except (OSError, runner.AgentError) as exc:
             raise ExecutionFailed(f"could not start mldesk's runner: {exc}") from None
+        if getattr(proc, "done_fd", None) is not None:
+            self._done[ctx.exec_id] = proc.done_fd
+            if proc.news_fd is not None:
+                self._news[ctx.exec_id] = proc.news_fd
         if status.get("state") == "failed" and not status.get("started_at"):
             raise ExecutionFailed(status.get("error") or "the program could not be started")
         return self.handle_type(exec_id=ctx.exec_id, root=str(root), runner=self.name,
@@ -129,14 +154,46 @@ class RunnerRuntime(Runtime):
                         self._lost(ctx, status, p)
                 else:
                     lost_since = None
-                time.sleep(pause)
+                self._pause(ctx.exec_id, pause)
                 pause = min(POLL_MAX, pause * 1.5)
         finally:
+            self._forget_done(ctx.exec_id)
             if reader is not None:
                 reader.close()
             if offset != saved:
                 self._checkpoint(checkpoint, ctx, offset, None)
         return self._outcome(status)
+
+    def _pause(self, exec_id: str, seconds: float) -> None:
+        """Sleep between looks at an idle log, waking at once when the runner ends
+        (its final status is then there to read: no poll interval added to the end)."""
+        done, news = self._done.get(exec_id), self._news.get(exec_id)
+        fds = [fd for fd in (done, news) if fd is not None]
+        if not fds:
+            time.sleep(seconds)
+            return
+        ready, _, _ = select.select(fds, [], [], seconds)
+        if news in ready:  # new output: drain the pokes, copy it now
+            try:
+                if not os.read(news, 1 << 16):
+                    self._forget(self._news, exec_id)  # the runner is gone
+            except BlockingIOError:
+                pass
+        if done in ready:  # EOF: the runner is gone; from now on plain sleeps
+            self._forget_done(exec_id)
+
+    def _forget_done(self, exec_id: str) -> None:
+        self._forget(self._done, exec_id)
+        self._forget(self._news, exec_id)
+
+    @staticmethod
+    def _forget(fds: dict[str, int], exec_id: str) -> None:
+        fd = fds.pop(exec_id, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     @staticmethod
     def _checkpoint(path: Path, ctx: RunContext, offset: int, local_end: int | None) -> None:
