@@ -121,8 +121,8 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> int:
         fcntl.fcntl(3, fcntl.F_SETFL, fcntl.fcntl(3, fcntl.F_GETFL) | os.O_NONBLOCK)
         os.closerange(4, 65536)
         sys.stdin = open(0, closefd=False)
-        sys.stdout = open(1, "w", buffering=1, closefd=False)
-        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        sys.stdout = QuietStream(open(1, "w", buffering=1, closefd=False))
+        sys.stderr = QuietStream(open(2, "w", buffering=1, closefd=False))
         code = supervise(layout, exec_id, ended_fd=3)
     except BaseException:  # noqa: BLE001 - a forked child must never return
         traceback.print_exc()
@@ -694,8 +694,33 @@ def apply_outcome(layout: Layout, store: Store, exec_id: str) -> bool:
     return True
 
 
+class QuietStream:
+    """The supervisor's stdout/stderr (``supervisor.log``, beside the execution) that
+    never raise: on the disk a program filled, a print must not end the supervisor
+    before it records the outcome. What cannot be written is dropped."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    sys.stdout, sys.stderr = QuietStream(sys.stdout), QuietStream(sys.stderr)
     if len(argv) != 1:
         print("usage: python -m mldesk.engine.supervisor EXECUTION_ID", file=sys.stderr)
         return 2
