@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from mldesk.agent.errors import UserError
+from mldesk.agent.fsutil import unlink_quiet
 
 CHUNK = 1 << 20
 
@@ -348,10 +349,7 @@ class SnapshotStore:
                 os.close(fd)
             os.replace(tmp, target)
         except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            unlink_quiet(tmp)
             raise
         return sha, len(data)
 
@@ -376,8 +374,7 @@ class SnapshotStore:
             os.replace(tmp, target)
             return sha, os.stat(target).st_size
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            unlink_quiet(tmp)
             raise
 
     def _walk(self, lab: Path, exclude: tuple[str, ...]) -> Iterator[tuple[str, os.DirEntry]]:
