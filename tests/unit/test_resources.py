@@ -182,6 +182,21 @@ def test_sampler_with_nothing_to_sample_writes_nothing(tmp_path):
     assert not path.exists()
 
 
+def test_a_tree_without_memory_maps_records_no_rss(tmp_path):
+    """A process caught mid-exec has no memory map yet (0 pages): that is no RSS
+    measurement, so the sample has none (a chart would show a false drop to 0).
+    Kernel threads (children of kthreadd, pid 2) are real processes with 0 pages."""
+    if not os.path.exists("/proc/2/stat") or b"(kthreadd)" not in open("/proc/2/stat", "rb").read():
+        pytest.skip("no kthreadd at pid 2 in this kernel/container")
+    tree = resources.TreeSampler(2).sample()
+    assert tree is not None and tree["rss"] == 0 and tree["n"] >= 1
+    path = tmp_path / "r.jsonl"
+    sample = resources.Sampler(str(path), root_pid=2).sample_once()
+    assert sample is not None and "rss" not in sample and sample["n"] >= 1
+    own = resources.Sampler(str(tmp_path / "own.jsonl"), root_pid=os.getpid()).sample_once()
+    assert own["rss"] > 0
+
+
 def test_gpu_cache_file_is_shared(fake_gpus, tmp_path):
     cache_path = str(tmp_path / "gpus.json")
     a = resources.GpuCache(cache_path, max_age=30)

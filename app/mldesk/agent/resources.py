@@ -386,7 +386,8 @@ class Sampler(object):
         if tree is not None:
             s = tree.sample()
             if s is not None:
-                sample["rss"] = s["rss"]
+                if s["rss"]:  # 0 pages: caught mid-exec (no memory map yet), not a measurement
+                    sample["rss"] = s["rss"]
                 sample["n"] = s["n"]
                 if s["cpu"] is not None:
                     sample["cpu"] = s["cpu"]
