@@ -34,7 +34,7 @@ import shutil
 import subprocess
 import time
 
-from mldesk.agent.fsutil import read_json, write_json
+from mldesk.agent.fsutil import read_json, unlink_quiet, write_json
 
 JOB_SCRIPT = "job.sh"
 JOB_DRIVER = "job.py"
@@ -417,11 +417,11 @@ class ArrayRendezvous(object):
                         return "%s_%d" % (sub["job"], self.index)
                     return None
                 if stop_requested():
-                    _unlink(self.link)
+                    unlink_quiet(self.link)
                     open(self.gone, "w").close()
                     raise Withdrawn()
                 if os.path.realpath(self.link) != os.path.realpath(self.exec_dir):
-                    _unlink(self.link)
+                    unlink_quiet(self.link)
                     os.symlink(self.exec_dir, self.link)
                 ready, gone = self._listed(TASKS), self._listed(GONE)
                 if len(ready) + len(gone) >= self.size or self._quiet_for() >= self.quiet:
@@ -458,7 +458,7 @@ class ArrayRendezvous(object):
                     (status or {}).get("state") not in ("exited", "failed", "stopped"):
                 cancel("%s_%d" % (sub["job"], self.index), job_env(self.spec), kill=True)
             if os.path.realpath(self.link) == os.path.realpath(self.exec_dir):
-                _unlink(self.link)
+                unlink_quiet(self.link)
             if sub and not os.listdir(os.path.join(self.folder, TASKS)):
                 shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -469,13 +469,6 @@ def leave_array(workdir, spec, status):
             ArrayRendezvous(workdir, spec, os.path.join(workdir, "executions", spec["exec_id"])).leave(status)
         except (OSError, SlurmError, KeyError, ValueError):
             pass
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 class SlurmJob(object):
