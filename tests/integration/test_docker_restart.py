@@ -138,6 +138,14 @@ def _wait(cond, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _stop_daemon_mid_run(engine, exec_id, dockerd) -> None:
+    """Once the program is printing, stop the daemon and wait for the supervisor's note."""
+    wait_state(engine, exec_id, "running", timeout=60)
+    _wait(lambda: b"tick 3\n" in program_output(engine, exec_id), 30, "the program's output")
+    dockerd.stop()
+    _wait(lambda: "waiting" in (engine.store.get(exec_id).note or ""), 30, "the note about the daemon")
+
+
 def _messages(engine: Engine, exec_id: str) -> str:
     from mldesk.agent import logstore
 
@@ -156,10 +164,7 @@ def test_daemon_stopped_mid_run_keeps_checkpoint_and_says_so(private_dockerd, tm
     engine.set_setting("local_network", "none")
     try:
         ex = engine.run(_lab(tmp_path, 100000), runtime="docker")
-        wait_state(engine, ex.id, "running", timeout=60)
-        _wait(lambda: b"tick 3\n" in program_output(engine, ex.id), 30, "the program's output")
-        private_dockerd.stop()
-        _wait(lambda: "waiting" in (engine.store.get(ex.id).note or ""), 30, "the note about the daemon")
+        _stop_daemon_mid_run(engine, ex.id, private_dockerd)
         assert engine.store.get(ex.id).state == "running"
         time.sleep(1.0)
         private_dockerd.start()
@@ -189,10 +194,7 @@ def test_daemon_restarted_with_live_restore_picks_the_container_up(private_docke
     engine.set_setting("local_network", "none")
     try:
         ex = engine.run(_lab(tmp_path, 60), runtime="docker")
-        wait_state(engine, ex.id, "running", timeout=60)
-        _wait(lambda: b"tick 3\n" in program_output(engine, ex.id), 30, "the program's output")
-        private_dockerd.stop()
-        _wait(lambda: "waiting" in (engine.store.get(ex.id).note or ""), 30, "the note about the daemon")
+        _stop_daemon_mid_run(engine, ex.id, private_dockerd)
         private_dockerd.start()
         final = wait_final(engine, ex.id, timeout=90)
         assert final.state == "finished", final.reason
