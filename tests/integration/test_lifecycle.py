@@ -323,3 +323,61 @@ def test_background_child_holding_the_pipes_does_not_hang(engine, make_lab, runt
                 break
             time.sleep(0.1)
         assert not os.path.exists(f"/proc/{pid}") or status == "Z", "the left-behind child was killed"
+
+
+TREE_THEN_VANDALISE = """
+import hashlib, os, stat, sys
+def digest():
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in sorted(os.walk(".")):
+        for name in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            h.update(f"{p} {stat.S_IFMT(st.st_mode)} {stat.S_IMODE(st.st_mode):o}".encode())
+            if stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(p).encode())
+            elif stat.S_ISREG(st.st_mode):
+                h.update(open(p, "rb").read())
+    return h.hexdigest()
+print("tree", digest(), flush=True)
+# what a program may leave behind for the next run
+st = os.stat("data/a.txt")
+open("data/a.txt", "w").write("A" * len(open("data/b.txt").read()))
+os.utime("data/a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+os.chmod("data/b.txt", 0o777)
+os.remove("data/c.txt")
+os.makedirs("data/junk/deeper")
+open("data/junk/deeper/x", "w").write("x")
+open("extra.txt", "w").write("extra")
+open("outputs/o.txt", "w").write("o")
+"""
+
+
+def test_next_run_gets_an_exact_copy_reusing_the_last_workspace(engine, make_lab, runtime):
+    """Issue 12 (P12): the workspace of a lab's finished run is kept and brought back to
+    a fresh copy for its next run; whatever the program changed is replaced."""
+    from mldesk.agent import logstore
+
+    files = {f"f{i}.txt": f"content {i}\n" * 50 for i in range(20)}
+    lab = make_lab(TREE_THEN_VANDALISE, **files)
+    (lab / "data").mkdir()
+    for name in "abc":
+        (lab / "data" / f"{name}.txt").write_text(f"{name} " * 100)
+    trees = []
+    for run in range(3):
+        ex = wait_final(engine, engine.run(lab, runtime=runtime).id)
+        assert ex.state == "finished", ex.reason
+        out = program_output(engine, ex.id).decode()
+        trees.append(out.split()[1])
+        assert (engine.outputs_dir(ex.id) / "o.txt").read_text() == "o"
+        deadline = time.monotonic() + 30  # the cleanup (after the final state) keeps it
+        while engine.layout.workspace(ex.id).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with engine.log_reader(ex.id) as reader:
+            messages = b"".join(r.data for r in reader.iter_records() if r.stream == logstore.MLDESK).decode()
+        total = len(files) + 5  # main.py, ml.yaml, data/a.txt, b.txt, c.txt
+        if run == 0:
+            assert "reused" not in messages
+        else:  # a.txt (content), b.txt (mode), c.txt (removed) are copied again
+            assert f"workspace: {total - 3:,} of {total:,} files reused" in messages, messages
+    assert trees[0] == trees[1] == trees[2]

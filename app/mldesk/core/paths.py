@@ -62,6 +62,7 @@ class Layout:
         self.blobs = self.root / "blobs"
         self.snapshots = self.root / "snapshots"
         self.input_cache = self.root / "cache" / "inputs"
+        self.workspace_pool = self.root / "cache" / "workspaces"  # core/workspaces.py
         self.executions = self.root / "executions"
         self.known_hosts = self.root / "known_hosts"
 
@@ -73,6 +74,10 @@ class Layout:
 
     def workspace(self, exec_id: str) -> Path:
         return self.executions / exec_id / "workspace"
+
+    def workspace_record(self, exec_id: str) -> Path:
+        """What mldesk wrote into the workspace (inodes, ctimes): core/workspaces.py."""
+        return self.executions / exec_id / "workspace.rec"
 
     def outputs(self, exec_id: str) -> Path:
         return self.executions / exec_id / "outputs"

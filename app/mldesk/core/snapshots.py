@@ -104,31 +104,46 @@ def _umask() -> int:
     return -1  # unknown: always chmod
 
 
+def manifest_dirs(manifest: dict[str, list]) -> set[str]:
+    """Every folder the manifest's paths lie in (relative; not the root)."""
+    dirs: set[str] = set()
+    for rel in manifest:
+        i = rel.rfind("/")
+        while i > 0:
+            d = rel[:i]
+            if d in dirs:
+                break
+            dirs.add(d)
+            i = rel.rfind("/", 0, i)
+    return dirs
+
+
+def file_mode(entry: list, owner_only: bool) -> int:
+    """The permission bits a materialised file gets: never set-uid/set-gid, always
+    writable by its owner (the program may change its workspace)."""
+    mode = entry[2]
+    return ((mode & 0o700) if owner_only else (mode & 0o777)) | stat.S_IWUSR
+
+
 class _Materializer:
     """One fast materialisation of a manifest into a new, empty folder."""
 
-    def __init__(self, blobs: str, dest: str, owner_only: bool):
+    def __init__(self, blobs: str, dest: str, owner_only: bool, stats: dict | None = None):
         self.blobs, self.dest, self.owner_only = blobs, dest, owner_only
         self.umask = _umask()
         self.cfr = hasattr(os, "copy_file_range")
         self.failed: BaseException | None = None
         self.missing = ""  # the sha of a blob found missing
+        # rel -> (sha, inode, ctime_ns) of each file written, when asked for (a
+        # workspace to be reused later: core/workspaces.py)
+        self.stats = stats
 
-    def run(self, manifest: dict[str, list]) -> None:
+    def run(self, manifest: dict[str, list], keep: "set[str] | dict" = frozenset()) -> None:
+        """Make the manifest's folders (existing ones are kept) and links, and write
+        its files except those in ``keep`` (already in place)."""
         dest = self.dest
-        dirs: set[str] = set()
-        files: list[tuple[str, list]] = []
-        for rel, entry in manifest.items():
-            i = rel.rfind("/")
-            while i > 0:
-                d = rel[:i]
-                if d in dirs:
-                    break
-                dirs.add(d)
-                i = rel.rfind("/", 0, i)
-            if entry[0] == "link":
-                continue
-            files.append((rel, entry))
+        dirs = manifest_dirs(manifest)
+        files = [(rel, e) for rel, e in manifest.items() if e[0] != "link" and rel not in keep]
         for d in sorted(dirs):  # parents sort before their children
             try:
                 os.mkdir(f"{dest}/{d}")
@@ -151,12 +166,12 @@ class _Materializer:
             raise self.failed
 
     def _write(self, files: list[tuple[str, list]]) -> None:
-        blobs, dest, owner_only, umask = self.blobs, self.dest, self.owner_only, self.umask
+        blobs, dest, owner_only, umask, stats = self.blobs, self.dest, self.owner_only, self.umask, self.stats
         try:
             for rel, (sha, size, mode) in files:
                 if self.failed is not None:
                     return
-                mode = ((mode & 0o700) if owner_only else (mode & 0o777)) | stat.S_IWUSR  # never set-uid/gid
+                mode = ((mode & 0o700) if owner_only else (mode & 0o777)) | stat.S_IWUSR  # as file_mode()
                 try:
                     src = os.open(f"{blobs}/{sha[:2]}/{sha}", os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
@@ -170,6 +185,9 @@ class _Materializer:
                             self._copy(src, fd, size)
                         if mode & umask:
                             os.fchmod(fd, mode)
+                        if stats is not None:
+                            st = os.fstat(fd)
+                            stats[rel] = (sha, st.st_ino, st.st_ctime_ns)
                     finally:
                         os.close(fd)
                 finally:
@@ -453,7 +471,8 @@ class SnapshotStore:
         os.replace(tmp, path)
 
     # -- reading back ---------------------------------------------------------
-    def materialize(self, snap_id: str, dest: Path | str, *, owner_only: bool = False) -> None:
+    def materialize(self, snap_id: str, dest: Path | str, *, owner_only: bool = False,
+                    stats: dict | None = None) -> None:
         """Write the snapshot's files into ``dest`` (created; existing files overwritten).
         ``owner_only``: modes without group/other bits (a workspace in the store).
 
@@ -462,7 +481,9 @@ class SnapshotStore:
         straight to its place: created with its mode (``O_EXCL``, no temp file and
         rename), filled with ``copy_file_range`` (a reflink where the file system can;
         never a hard link, so nothing a program changes can reach the store). A blob
-        missing from the store raises :class:`SnapshotError` naming the file."""
+        missing from the store raises :class:`SnapshotError` naming the file.
+        ``stats``: filled with ``rel -> (sha, inode, ctime_ns)`` of the files written
+        that way (see core/workspaces.py)."""
         dest = Path(dest)
         manifest = self.manifest(snap_id)
         try:
@@ -476,9 +497,15 @@ class SnapshotStore:
                 return
         except FileNotFoundError:
             dest.mkdir(parents=True, exist_ok=True)
-        m = _Materializer(str(self.blobs), str(dest), owner_only)
+        self.fill(manifest, dest, owner_only=owner_only, stats=stats)
+
+    def fill(self, manifest: dict[str, list], dest: Path | str, *, owner_only: bool,
+             keep: "set[str] | dict" = frozenset(), stats: dict | None = None) -> None:
+        """Write ``manifest`` into the folder ``dest``, which holds nothing of it but
+        folders and the files in ``keep`` (checked by the caller)."""
+        m = _Materializer(str(self.blobs), str(dest), owner_only, stats)
         try:
-            m.run(manifest)
+            m.run(manifest, keep)
         except SnapshotError:
             if m.missing:  # so that the next snapshot of its lab stores the file again
                 self._forget_blobs({m.missing})

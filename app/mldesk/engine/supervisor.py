@@ -478,6 +478,15 @@ class Supervisor:
         if self._workspace_kept():
             self._strip_workspace()
         elif self.ctx.workspace.exists():
+            record = self.layout.workspace_record(self.exec_id)
+            if self.exec_local() and record.exists():
+                from mldesk.core.workspaces import WorkspacePool
+
+                try:  # for the lab's next run (kept only if provably untouched by others)
+                    WorkspacePool(self.layout.workspace_pool, self.snapshots).retire(
+                        self.ctx.workspace, record, lab=str(self.ctx.lab))
+                except Exception:  # noqa: BLE001 - the execution's result stands
+                    traceback.print_exc()
             shutil.rmtree(self.ctx.workspace, ignore_errors=True)
 
     def _wait_for_slot(self, ex: Execution) -> None:
@@ -548,7 +557,7 @@ class Supervisor:
         for rel, target in self.snapshots.outside_links(ex.snapshot)[:20]:
             msg(f"warning: {rel} is a link to {target}, outside the lab; it is copied as a link, "
                 "so in a container or on another host it will not resolve")
-        self.runtime.prepare_workspace(self.ctx, lambda dest: self.snapshots.materialize(ex.snapshot, dest, owner_only=True))
+        self.runtime.prepare_workspace(self.ctx, lambda dest: self._materialize(ex, dest))
         self.runtime.prepare(self.ctx)
         self.check_stop()
         if ex.inputs:
@@ -573,6 +582,21 @@ class Supervisor:
         if self.stop_event.is_set():  # asked while starting: the watcher may have missed the handle
             self.runtime.stop(self.handle, self.ctx.grace)
         return self.runtime.stream(self.ctx, self.handle, self._sink)
+
+    def _materialize(self, ex: Execution, dest: Path) -> None:
+        """The workspace: a copy of the snapshot; on this machine from the lab's last
+        finished workspace where it can be (core/workspaces.py)."""
+        if ex.host != "local":
+            self.snapshots.materialize(ex.snapshot, dest, owner_only=True)
+            return
+        from mldesk.core.workspaces import WorkspacePool
+
+        reused, total = WorkspacePool(self.layout.workspace_pool, self.snapshots).materialize(
+            ex.snapshot, dest, self.layout.workspace_record(ex.id), lab=ex.lab)
+        if reused:
+            rest = f", {total - reused:,} copied" if reused < total else ""
+            self.message(f"workspace: {reused:,} of {total:,} files reused from the lab's last "
+                         f"workspace (each checked unchanged){rest}")
 
     def _collect(self, final: bool, code: int | None = None) -> str | None:
         """Collect outputs/ (before anything else can fail). Returns a reason when

@@ -1,0 +1,222 @@
+"""Reused workspaces (core/workspaces.py): the next run of a lab gets exactly a fresh
+copy of its snapshot, whatever the last program did to the kept workspace."""
+
+from __future__ import annotations
+
+import marshal
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mldesk.core import workspaces
+from mldesk.core.snapshots import SnapshotStore
+from mldesk.core.workspaces import WorkspacePool, held_by_a_process, read_record
+
+
+def tree(root):
+    """Every entry under root: type, permission bits, content or link target."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            elif stat.S_ISREG(st.st_mode):
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_nlink, open(path, "rb").read())
+            else:
+                out[rel] = ("other", st.st_mode)
+    return out
+
+
+@pytest.fixture
+def env(tmp_path):
+    lab = tmp_path / "lab"
+    for i in range(30):
+        p = lab / "data" / f"d{i % 3}" / f"f{i}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(f"file {i}\n" * 10)
+    (lab / "main.py").write_text("print('hi')\n")
+    (lab / "run.sh").write_text("#!/bin/sh\n")
+    os.chmod(lab / "run.sh", 0o755)
+    os.symlink("data/d0/f0.txt", lab / "first")
+    snaps = SnapshotStore(tmp_path / "blobs", tmp_path / "snapshots")
+    pool = WorkspacePool(tmp_path / "pool", snaps)
+    (tmp_path / "ex").mkdir()
+    return lab, snaps, pool, tmp_path
+
+
+def fresh(snaps, snap_id, dest):
+    snaps.materialize(snap_id, dest, owner_only=True)
+    return tree(dest)
+
+
+def test_first_run_copies_and_records(env):
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    ws, rec = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
+    assert pool.materialize(snap.id, ws, rec, lab=str(lab)) == (0, 32)
+    assert tree(ws) == fresh(snaps, snap.id, tmp / "expected")
+    record = read_record(rec)
+    assert set(record["files"]) == {r for r, e in snaps.manifest(snap.id).items() if e[0] != "link"}
+    assert all(v[2] < record["marker"] for v in record["files"].values())
+
+
+def test_reused_workspace_is_exactly_a_fresh_copy_after_a_hostile_program(env):
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
+    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
+    inodes = {p: os.lstat(ws1 / p).st_ino for p in ("main.py", "data/d1/f1.txt", "data/d2/f29.txt")}
+    # what a program may do to its workspace
+    victim = ws1 / "data/d0/f3.txt"
+    st = os.stat(victim)
+    victim.write_text("FILE 3\n" * 10)  # same size, then the old mtime back
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.chmod(ws1 / "data/d0/f6.txt", 0o777)  # mode
+    os.chmod(ws1 / "data/d0/f9.txt", 0o4700)  # set-uid
+    (ws1 / "data/d1/f4.txt").unlink()  # deleted
+    (ws1 / "data/d1/f7.txt").unlink()
+    os.symlink("/etc/passwd", ws1 / "data/d1/f7.txt")  # a file replaced by a link
+    os.link(ws1 / "data/d2/f5.txt", tmp / "outside-link")  # a hard link kept outside
+    (ws1 / "extra.txt").write_text("left behind")
+    (ws1 / "outputs" / "deep").mkdir(parents=True)
+    (ws1 / "outputs" / "deep" / "model.bin").write_bytes(b"x" * 100)
+    locked = ws1 / "locked"
+    locked.mkdir()
+    (locked / "inner").write_text("x")
+    os.chmod(locked, 0)
+    os.chmod(ws1 / "data" / "d2", 0o755)  # a folder's mode
+    os.unlink(ws1 / "first")
+    (ws1 / "first").write_text("not a link any more")
+    os.rename(ws1 / "data/d0/f12.txt", ws1 / "data/d0/f12.tmp")  # renamed away and back
+    os.rename(ws1 / "data/d0/f12.tmp", ws1 / "data/d0/f12.txt")
+    assert pool.retire(ws1, rec1, lab=str(lab)) is True
+    assert not ws1.exists() and not rec1.exists()
+
+    ws2, rec2 = tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec"
+    reused, total = pool.materialize(snap.id, ws2, rec2, lab=str(lab))
+    changed = {"data/d0/f3.txt", "data/d0/f6.txt", "data/d0/f9.txt", "data/d1/f4.txt",
+               "data/d1/f7.txt", "data/d2/f5.txt", "data/d0/f12.txt"}
+    assert (reused, total) == (total - len(changed), 32)
+    assert tree(ws2) == fresh(snaps, snap.id, tmp / "expected")
+    for rel, ino in inodes.items():  # the untouched files were kept, not copied
+        assert os.lstat(ws2 / rel).st_ino == ino
+    assert (tmp / "outside-link").read_text() == "file 5\n" * 10  # never written through
+    assert not any(pool.root.iterdir())  # claimed: the lab's next run finds none
+
+
+def test_a_changed_snapshot_replaces_only_what_changed(env):
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
+    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
+    assert pool.retire(ws1, rec1, lab=str(lab))
+    (lab / "main.py").write_text("print('changed')\n")
+    (lab / "data" / "d1" / "f1.txt").unlink()
+    (lab / "new" / "sub").mkdir(parents=True)
+    (lab / "new" / "sub" / "n.txt").write_text("new")
+    snap2 = snaps.create(lab)
+    ws2, rec2 = tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec"
+    reused, total = pool.materialize(snap2.id, ws2, rec2, lab=str(lab))
+    assert (reused, total) == (30, 32)
+    assert tree(ws2) == fresh(snaps, snap2.id, tmp / "expected")
+    assert set(read_record(rec2)["files"]) == {r for r, e in snaps.manifest(snap2.id).items() if e[0] != "link"}
+
+
+def test_a_file_written_in_the_records_last_tick_is_not_trusted(env):
+    """ctime has a clock tick's resolution: a file whose recorded ctime is not older
+    than the record's marker could have been changed unnoticed."""
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
+    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
+    rec = read_record(rec1)
+    rec["marker"] = rec["files"]["main.py"][2]  # as if main.py was written in the marker's tick
+    rec1.write_bytes(marshal.dumps(rec))
+    assert pool.retire(ws1, rec1, lab=str(lab))
+    reused, total = pool.materialize(snap.id, tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec", lab=str(lab))
+    assert reused < total
+    assert tree(tmp / "ex" / "ws2") == fresh(snaps, snap.id, tmp / "expected")
+
+
+@pytest.mark.parametrize("how", ["cwd", "open-file"])
+def test_a_workspace_a_process_still_holds_is_not_kept(env, how):
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
+    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
+    code = ("import sys, time; f = open(sys.argv[1], 'r+'); print('ready', flush=True); time.sleep(60)"
+            if how == "open-file" else "import time; print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(ws1 / "data/d0/f0.txt")],
+                            cwd=ws1 if how == "cwd" else tmp, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        assert held_by_a_process(ws1)
+        assert pool.retire(ws1, rec1, lab=str(lab)) is False
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not ws1.exists() and not rec1.exists()
+    assert not (pool.root.exists() and any(pool.root.iterdir()))
+    assert not held_by_a_process(tmp / "ex")
+
+
+def test_a_missing_or_broken_record_means_a_fresh_copy(env):
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
+    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
+    rec1.write_bytes(b"not a record")
+    assert pool.retire(ws1, rec1, lab=str(lab)) is False
+    assert not ws1.exists()
+    ws2, rec2 = tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec"
+    pool.materialize(snap.id, ws2, rec2, lab=str(lab))
+    assert pool.retire(ws2, rec2, lab=str(lab))
+    entry = next(p for p in pool.root.iterdir())
+    (entry / "record").write_bytes(b"\0garbage")  # broken while kept
+    assert pool.materialize(snap.id, tmp / "ex" / "ws3", tmp / "ex" / "ws3.rec", lab=str(lab)) == (0, 32)
+    assert tree(tmp / "ex" / "ws3") == fresh(snaps, snap.id, tmp / "expected")
+
+
+def test_pool_keeps_the_most_recent_few(env, monkeypatch):
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    for i in range(4):
+        ws, rec = tmp / "ex" / f"ws{i}", tmp / "ex" / f"ws{i}.rec"
+        pool.materialize(snap.id, ws, rec, lab=str(tmp / f"lab{i}"))
+        assert pool.retire(ws, rec, lab=str(tmp / f"lab{i}"))
+        time.sleep(0.01)
+    kept = sorted(os.listdir(pool.root))
+    assert len(kept) == workspaces.KEEP
+    # the most recent labs' workspaces are the ones kept
+    assert pool.materialize(snap.id, tmp / "ex" / "a", tmp / "ex" / "a.rec", lab=str(tmp / "lab3"))[0] == 32
+    assert pool.materialize(snap.id, tmp / "ex" / "b", tmp / "ex" / "b.rec", lab=str(tmp / "lab0"))[0] == 0
+    pool.clear()
+    assert os.listdir(pool.root) == []
+
+
+def test_two_runs_of_a_lab_retiring_at_once_leave_one_and_no_litter(env, monkeypatch):
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    for i in range(2):
+        pool.materialize(snap.id, tmp / "ex" / f"ws{i}", tmp / "ex" / f"ws{i}.rec", lab=str(lab))
+    real_rename = os.rename
+
+    def racing_rename(src, dst):  # the other run's retire lands between our two renames
+        if str(dst) == str(pool.root / workspaces._key(str(lab))) and str(src).startswith(str(pool.root / ".new")):
+            monkeypatch.setattr(os, "rename", real_rename)
+            assert pool.retire(tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec", lab=str(lab))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", racing_rename)
+    assert pool.retire(tmp / "ex" / "ws0", tmp / "ex" / "ws0.rec", lab=str(lab)) is False
+    assert sorted(os.listdir(pool.root)) == [workspaces._key(str(lab))]
+    assert not (tmp / "ex" / "ws0").exists() and not (tmp / "ex" / "ws0.rec").exists()
