@@ -3,7 +3,6 @@ copy of its snapshot, whatever the last program did to the kept workspace."""
 
 from __future__ import annotations
 
-import marshal
 import os
 import stat
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 
 from mldesk.core import workspaces
 from mldesk.core.snapshots import SnapshotStore
-from mldesk.core.workspaces import WorkspacePool, held_by_a_process, read_record
+from mldesk.core.workspaces import WorkspacePool, held_by_a_process, read_record, valid_record
 
 
 def tree(root):
@@ -61,10 +60,11 @@ def fresh(snaps, snap_id, dest):
 def test_first_run_copies_and_records(env):
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
-    ws, rec = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
-    assert pool.materialize(snap.id, ws, rec, lab=str(lab)) == (0, 32)
+    ws = tmp / "ex" / "ws1"
+    reused, total, record = pool.materialize(snap.id, ws, lab=str(lab))
+    assert (reused, total) == (0, 32)
     assert tree(ws) == fresh(snaps, snap.id, tmp / "expected")
-    record = read_record(rec)
+    assert valid_record(record)
     assert set(record["files"]) == {r for r, e in snaps.manifest(snap.id).items() if e[0] != "link"}
     assert all(v[2] < record["marker"] for v in record["files"].values())
 
@@ -72,8 +72,8 @@ def test_first_run_copies_and_records(env):
 def test_reused_workspace_is_exactly_a_fresh_copy_after_a_hostile_program(env):
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
-    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
-    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
+    ws1 = tmp / "ex" / "ws1"
+    rec1 = pool.materialize(snap.id, ws1, lab=str(lab))[2]
     inodes = {p: os.lstat(ws1 / p).st_ino for p in ("main.py", "data/d1/f1.txt", "data/d2/f29.txt")}
     # what a program may do to its workspace
     victim = ws1 / "data/d0/f3.txt"
@@ -99,10 +99,10 @@ def test_reused_workspace_is_exactly_a_fresh_copy_after_a_hostile_program(env):
     os.rename(ws1 / "data/d0/f12.txt", ws1 / "data/d0/f12.tmp")  # renamed away and back
     os.rename(ws1 / "data/d0/f12.tmp", ws1 / "data/d0/f12.txt")
     assert pool.retire(ws1, rec1, lab=str(lab)) is True
-    assert not ws1.exists() and not rec1.exists()
+    assert not ws1.exists()
 
-    ws2, rec2 = tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec"
-    reused, total = pool.materialize(snap.id, ws2, rec2, lab=str(lab))
+    ws2 = tmp / "ex" / "ws2"
+    reused, total, _ = pool.materialize(snap.id, ws2, lab=str(lab))
     changed = {"data/d0/f3.txt", "data/d0/f6.txt", "data/d0/f9.txt", "data/d1/f4.txt",
                "data/d1/f7.txt", "data/d2/f5.txt", "data/d0/f12.txt"}
     assert (reused, total) == (total - len(changed), 32)
@@ -116,19 +116,18 @@ def test_reused_workspace_is_exactly_a_fresh_copy_after_a_hostile_program(env):
 def test_a_changed_snapshot_replaces_only_what_changed(env):
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
-    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
-    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
-    assert pool.retire(ws1, rec1, lab=str(lab))
+    ws1 = tmp / "ex" / "ws1"
+    assert pool.retire(ws1, pool.materialize(snap.id, ws1, lab=str(lab))[2], lab=str(lab))
     (lab / "main.py").write_text("print('changed')\n")
     (lab / "data" / "d1" / "f1.txt").unlink()
     (lab / "new" / "sub").mkdir(parents=True)
     (lab / "new" / "sub" / "n.txt").write_text("new")
     snap2 = snaps.create(lab)
-    ws2, rec2 = tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec"
-    reused, total = pool.materialize(snap2.id, ws2, rec2, lab=str(lab))
+    ws2 = tmp / "ex" / "ws2"
+    reused, total, rec2 = pool.materialize(snap2.id, ws2, lab=str(lab))
     assert (reused, total) == (30, 32)
     assert tree(ws2) == fresh(snaps, snap2.id, tmp / "expected")
-    assert set(read_record(rec2)["files"]) == {r for r, e in snaps.manifest(snap2.id).items() if e[0] != "link"}
+    assert set(rec2["files"]) == {r for r, e in snaps.manifest(snap2.id).items() if e[0] != "link"}
 
 
 def test_a_file_written_in_the_records_last_tick_is_not_trusted(env):
@@ -136,13 +135,11 @@ def test_a_file_written_in_the_records_last_tick_is_not_trusted(env):
     than the record's marker could have been changed unnoticed."""
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
-    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
-    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
-    rec = read_record(rec1)
+    ws1 = tmp / "ex" / "ws1"
+    rec = pool.materialize(snap.id, ws1, lab=str(lab))[2]
     rec["marker"] = rec["files"]["main.py"][2]  # as if main.py was written in the marker's tick
-    rec1.write_bytes(marshal.dumps(rec))
-    assert pool.retire(ws1, rec1, lab=str(lab))
-    reused, total = pool.materialize(snap.id, tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec", lab=str(lab))
+    assert pool.retire(ws1, rec, lab=str(lab))
+    reused, total, _ = pool.materialize(snap.id, tmp / "ex" / "ws2", lab=str(lab))
     assert reused < total
     assert tree(tmp / "ex" / "ws2") == fresh(snaps, snap.id, tmp / "expected")
 
@@ -151,8 +148,8 @@ def test_a_file_written_in_the_records_last_tick_is_not_trusted(env):
 def test_a_workspace_a_process_still_holds_is_not_kept(env, how):
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
-    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
-    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
+    ws1 = tmp / "ex" / "ws1"
+    rec1 = pool.materialize(snap.id, ws1, lab=str(lab))[2]
     code = ("import sys, time; f = open(sys.argv[1], 'r+'); print('ready', flush=True); time.sleep(60)"
             if how == "open-file" else "import time; print('ready', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(ws1 / "data/d0/f0.txt")],
@@ -164,7 +161,7 @@ def test_a_workspace_a_process_still_holds_is_not_kept(env, how):
     finally:
         proc.kill()
         proc.wait()
-    assert not ws1.exists() and not rec1.exists()
+    assert not ws1.exists()
     assert not (pool.root.exists() and any(pool.root.iterdir()))
     assert not held_by_a_process(tmp / "ex")
 
@@ -172,17 +169,16 @@ def test_a_workspace_a_process_still_holds_is_not_kept(env, how):
 def test_a_missing_or_broken_record_means_a_fresh_copy(env):
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
-    ws1, rec1 = tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec"
-    pool.materialize(snap.id, ws1, rec1, lab=str(lab))
-    rec1.write_bytes(b"not a record")
-    assert pool.retire(ws1, rec1, lab=str(lab)) is False
+    ws1 = tmp / "ex" / "ws1"
+    pool.materialize(snap.id, ws1, lab=str(lab))
+    assert pool.retire(ws1, None, lab=str(lab)) is False  # (a supervisor that took over)
     assert not ws1.exists()
-    ws2, rec2 = tmp / "ex" / "ws2", tmp / "ex" / "ws2.rec"
-    pool.materialize(snap.id, ws2, rec2, lab=str(lab))
-    assert pool.retire(ws2, rec2, lab=str(lab))
+    ws2 = tmp / "ex" / "ws2"
+    assert pool.retire(ws2, pool.materialize(snap.id, ws2, lab=str(lab))[2], lab=str(lab))
     entry = next(p for p in pool.root.iterdir())
+    assert read_record(entry / "record") is not None
     (entry / "record").write_bytes(b"\0garbage")  # broken while kept
-    assert pool.materialize(snap.id, tmp / "ex" / "ws3", tmp / "ex" / "ws3.rec", lab=str(lab)) == (0, 32)
+    assert pool.materialize(snap.id, tmp / "ex" / "ws3", lab=str(lab))[:2] == (0, 32)
     assert tree(tmp / "ex" / "ws3") == fresh(snaps, snap.id, tmp / "expected")
 
 
@@ -190,15 +186,15 @@ def test_pool_keeps_the_most_recent_few(env, monkeypatch):
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
     for i in range(4):
-        ws, rec = tmp / "ex" / f"ws{i}", tmp / "ex" / f"ws{i}.rec"
-        pool.materialize(snap.id, ws, rec, lab=str(tmp / f"lab{i}"))
+        ws = tmp / "ex" / f"ws{i}"
+        rec = pool.materialize(snap.id, ws, lab=str(tmp / f"lab{i}"))[2]
         assert pool.retire(ws, rec, lab=str(tmp / f"lab{i}"))
         time.sleep(0.01)
     kept = sorted(os.listdir(pool.root))
     assert len(kept) == workspaces.KEEP
     # the most recent labs' workspaces are the ones kept
-    assert pool.materialize(snap.id, tmp / "ex" / "a", tmp / "ex" / "a.rec", lab=str(tmp / "lab3"))[0] == 32
-    assert pool.materialize(snap.id, tmp / "ex" / "b", tmp / "ex" / "b.rec", lab=str(tmp / "lab0"))[0] == 0
+    assert pool.materialize(snap.id, tmp / "ex" / "a", lab=str(tmp / "lab3"))[0] == 32
+    assert pool.materialize(snap.id, tmp / "ex" / "b", lab=str(tmp / "lab0"))[0] == 0
     pool.clear()
     assert os.listdir(pool.root) == []
 
@@ -206,17 +202,16 @@ def test_pool_keeps_the_most_recent_few(env, monkeypatch):
 def test_two_runs_of_a_lab_retiring_at_once_leave_one_and_no_litter(env, monkeypatch):
     lab, snaps, pool, tmp = env
     snap = snaps.create(lab)
-    for i in range(2):
-        pool.materialize(snap.id, tmp / "ex" / f"ws{i}", tmp / "ex" / f"ws{i}.rec", lab=str(lab))
+    recs = [pool.materialize(snap.id, tmp / "ex" / f"ws{i}", lab=str(lab))[2] for i in range(2)]
     real_rename = os.rename
 
     def racing_rename(src, dst):  # the other run's retire lands between our two renames
         if str(dst) == str(pool.root / workspaces._key(str(lab))) and str(src).startswith(str(pool.root / ".new")):
             monkeypatch.setattr(os, "rename", real_rename)
-            assert pool.retire(tmp / "ex" / "ws1", tmp / "ex" / "ws1.rec", lab=str(lab))
+            assert pool.retire(tmp / "ex" / "ws1", recs[1], lab=str(lab))
         return real_rename(src, dst)
 
     monkeypatch.setattr(os, "rename", racing_rename)
-    assert pool.retire(tmp / "ex" / "ws0", tmp / "ex" / "ws0.rec", lab=str(lab)) is False
+    assert pool.retire(tmp / "ex" / "ws0", recs[0], lab=str(lab)) is False
     assert sorted(os.listdir(pool.root)) == [workspaces._key(str(lab))]
-    assert not (tmp / "ex" / "ws0").exists() and not (tmp / "ex" / "ws0.rec").exists()
+    assert not (tmp / "ex" / "ws0").exists()

@@ -75,10 +75,6 @@ class Layout:
     def workspace(self, exec_id: str) -> Path:
         return self.executions / exec_id / "workspace"
 
-    def workspace_record(self, exec_id: str) -> Path:
-        """What mldesk wrote into the workspace (inodes, ctimes): core/workspaces.py."""
-        return self.executions / exec_id / "workspace.rec"
-
     def outputs(self, exec_id: str) -> Path:
         return self.executions / exec_id / "outputs"
 

@@ -32,9 +32,11 @@ import marshal
 import os
 import shutil
 import stat
+import tempfile
 import time
 from pathlib import Path
 
+from mldesk.agent import fsutil
 from mldesk.agent.fsutil import unlink_quiet
 from mldesk.core.snapshots import SnapshotStore, _umask, file_mode, manifest_dirs
 
@@ -48,31 +50,31 @@ def _key(lab: str) -> str:
     return hashlib.sha256(os.path.abspath(lab).encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
-def write_record(path: Path, snap_id: str, stats: dict) -> None:
-    """Save what mldesk wrote into a workspace (``rel -> (sha, inode, ctime_ns)``),
-    with the file system's time once everything was written (the ``marker``)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def _fs_now(folder: Path, after: int) -> int:
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".clock-")
     try:
-        # the file system's clock now; when it has not ticked since the last file was
-        # written, wait for it (a tick is a few ms), so that every file can be kept
-        newest = max((v[2] for v in stats.values()), default=0)
-        marker = os.fstat(fd).st_ctime_ns
+        now = os.fstat(fd).st_ctime_ns
         deadline = time.monotonic() + 0.05
-        while marker <= newest and time.monotonic() < deadline:
+        while now <= after and time.monotonic() < deadline:
             time.sleep(0.001)
             os.write(fd, b"\0")  # sets its ctime to the current time
-            marker = os.fstat(fd).st_ctime_ns
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        data = marshal.dumps({"v": RECORD_VERSION, "snapshot": snap_id, "marker": marker,
-                              "files": stats})
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+            now = os.fstat(fd).st_ctime_ns
+        return now
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+        unlink_quiet(tmp)
+
+
+def make_record(snap_id: str, stats: dict, folder: Path) -> dict:
+    """What mldesk wrote into a workspace (``files``: ``rel -> (sha, inode,
+    ctime_ns)``), with the file system's time once everything was written
+    (``marker``; ``folder``: a folder on the same file system, not the workspace)."""
+    newest = max((v[2] for v in stats.values()), default=0)
+    return {"v": RECORD_VERSION, "snapshot": snap_id, "marker": _fs_now(folder, newest), "files": stats}
+
+
+def write_record(path: Path, record: dict) -> None:
+    fsutil.write_bytes(path, marshal.dumps(record), mode=0o600)
 
 
 def read_record(path: Path) -> dict | None:
@@ -81,9 +83,12 @@ def read_record(path: Path) -> dict | None:
             rec = marshal.loads(f.read())
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(rec, dict) or rec.get("v") != RECORD_VERSION or not isinstance(rec.get("files"), dict):
-        return None
-    return rec
+    return rec if valid_record(rec) else None
+
+
+def valid_record(rec) -> bool:
+    return (isinstance(rec, dict) and rec.get("v") == RECORD_VERSION and isinstance(rec.get("files"), dict)
+            and isinstance(rec.get("marker"), int))
 
 
 class ReuseFailed(Exception):
@@ -98,29 +103,29 @@ class WorkspacePool:
         self.snapshots = snapshots
 
     # -- a new run's workspace -------------------------------------------------------
-    def materialize(self, snap_id: str, dest: Path, record: Path, *, lab: str,
-                    owner_only: bool = True) -> tuple[int, int]:
+    def materialize(self, snap_id: str, dest: Path, *, lab: str,
+                    owner_only: bool = True) -> tuple[int, int, dict]:
         """Make ``dest`` (absent) a copy of the snapshot, from the lab's kept workspace
-        when there is one, and record what was written in ``record``.
-        Returns (files reused, files in the snapshot)."""
-        dest, record = Path(dest), Path(record)
+        when there is one. Returns (files reused, files in the snapshot, the record
+        of what was written, for :meth:`retire`; the caller keeps it, out of the
+        program's reach, until then)."""
+        dest = Path(dest)
         manifest = self.snapshots.manifest(snap_id)
         nfiles = sum(1 for e in manifest.values() if e[0] != "link")
         claimed = self._claim(lab, dest)
+        kept: dict = {}
         if claimed is not None:
             try:
-                stats = self._reconcile(dest, manifest, claimed, owner_only)
+                kept = self._reconcile(dest, manifest, claimed, owner_only)
             except ReuseFailed:
+                kept = {}
                 self._discard(dest)
-            else:
-                kept = len(stats)
-                self.snapshots.fill(manifest, dest, owner_only=owner_only, keep=stats, stats=stats)
-                write_record(record, snap_id, stats)
-                return kept, nfiles
-        stats: dict = {}
-        self.snapshots.materialize(snap_id, dest, owner_only=owner_only, stats=stats)
-        write_record(record, snap_id, stats)
-        return 0, nfiles
+        stats = dict(kept)
+        if claimed is not None and dest.is_dir():
+            self.snapshots.fill(manifest, dest, owner_only=owner_only, keep=kept, stats=stats)
+        else:
+            self.snapshots.materialize(snap_id, dest, owner_only=owner_only, stats=stats)
+        return len(kept), nfiles, make_record(snap_id, stats, dest.parent)
 
     def _claim(self, lab: str, dest: Path) -> dict | None:
         """Take the lab's kept workspace (atomic: one rename; a second run of the same
@@ -146,9 +151,7 @@ class WorkspacePool:
     def _reconcile(self, dest: Path, manifest: dict, rec: dict, owner_only: bool) -> dict:
         """Remove from ``dest`` everything that is not a file of ``manifest`` provably
         as mldesk wrote it; returns those kept files' records."""
-        files, marker = rec["files"], rec.get("marker")
-        if not isinstance(marker, int):
-            raise ReuseFailed("no marker")
+        files, marker = rec["files"], rec["marker"]
         umask = _umask()
         dir_mode = 0o777 & ~(umask if umask >= 0 else 0o022)
         dirs = manifest_dirs(manifest)
@@ -226,18 +229,18 @@ class WorkspacePool:
             shutil.rmtree(path, ignore_errors=True)
 
     # -- a finished run's workspace ----------------------------------------------------
-    def retire(self, workspace: Path, record: Path, *, lab: str) -> bool:
+    def retire(self, workspace: Path, record: dict | None, *, lab: str) -> bool:
         """Keep a finished run's workspace for the lab's next run, or delete it when
         it cannot be kept (no record, held by a process, little free disk). True when
         it was kept."""
-        workspace, record = Path(workspace), Path(record)
-        keep = read_record(record) is not None and not held_by_a_process(workspace) and self._room(workspace)
+        workspace = Path(workspace)
+        keep = valid_record(record) and not held_by_a_process(workspace) and self._room(workspace)
         new = self.root / f".new-{os.getpid()}-{time.monotonic_ns()}"
         if keep:
             try:
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 new.mkdir(mode=0o700)
-                os.rename(record, new / "record")
+                write_record(new / "record", record)
                 os.rename(workspace, new / "tree")
                 entry = self.root / _key(lab)
                 old = self.root / f".old-{os.getpid()}-{time.monotonic_ns()}"
@@ -252,7 +255,6 @@ class WorkspacePool:
         if not keep:
             self._remove(workspace)
             self._remove(new)
-        unlink_quiet(record)
         self.prune()
         return keep
 

@@ -205,6 +205,7 @@ class Supervisor:
         self.sampler = None
         self.log_error: OSError | None = None
         self.keep_workspace = False
+        self._ws_record: dict | None = None  # what _materialize wrote (core/workspaces.py)
         self._reserve = layout.execution_dir(exec_id) / "space.reserve"
         self.ended_fd: int | None = None  # closed once the outcome is recorded (spawn's pipe)
 
@@ -478,8 +479,8 @@ class Supervisor:
         if self._workspace_kept():
             self._strip_workspace()
         elif self.ctx.workspace.exists():
-            record = self.layout.workspace_record(self.exec_id)
-            if self.exec_local() and record.exists():
+            record, self._ws_record = self._ws_record, None
+            if self.exec_local() and record is not None:
                 from mldesk.core.workspaces import WorkspacePool
 
                 try:  # for the lab's next run (kept only if provably untouched by others)
@@ -591,8 +592,9 @@ class Supervisor:
             return
         from mldesk.core.workspaces import WorkspacePool
 
-        reused, total = WorkspacePool(self.layout.workspace_pool, self.snapshots).materialize(
-            ex.snapshot, dest, self.layout.workspace_record(ex.id), lab=ex.lab)
+        # the record stays in this process (out of the program's reach) until _cleanup
+        reused, total, self._ws_record = WorkspacePool(self.layout.workspace_pool, self.snapshots).materialize(
+            ex.snapshot, dest, lab=ex.lab)
         if reused:
             rest = f", {total - reused:,} copied" if reused < total else ""
             self.message(f"workspace: {reused:,} of {total:,} files reused from the lab's last "
