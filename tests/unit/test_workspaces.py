@@ -215,3 +215,57 @@ def test_two_runs_of_a_lab_retiring_at_once_leave_one_and_no_litter(env, monkeyp
     assert pool.retire(tmp / "ex" / "ws0", recs[0], lab=str(lab)) is False
     assert sorted(os.listdir(pool.root)) == [workspaces._key(str(lab))]
     assert not (tmp / "ex" / "ws0").exists()
+
+
+LOCKED_OUT = r"""
+import os, sys
+from pathlib import Path
+from mldesk.core.snapshots import SnapshotStore
+from mldesk.core.workspaces import WorkspacePool
+tmp = Path(sys.argv[1])
+lab = tmp / "lab"
+(lab / "sub").mkdir(parents=True)
+(lab / "main.py").write_text("x")
+(lab / "sub" / "a.txt").write_text("a")
+snaps = SnapshotStore(tmp / "blobs", tmp / "snapshots")
+pool = WorkspacePool(tmp / "pool", snaps)
+snap = snaps.create(lab)
+(tmp / "ex").mkdir()
+ws1 = tmp / "ex" / "ws1"
+rec = pool.materialize(snap.id, ws1, lab=str(lab))[2]
+cache = tmp / "cache-file"
+cache.write_text("input")
+os.chmod(cache, 0o400)
+(ws1 / "inputs").mkdir()
+os.link(cache, ws1 / "inputs" / "data.csv")   # as inputs are hard-linked from the cache
+os.chmod(ws1 / "inputs", 0o500)                # a folder it cannot delete from
+(ws1 / "locked" / "deeper").mkdir(parents=True)
+(ws1 / "locked" / "deeper" / "f").write_text("f")
+os.chmod(ws1 / "locked" / "deeper", 0)         # nor read
+os.chmod(ws1 / "locked", 0o100)
+os.chmod(ws1 / "sub", 0o500)                   # a folder of the lab made read-only
+assert pool.retire(ws1, rec, lab=str(lab))
+reused, total, _ = pool.materialize(snap.id, tmp / "ex" / "ws2", lab=str(lab))
+print(reused, total, oct(os.stat(cache).st_mode & 0o777), sorted(os.listdir(tmp / "ex" / "ws2")),
+      os.listdir(tmp / "pool"))
+"""
+
+
+def test_folders_a_program_locked_are_removed_as_its_user_and_the_input_cache_is_untouched(tmp_path):
+    """As an unprivileged user (root ignores permissions): folders made unreadable or
+    read-only are emptied, and a hard link to a read-only cache file is removed
+    without making that file writable."""
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix="mldesk-ws-")
+    try:
+        cmd = [sys.executable, "-c", LOCKED_OUT, work]
+        if os.getuid() == 0:
+            os.chown(work, 65534, 65534)
+            cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd="/")
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split("\n")[0] == "2 2 0o400 ['main.py', 'sub'] []"
+    finally:
+        subprocess.run(["rm", "-rf", work])

@@ -194,18 +194,27 @@ class WorkspacePool:
 
     @staticmethod
     def _remove_tree(path: str) -> None:
-        """Remove a folder the program made, including ones it made unreadable."""
-        def retry(func, p, exc_info):
-            parent = os.path.dirname(p)
-            os.chmod(parent, 0o700)
-            if func is not os.rmdir or os.path.isdir(p):
-                try:
-                    os.chmod(p, 0o700)
-                except OSError:
-                    pass
-            func(p)
-
-        shutil.rmtree(path, onerror=retry)
+        """Remove a tree the program made, including folders it made unreadable or
+        unwritable (their owner gets rwx back; files are never chmod-ed: one may be a
+        hard link to the input cache)."""
+        try:
+            shutil.rmtree(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            pass
+        stack = [path]
+        while stack:
+            d = stack.pop()
+            st = os.lstat(d)
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+                os.chmod(d, stat.S_IMODE(st.st_mode) | 0o700)
+            with os.scandir(d) as it:
+                stack.extend(e.path for e in it if e.is_dir(follow_symlinks=False))
+        shutil.rmtree(path)
 
     def _discard(self, dest: Path) -> None:
         """Set a tree that could not be brought into shape aside, then delete it."""
