@@ -62,6 +62,7 @@ class Layout:
         self.blobs = self.root / "blobs"
         self.snapshots = self.root / "snapshots"
         self.input_cache = self.root / "cache" / "inputs"
+        self.config_cache = self.root / "cache" / "mlyaml.json"  # parsed ml.yaml texts (labconfig)
         self.executions = self.root / "executions"
         self.known_hosts = self.root / "known_hosts"
 

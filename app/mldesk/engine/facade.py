@@ -329,7 +329,8 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
             raise EngineError(f"lab folder {lab} does not exist")
         if not (lab / "main.py").is_file():
             raise EngineError(f"{lab} has no main.py: a lab needs one (mldesk init {lab} creates a lab)")
-        config = labconfig.load_lab_config(lab)  # ConfigError lists every problem
+        # ConfigError lists every problem; an unchanged ml.yaml comes from the cache (no YAML parse)
+        config = labconfig.load_lab_config(lab, cache=self.layout.config_cache)
         outside = self.local_inputs_needing_consent(lab, config)
         if outside:
             if not allow_local_inputs:
