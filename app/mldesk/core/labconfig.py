@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from mldesk.agent.errors import UserError
 
-from mldesk.core.metrics import MetricsConfig, MetricsConfigError, compile_pattern
+from mldesk.core.metricsconfig import MetricsConfig, MetricsConfigError, compile_pattern
 
 DEFAULT_IMAGE = "keras_v2-0-x_python_3-1"
 ML_IMAGE_IDS = (
@@ -574,14 +574,16 @@ _CACHE_ENTRIES = 64  # texts kept (the most recently added)
 
 def _cache_version() -> str:
     from mldesk import __version__
-    from mldesk.core import metrics
 
+    here = os.path.dirname(os.path.abspath(__file__))
     stamps = []
-    for file in (__file__, metrics.__file__):  # the validating code, so a changed rule re-parses
+    # the validating code (this module, the metrics patterns' check, the input names'
+    # rule), so that a changed rule parses again even where the version stayed
+    for file in (__file__, os.path.join(here, "metricsconfig.py"), os.path.join(here, "..", "agent", "inputs.py")):
         try:
             st = os.stat(file)
             stamps.append(f"{st.st_size}.{st.st_mtime_ns}")
-        except (OSError, TypeError):
+        except OSError:
             stamps.append("-")
     return f"{_CACHE_FORMAT}:{__version__}:{':'.join(stamps)}"
 
