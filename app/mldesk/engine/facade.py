@@ -692,7 +692,8 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         executions again (their undo window died with the app), and start a
         supervisor for every active execution that has none."""
         stale = time.time() - 60.0  # far longer than any undo window or purge
-        for ex in self.store.list(include_hidden=True):
+        # (the hidden rows only: every CLI command starts here, whatever the history's size)
+        for ex in self.store.list(hidden_only=True):
             if not ex.hidden or (ex.hidden_at or 0) > stale:
                 continue
             if ex.hidden == Hidden.REMOVING:
