@@ -132,3 +132,18 @@ def test_overrides_and_sweep_migration_keeps_old_rows(tmp_path):
     assert [e.id for e in store.list(sweep="sweep-1")] == [new.id]
     assert store.get(new.id).public()["sweep"] == "sweep-1"
     store.close()
+
+
+def test_list_hidden_only(tmp_path):
+    from mldesk.core.store import Hidden
+
+    store = Store(tmp_path / "db.sqlite")
+    for i, hidden in enumerate([Hidden.SHOWN, Hidden.PENDING_UNDO, Hidden.SHOWN, Hidden.REMOVING]):
+        store.insert_execution(make(f"e{i}", created=1000.0 + i))
+        if hidden:
+            store.update(f"e{i}", hidden=hidden, hidden_at=5.0)
+    assert [e.id for e in store.list(hidden_only=True)] == ["e3", "e1"]
+    assert [e.id for e in store.list(hidden_only=True, include_hidden=True)] == ["e3", "e1"]
+    assert [e.id for e in store.list()] == ["e2", "e0"]
+    assert [e.id for e in store.list(include_hidden=True)] == ["e3", "e2", "e1", "e0"]
+    store.close()

@@ -11,7 +11,6 @@ sweeps. Output shapes are fixed (other tools script against them):
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
@@ -44,6 +43,8 @@ def cmd_metrics(args) -> int:
         print(json.dumps({k: [[step, value] for step, value, _ in pts] for k, pts in data.items()}))
         return 0
     if args.csv:
+        import csv
+
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(["key", "step", "value", "time"])
         for key, pts in data.items():

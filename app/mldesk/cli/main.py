@@ -409,10 +409,35 @@ def cmd_gui(args) -> int:
 
 
 # -- parser -------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+class _Skipped:
+    """Stands for a command's parser that is not built: takes every call, does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self
+
+
+class _OnlyOne:
+    """The subparsers of ``build_parser(only=NAME)``: only NAME's parser is built."""
+
+    def __init__(self, sub, name: str):
+        self.sub, self.name, self.found = sub, name, False
+
+    def add_parser(self, name, **kwargs):
+        if name != self.name:
+            return _Skipped()
+        self.found = True
+        return self.sub.add_parser(name, **kwargs)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, a command's name, the parser of that
+    command alone (None when there is no such command): what parsing a command line
+    that starts with it needs, without building the ~25 others (~5 ms)."""
     p = argparse.ArgumentParser(prog="mldesk", description="Run machine-learning experiments on your own hardware.")
     p.add_argument("--version", action="version", version=f"mldesk {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    if only is not None:
+        sub = _OnlyOne(sub, only)
 
     s = sub.add_parser("open", help="open a lab (its folder or its ml.yaml) in the desktop window")
     s.add_argument("lab", nargs="?", help="default: the last lab opened")
@@ -524,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("key", nargs="?")
     s.add_argument("value", nargs="?", help="a JSON value (or a plain string)")
     s.set_defaults(func=cmd_settings)
+    if only is not None and not sub.found:
+        return None
     return p
 
 
@@ -548,7 +575,9 @@ def main(argv: list[str] | None = None, *, open_window=None) -> int:
     """Run one CLI command; ``open_window(lab)`` starts the window (``mldesk`` alone and
     ``mldesk open``), handed in by the launcher so the CLI never imports the UI."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    # a command line starting with a command's name is parsed by that command's parser
+    # alone (the top level then only picks it); anything else by the whole one
+    parser = (argv and not argv[0].startswith("-") and build_parser(only=argv[0])) or build_parser()
     args = parser.parse_args(argv)
     args.open_window = open_window
     if args.command is None:

@@ -12,7 +12,6 @@ lab's own ``.venv``. An ``exclude`` in ml.yaml replaces the default (as ML's
 
 from __future__ import annotations
 
-import difflib
 import io
 import os
 import re
@@ -21,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
 from mldesk.agent.errors import UserError
 
-from mldesk.core.metrics import MetricsConfig, MetricsConfigError, compile_pattern
+from mldesk.core.metricsconfig import MetricsConfig, MetricsConfigError, compile_pattern
 
 DEFAULT_IMAGE = "keras_v2-0-x_python_3-1"
 ML_IMAGE_IDS = (
@@ -37,8 +35,8 @@ DEFAULT_EXCLUDE = (".*", "__pycache__", "outputs", "inputs", ".venv")
 HARDWARE_TYPES = ("cpu", "gpu")
 URL_SCHEMES = ("http", "https", "file")
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TAG = "tag:yaml.org,2002:"
+yaml = None  # PyYAML, imported on the first parse (_import_yaml): an unchanged ml.yaml comes from the cache
 _TOP_KEYS = ("dockerImageId", "hardwareType", "gpus", "parameters", "inputs", "exclude", "cli", "metrics",
              "network")
 _GPUS_HINT = "write gpus: 1 for any one GPU, or gpus: [0, 2] for those (nvidia-smi indices)"
@@ -149,6 +147,8 @@ def _kind(node: yaml.Node) -> str:
 
 
 def _suggest(name: str, known: tuple[str, ...]) -> str:
+    import difflib
+
     folded = {k.lower(): k for k in known}
     close = difflib.get_close_matches(name.lower(), folded, 1, 0.6)
     return f"did you mean {folded[close[0]]!r}?" if close else "known keys: " + ", ".join(known)
@@ -477,14 +477,23 @@ def _yaml_problem(exc: Exception, text: str) -> Problem:
     return Problem(line, column, message, hint, "error")
 
 
+def _import_yaml() -> None:
+    global yaml
+    if yaml is None:
+        import yaml as module
+
+        yaml = module
+
+
 def parse_config(text: str, path: Path | str | None = None) -> LabConfig:
     """Validate ml.yaml text; raises ConfigError holding every error."""
     text = text.removeprefix("\ufeff")
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError([Problem(1, 1, f"ml.yaml is over {MAX_CONFIG_BYTES:,} characters",
                                    "keep ml.yaml small: put data in files the lab reads", "error")])
+    _import_yaml()
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except Exception as exc:  # malformed input of any kind is the user's to fix, never a traceback
         raise ConfigError([_yaml_problem(exc, text)]) from None
     checker = _Checker()
@@ -520,8 +529,8 @@ def find_config(lab_dir: Path | str) -> Path | None:
     return Path(lab_dir) / ("ml.yaml" if "ml.yaml" in names else names[0])
 
 
-def _read(path: Path) -> str:
-    """The file's text, a BOM kept (parse_config drops it), line endings untouched."""
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (at most MAX_CONFIG_BYTES)."""
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
@@ -534,6 +543,10 @@ def _read(path: Path) -> str:
                                        "keep ml.yaml small: put data in files the lab reads", "error")])
     except OSError as exc:
         raise ConfigError([Problem(1, 1, f"cannot read {path}: {exc.strerror}", "check the file's permissions", "error")])
+    return data
+
+
+def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -542,8 +555,97 @@ def _read(path: Path) -> str:
         raise ConfigError([Problem(line, column, "ml.yaml is not UTF-8 text", "save it as UTF-8", "error")]) from None
 
 
-def load_lab_config(lab_dir: Path | str) -> LabConfig:
-    """The lab's configuration; all defaults when it has no ml.yaml."""
+def _read(path: Path) -> str:
+    """The file's text, a BOM kept (parse_config drops it), line endings untouched."""
+    return _decode(_read_bytes(path))
+
+
+# -- the parse cache -------------------------------------------------------------------
+# ``load_lab_config(lab, cache=FILE)`` (the engine's runs) keeps the parsed result of the
+# ml.yaml texts it saw, keyed by the sha256 of the file's exact bytes, so an unchanged
+# ml.yaml costs no YAML parse, and no PyYAML import (~12 ms of every `mldesk run`).
+# Only a valid ml.yaml is kept (one with errors is parsed again, its ConfigError fresh).
+# The file is JSON, written atomically and owner-only; one that cannot be read, or was
+# written by another mldesk (``_CACHE_VERSION`` and the validating code's files), is
+# ignored and replaced.
+_CACHE_FORMAT = 1
+_CACHE_ENTRIES = 64  # texts kept (the most recently added)
+
+
+def _cache_version() -> str:
+    from mldesk import __version__
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    stamps = []
+    # the validating code (this module, the metrics patterns' check, the input names'
+    # rule), so that a changed rule parses again even where the version stayed
+    for file in (__file__, os.path.join(here, "metricsconfig.py"), os.path.join(here, "..", "agent", "inputs.py")):
+        try:
+            st = os.stat(file)
+            stamps.append(f"{st.st_size}.{st.st_mtime_ns}")
+        except OSError:
+            stamps.append("-")
+    return f"{_CACHE_FORMAT}:{__version__}:{':'.join(stamps)}"
+
+
+def _config_to_json(config: LabConfig) -> list:
+    m = config.metrics
+    return [
+        config.docker_image_id, config.hardware_type, list(config.parameters),
+        [[i.name, i.url] for i in config.inputs], list(config.exclude),
+        [[[r, k] for r, k in m.patterns], m.replace_defaults, list(m.ignore), m.primary, m.goal],
+        [[p.line, p.column, p.message, p.hint, p.severity] for p in config.warnings],
+        list(config.gpus) if isinstance(config.gpus, tuple) else config.gpus,
+        config.network,
+    ]
+
+
+def _config_from_json(data: list, path: Path) -> LabConfig:
+    image, hardware, parameters, inputs, exclude, metrics, warnings, gpus, network = data
+    patterns, replace, ignore, primary, goal = metrics
+    return LabConfig(
+        docker_image_id=image, hardware_type=hardware, parameters=tuple(parameters),
+        inputs=tuple(InputSpec(name, url) for name, url in inputs), exclude=tuple(exclude),
+        metrics=MetricsConfig(patterns=tuple((r, k) for r, k in patterns), replace_defaults=replace,
+                              ignore=tuple(ignore), primary=primary, goal=goal),
+        warnings=tuple(Problem(*p) for p in warnings),
+        path=path, gpus=tuple(gpus) if isinstance(gpus, list) else gpus, network=network,
+    )
+
+
+def _cached_config(data: bytes, path: Path, cache: Path) -> LabConfig:
+    import hashlib
+    import json
+
+    from mldesk.agent.fsutil import read_json, write_bytes
+
+    key = hashlib.sha256(data).hexdigest()
+    version = _cache_version()
+    stored = read_json(cache)
+    entries = stored.get("entries") if isinstance(stored, dict) and stored.get("version") == version else None
+    if not isinstance(entries, dict):
+        entries = {}
+    if key in entries:
+        try:
+            return _config_from_json(entries[key], path)
+        except (TypeError, ValueError):  # not what this code writes: parse again
+            pass
+    config = parse_config(_decode(data), path)
+    entries.pop(key, None)
+    entries[key] = _config_to_json(config)
+    for old in list(entries)[:-_CACHE_ENTRIES]:
+        del entries[old]
+    try:
+        cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_bytes(cache, json.dumps({"version": version, "entries": entries}).encode("utf-8"), 0o600)
+    except OSError:  # a cache only
+        pass
+    return config
+
+
+def load_lab_config(lab_dir: Path | str, *, cache: Path | None = None) -> LabConfig:
+    """The lab's configuration; all defaults when it has no ml.yaml. With ``cache``
+    (a file), the result for an ml.yaml whose bytes were seen before comes from it."""
     path = find_config(lab_dir)
     if path is None:
         others = sorted(e.name for e in os.scandir(lab_dir) if e.name.lower() == "ml.yaml")
@@ -551,6 +653,8 @@ def load_lab_config(lab_dir: Path | str) -> LabConfig:
             raise ConfigError([Problem(1, 1, f"{others[0]} in {lab_dir} is not a file",
                                        "ml.yaml must be a file; rename or remove that folder", "error")])
         return LabConfig()
+    if cache is not None:
+        return _cached_config(_read_bytes(path), path, cache)
     return parse_config(_read(path), path)
 
 

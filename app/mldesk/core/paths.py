@@ -63,6 +63,7 @@ class Layout:
         self.snapshots = self.root / "snapshots"
         self.input_cache = self.root / "cache" / "inputs"
         self.workspace_pool = self.root / "cache" / "workspaces"  # core/workspaces.py
+        self.config_cache = self.root / "cache" / "mlyaml.json"  # parsed ml.yaml texts (labconfig)
         self.executions = self.root / "executions"
         self.known_hosts = self.root / "known_hosts"
 

@@ -377,7 +377,9 @@ class Store:
             )
 
     def list(self, *, lab: str | None = None, include_hidden: bool = False, states: tuple[str, ...] | None = None,
-             sweep: str | None = None) -> list[Execution]:
+             sweep: str | None = None, hidden_only: bool = False) -> list[Execution]:
+        """Executions, newest first: the visible ones, all with ``include_hidden``,
+        only the hidden ones with ``hidden_only``."""
         sql = "SELECT * FROM executions WHERE 1=1"
         args: list[Any] = []
         if sweep is not None:
@@ -386,7 +388,9 @@ class Store:
         if lab is not None:
             sql += " AND lab = ?"
             args.append(lab)
-        if not include_hidden:
+        if hidden_only:
+            sql += " AND hidden != 0"
+        elif not include_hidden:
             sql += " AND hidden = 0"
         if states:
             sql += f" AND state IN ({','.join('?' * len(states))})"

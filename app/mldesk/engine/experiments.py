@@ -1,5 +1,6 @@
 """The engine's experiments: parameters, metrics (live and stored), progress lines, the
-compare table and code/parameter diffs (``ExperimentsMixin``)."""
+compare table and code/parameter diffs (``ExperimentsMixin``). The metrics scanner and
+the compare helpers are imported on use: `mldesk run` needs neither."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import time
 from pathlib import Path
 
 from mldesk.agent import logstore
-from mldesk.core import compare as compare_mod
-from mldesk.core import labconfig, metrics as metrics_mod
+from mldesk.core import labconfig
+from mldesk.core.metricsconfig import MetricsConfig, default_goal
 from mldesk.core import params as params_mod
 from mldesk.core.runopts import RunOptions
 from mldesk.core.store import Execution
@@ -50,14 +51,16 @@ class ExperimentsMixin:
         """The resolved parameters of an execution: ``{flag name: value}``."""
         return params_mod.params(ex.argv)
 
-    def metrics_config(self, ex: Execution) -> metrics_mod.MetricsConfig:
-        return metrics_mod.MetricsConfig.from_dict(RunOptions.from_json(ex.options).metrics)
+    def metrics_config(self, ex: Execution) -> MetricsConfig:
+        return MetricsConfig.from_dict(RunOptions.from_json(ex.options).metrics)
 
     def metrics(self, ref: str | Execution, key: str | None = None) -> dict[str, list[tuple]]:
         """``{key: [(step, value, time), ...]}`` of an execution, in the order printed.
         Scanned as the log is stored; a log stored before (or without) a scanner is
         scanned once, here, and cached. For a finished execution this waits until its
         scanner is done, so the result is complete."""
+        from mldesk.core import metrics as metrics_mod
+
         ex = ref if isinstance(ref, Execution) else self.get(ref)
         exec_dir = self.layout.execution_dir(ex.id)
         data = metrics_mod.read_metrics(exec_dir, self.metrics_config(ex), final=ex.final, wait=ex.final)
@@ -68,6 +71,8 @@ class ExperimentsMixin:
     def metrics_since(self, ref: str | Execution, offset: int = 0) -> tuple[list[list], int]:
         """Points ``[key, step, value, time]`` stored after ``offset`` (0: all) and the
         offset to pass next time: what a live chart polls."""
+        from mldesk.core import metrics as metrics_mod
+
         ex = ref if isinstance(ref, Execution) else self.get(ref)
         exec_dir = self.layout.execution_dir(ex.id)
         metrics_mod.update(exec_dir, self.metrics_config(ex), final=ex.final)  # no-op while a scanner runs
@@ -75,11 +80,15 @@ class ExperimentsMixin:
 
     def metrics_summary(self, ref: str | Execution) -> dict[str, dict]:
         """``{key: {"last", "min", "max", "count"}}``."""
+        from mldesk.core import metrics as metrics_mod
+
         return {k: metrics_mod.summarize(v) for k, v in self.metrics(ref).items()}
 
     def progress_line(self, ref: str | Execution) -> str | None:
         """A short progress read-out of a running execution's latest output
         (``epoch 3/10 · 56%``), or None."""
+        from mldesk.core import metrics as metrics_mod
+
         ex = ref if isinstance(ref, Execution) else self.get(ref)
         if ex.final:
             return None
@@ -96,6 +105,8 @@ class ExperimentsMixin:
     def primary_metric(self, ref: str | Execution) -> dict | None:
         """The ml.yaml's ``metrics.primary`` of an execution with its latest and best
         values: ``{"key", "goal", "last", "best"}`` (None when ml.yaml names none)."""
+        from mldesk.core import metrics as metrics_mod
+
         ex = ref if isinstance(ref, Execution) else self.get(ref)
         cfg = self.metrics_config(ex)
         if not cfg.primary:
@@ -117,7 +128,7 @@ class ExperimentsMixin:
                 "id": ex.id, "name": ex.name, "state": ex.state, "host": ex.host, "runtime": ex.runtime,
                 "duration": duration, "params": self.params(ex), "overrides": ex.overrides, "sweep": ex.sweep,
                 "metrics": self.metrics_summary(ex),
-                "primary": {"key": cfg.primary, "goal": cfg.goal or (metrics_mod.default_goal(cfg.primary)
+                "primary": {"key": cfg.primary, "goal": cfg.goal or (default_goal(cfg.primary)
                                                                      if cfg.primary else None)},
             })
         return rows
@@ -126,6 +137,8 @@ class ExperimentsMixin:
         """Parameters and code of execution ``a`` against execution ``b`` or, without
         ``b``, the current lab of ``a``: ``{"a", "b", "params": [(name, va, vb)],
         "files": [{"path", "status", "diff"}]}`` (ml.yaml first among the files)."""
+        from mldesk.core import compare as compare_mod
+
         ea = self.get(a)
         with self.snapshots.hold():
             if b is None:

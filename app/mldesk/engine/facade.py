@@ -329,7 +329,8 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
             raise EngineError(f"lab folder {lab} does not exist")
         if not (lab / "main.py").is_file():
             raise EngineError(f"{lab} has no main.py: a lab needs one (mldesk init {lab} creates a lab)")
-        config = labconfig.load_lab_config(lab)  # ConfigError lists every problem
+        # ConfigError lists every problem; an unchanged ml.yaml comes from the cache (no YAML parse)
+        config = labconfig.load_lab_config(lab, cache=self.layout.config_cache)
         outside = self.local_inputs_needing_consent(lab, config)
         if outside:
             if not allow_local_inputs:
@@ -691,7 +692,8 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         executions again (their undo window died with the app), and start a
         supervisor for every active execution that has none."""
         stale = time.time() - 60.0  # far longer than any undo window or purge
-        for ex in self.store.list(include_hidden=True):
+        # (the hidden rows only: every CLI command starts here, whatever the history's size)
+        for ex in self.store.list(hidden_only=True):
             if not ex.hidden or (ex.hidden_at or 0) > stale:
                 continue
             if ex.hidden == Hidden.REMOVING:

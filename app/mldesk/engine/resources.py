@@ -19,11 +19,11 @@ class ResourcesMixin:
         ``hosts status``), probed now when GPUs are ``needed`` and none is known."""
         import shutil
 
-        from mldesk.agent import resources
-
         if host == "local":
             if not shutil.which("nvidia-smi"):
                 return []
+            from mldesk.agent import resources
+
             return [g["index"] for g in resources.list_gpus()]
         cached = self.store.get_setting(f"host_probe:{host}")
         if cached is None and needed:

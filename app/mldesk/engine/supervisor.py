@@ -234,9 +234,11 @@ class Supervisor:
 
     def _watch_stop(self) -> None:
         """Poll the store for a stop request (from any process) and act on it."""
-        store = Store(self.layout.db)
+        store = None  # opened at the first look, not while the execution is being started
         try:
             while not self.done.wait(STOP_POLL):
+                if store is None:
+                    store = Store(self.layout.db)
                 try:
                     ex = store.get(self.exec_id)
                 except sqlite3.Error as exc:  # e.g. locked for long: try again, never give up
@@ -253,7 +255,8 @@ class Supervisor:
                             self.message(f"stop failed: {exc}")
                     return
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
     def check_stop(self) -> None:
         if self.stop_event.is_set():
@@ -443,8 +446,16 @@ class Supervisor:
         """A little space set aside while the program runs, given back before the
         outcome is written: a disk the program filled still takes the final state."""
         try:
-            with open(self._reserve, "wb") as f:
-                f.write(b"\0" * RESERVE_BYTES)
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                try:  # the blocks, without writing them (~20 us instead of ~0.2-1.2 ms)
+                    os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                except (AttributeError, OSError) as exc:
+                    if getattr(exc, "errno", None) == errno.ENOSPC:
+                        raise
+                    os.write(fd, b"\0" * RESERVE_BYTES)  # a file system that cannot allocate
+            finally:
+                os.close(fd)
         except OSError:
             self._release_reserve()
 
