@@ -358,7 +358,7 @@ def test_next_run_gets_an_exact_copy_reusing_the_last_workspace(engine, make_lab
     a fresh copy for its next run; whatever the program changed is replaced."""
     from mldesk.agent import logstore
 
-    files = {f"f{i}.txt": f"content {i}\n" * 50 for i in range(20)}
+    files = {f"f{i}.txt": f"content {i}\n" * 5 for i in range(600)}  # kept from 500 files on
     lab = make_lab(TREE_THEN_VANDALISE, **files)
     (lab / "data").mkdir()
     for name in "abc":

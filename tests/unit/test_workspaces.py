@@ -36,7 +36,8 @@ def tree(root):
 
 
 @pytest.fixture
-def env(tmp_path):
+def env(tmp_path, monkeypatch):
+    monkeypatch.setattr(workspaces, "MIN_FILES", 1)  # these small trees are kept too
     lab = tmp_path / "lab"
     for i in range(30):
         p = lab / "data" / f"d{i % 3}" / f"f{i}.txt"
@@ -221,7 +222,9 @@ LOCKED_OUT = r"""
 import os, sys
 from pathlib import Path
 from mldesk.core.snapshots import SnapshotStore
+from mldesk.core import workspaces
 from mldesk.core.workspaces import WorkspacePool
+workspaces.MIN_FILES = 1
 tmp = Path(sys.argv[1])
 lab = tmp / "lab"
 (lab / "sub").mkdir(parents=True)
@@ -269,3 +272,17 @@ def test_folders_a_program_locked_are_removed_as_its_user_and_the_input_cache_is
         assert out.stdout.split("\n")[0] == "2 2 0o400 ['main.py', 'sub'] []"
     finally:
         subprocess.run(["rm", "-rf", work])
+
+
+def test_a_small_workspace_is_not_kept(env, monkeypatch):
+    """Copying a few files costs less than keeping them: no record, deleted as before."""
+    lab, snaps, pool, tmp = env
+    snap = snaps.create(lab)
+    monkeypatch.setattr(workspaces, "MIN_FILES", 33)
+    ws = tmp / "ex" / "ws1"
+    assert pool.materialize(snap.id, ws, lab=str(lab))[2] is None
+    monkeypatch.setattr(workspaces, "MIN_FILES", 32)
+    assert valid_record(pool.materialize(snap.id, tmp / "ex" / "ws2", lab=str(lab))[2])
+    monkeypatch.setattr(workspaces, "MIN_FILES", 10**6)
+    monkeypatch.setattr(workspaces, "MIN_BYTES", sum(e[1] for e in snaps.manifest(snap.id).values() if e[0] != "link"))
+    assert valid_record(pool.materialize(snap.id, tmp / "ex" / "ws3", lab=str(lab))[2])

@@ -41,6 +41,10 @@ from mldesk.agent.fsutil import unlink_quiet
 from mldesk.core.snapshots import SnapshotStore, _umask, file_mode, manifest_dirs
 
 KEEP = 2  # workspaces kept in all (the most recent ones, one per lab)
+# a smaller workspace is copied in about the time keeping it costs (looking through
+# /proc, ~5 ms): it is deleted as before
+MIN_FILES = 500
+MIN_BYTES = 64 << 20
 MAX_AGE = 3 * 24 * 3600.0  # older ones are removed
 MIN_FREE = 0.10  # keep none when less than this share of the disk would stay free
 RECORD_VERSION = 1
@@ -56,9 +60,12 @@ def _fs_now(folder: Path, after: int) -> int:
         now = os.fstat(fd).st_ctime_ns
         deadline = time.monotonic() + 0.05
         while now <= after and time.monotonic() < deadline:
-            time.sleep(0.001)
-            os.write(fd, b"\0")  # sets its ctime to the current time
+            # sets its ctime to the current time: at once a later one where the kernel
+            # gives a queried inode fine-grained times (6.13+), else at the next tick
+            os.write(fd, b"\0")
             now = os.fstat(fd).st_ctime_ns
+            if now <= after:
+                time.sleep(0.0002)
         return now
     finally:
         os.close(fd)
@@ -71,6 +78,11 @@ def make_record(snap_id: str, stats: dict, folder: Path) -> dict:
     (``marker``; ``folder``: a folder on the same file system, not the workspace)."""
     newest = max((v[2] for v in stats.values()), default=0)
     return {"v": RECORD_VERSION, "snapshot": snap_id, "marker": _fs_now(folder, newest), "files": stats}
+
+
+def worth_keeping(manifest: dict) -> bool:
+    files = [e for e in manifest.values() if e[0] != "link"]
+    return len(files) >= MIN_FILES or sum(e[1] for e in files) >= MIN_BYTES
 
 
 def write_record(path: Path, record: dict) -> None:
@@ -108,7 +120,8 @@ class WorkspacePool:
         """Make ``dest`` (absent) a copy of the snapshot, from the lab's kept workspace
         when there is one. Returns (files reused, files in the snapshot, the record
         of what was written, for :meth:`retire`; the caller keeps it, out of the
-        program's reach, until then)."""
+        program's reach, until then; None for a workspace too small to be worth
+        keeping: ``MIN_FILES``, ``MIN_BYTES``)."""
         dest = Path(dest)
         manifest = self.snapshots.manifest(snap_id)
         nfiles = sum(1 for e in manifest.values() if e[0] != "link")
@@ -125,7 +138,8 @@ class WorkspacePool:
             self.snapshots.fill(manifest, dest, owner_only=owner_only, keep=kept, stats=stats)
         else:
             self.snapshots.materialize(snap_id, dest, owner_only=owner_only, stats=stats)
-        return len(kept), nfiles, make_record(snap_id, stats, dest.parent)
+        record = make_record(snap_id, stats, dest.parent) if worth_keeping(manifest) else None
+        return len(kept), nfiles, record
 
     def _claim(self, lab: str, dest: Path) -> dict | None:
         """Take the lab's kept workspace (atomic: one rename; a second run of the same
