@@ -21,14 +21,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import sys
-import tempfile
 from typing import Callable, List, NamedTuple, Optional
 
 from mldesk.agent import protocol
-from mldesk.agent.fsutil import human_bytes
+from mldesk.agent.fsutil import human_bytes, mkstemp
 
 __all__ = ["CollectResult", "CollectError", "collect_outputs", "send_outputs"]
 
@@ -285,7 +283,7 @@ class _Collector(_Visitor):
             return
         prefix = "." + name.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore") + TMP_MARK
         try:
-            out, tmp = tempfile.mkstemp(dir=dest_parent, prefix=prefix)
+            out, tmp = mkstemp(dest_parent, prefix)
         except OSError as exc:
             raise self.write_error(exc, rel, dest_parent)
         try:
@@ -322,6 +320,8 @@ class _Collector(_Visitor):
 
 def _remove(path: str, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode) and not _is_link(st):
+        import shutil
+
         shutil.rmtree(path)
     else:
         os.unlink(path)

@@ -25,7 +25,6 @@ lives beside them).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -241,6 +240,8 @@ def reset_exec(p):
     if spec.get("runtime") == "docker" or status.get("container"):
         remove_container(status.get("container") or spec.get("container_name") or "")
     if os.path.isdir(p.exec_dir):
+        import shutil
+
         shutil.rmtree(p.exec_dir, ignore_errors=True)
 
 

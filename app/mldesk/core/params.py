@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import random as _random
 import re
 import shlex
 from dataclasses import dataclass
@@ -273,6 +272,8 @@ def trials(axes: Sequence[tuple[str, Sequence[str]]], *, random: int | None = No
     if random is None:
         combos = itertools.islice(itertools.product(*[v for _, v in axes]), limit)
         return [dict(zip(names, c)) for c in combos]
+    import random as _random  # (only sweeps with random picks need it: a lean CLI start)
+
     rng = _random.Random(seed)
     picks = rng.sample(range(total), limit)
     out = []

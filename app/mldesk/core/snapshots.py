@@ -21,16 +21,14 @@ import json
 import marshal
 import os
 import re
-import shutil
 import stat
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from mldesk.agent.errors import UserError
-from mldesk.agent.fsutil import unlink_quiet
+from mldesk.agent.fsutil import mkstemp, unlink_quiet
 
 CHUNK = 1 << 20
 
@@ -286,7 +284,7 @@ class SnapshotStore:
         return cache
 
     def _dump_cache(self, path: Path, cache: dict[str, list]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = mkstemp(path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(marshal.dumps(cache))
         os.replace(tmp, path)
@@ -374,7 +372,7 @@ class SnapshotStore:
     def _store_stream(self, path: Path) -> tuple[str, int]:
         """A large file: hash it while copying it into a temp file; keep the copy if new."""
         h = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=self.blobs, prefix=".in-")
+        fd, tmp = mkstemp(self.blobs, ".in-")
         try:
             with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
                 while True:
@@ -465,7 +463,7 @@ class SnapshotStore:
         return SnapshotInfo(snap_id, len(files), total, new)
 
     def _atomic_write(self, path: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = mkstemp(path.parent)
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -522,6 +520,8 @@ class SnapshotStore:
         blob = self.blob_path(entry[0])
         if not blob.exists():
             raise SnapshotError(f"blob {entry[0]} of {rel} is missing from the store")
+        import shutil
+
         tmp = target.with_name(f".{target.name}.mldesk-tmp")
         shutil.copyfile(blob, tmp)
         os.chmod(tmp, (entry[2] & 0o777) | stat.S_IWUSR)  # never set-uid/set-gid
@@ -577,6 +577,9 @@ class SnapshotStore:
         before any change), every new file is staged inside the lab, and only then
         are the files swapped in with renames. Should a rename still fail, the lab is
         put back from ``backup``."""
+        import shutil
+        import tempfile
+
         lab = Path(lab).resolve()
         exclude = tuple(exclude)
         wanted = {rel: e for rel, e in self.manifest(snap_id).items() if not excluded_path(rel, exclude)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sqlite3
 import string
 import threading
@@ -234,7 +233,10 @@ def new_execution_id(now: float | None = None) -> str:
     """Sortable by start time, unique across hosts: ``20261125-134501-k3f9q``."""
     now = time.time() if now is None else now
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    return stamp + "-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(5))
+    out = ""
+    while len(out) < 5:  # uniform: bytes >= 252 (7 x 36) are drawn again
+        out += "".join(_ID_ALPHABET[b % 36] for b in os.urandom(8) if b < 252)
+    return stamp + "-" + out[:5]
 
 
 class Store:

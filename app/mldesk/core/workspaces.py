@@ -30,9 +30,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
-import shutil
 import stat
-import tempfile
 import time
 from pathlib import Path
 
@@ -55,7 +53,7 @@ def _key(lab: str) -> str:
 
 
 def _fs_now(folder: Path, after: int) -> int:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".clock-")
+    fd, tmp = fsutil.mkstemp(folder, ".clock-")
     try:
         now = os.fstat(fd).st_ctime_ns
         deadline = time.monotonic() + 0.05
@@ -211,6 +209,8 @@ class WorkspacePool:
         """Remove a tree the program made, including folders it made unreadable or
         unwritable (their owner gets rwx back; files are never chmod-ed: one may be a
         hard link to the input cache)."""
+        import shutil
+
         try:
             shutil.rmtree(path)
             return
@@ -244,6 +244,8 @@ class WorkspacePool:
 
     @staticmethod
     def _remove(path: Path) -> None:
+        import shutil
+
         try:
             WorkspacePool._remove_tree(str(path))
         except FileNotFoundError:

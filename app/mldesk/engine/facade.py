@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import os
 import select
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -644,6 +643,8 @@ class Engine(ExperimentsMixin, ResourcesMixin, WatcherMixin):
         deadline = time.monotonic() + 30
         while supervisor.is_supervised(self.layout, exec_id) and time.monotonic() < deadline:
             time.sleep(0.05)
+        import shutil
+
         shutil.rmtree(self.layout.execution_dir(exec_id), ignore_errors=True)
         self.store.delete_execution(exec_id)
         self.gc()

@@ -17,10 +17,10 @@ class ResourcesMixin:
         """The nvidia-smi indices of ``host``'s GPUs. Local: asked now (only where an
         nvidia-smi exists). SSH hosts: from the last probe (``mldesk hosts test`` or
         ``hosts status``), probed now when GPUs are ``needed`` and none is known."""
-        import shutil
-
         if host == "local":
-            if not shutil.which("nvidia-smi"):
+            from mldesk.agent.fsutil import which
+
+            if not which("nvidia-smi"):
                 return []
             from mldesk.agent import resources
 

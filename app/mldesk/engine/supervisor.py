@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import shlex
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import traceback
 from pathlib import Path
 
 from mldesk.agent import logstore
+from mldesk.agent.fsutil import which as fsutil_which
 from mldesk.core.paths import Layout, no_space_message
 from mldesk.core.runopts import RunOptions
 from mldesk.core.snapshots import SnapshotStore
@@ -158,7 +158,7 @@ def start_metrics(exec_dir: Path, config: dict | None) -> subprocess.Popen | Non
     if not getattr(sys, "frozen", False):
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    nice = shutil.which("nice")
+    nice = fsutil_which("nice")
     if nice:  # low priority from its first instruction (follow() nices itself too)
         cmd = [nice, "-n", "10", *cmd]
     try:
@@ -499,6 +499,8 @@ class Supervisor:
                         self.ctx.workspace, record, lab=str(self.ctx.lab))
                 except Exception:  # noqa: BLE001 - the execution's result stands
                     traceback.print_exc()
+            import shutil
+
             shutil.rmtree(self.ctx.workspace, ignore_errors=True)
 
     def _wait_for_slot(self, ex: Execution) -> None:

@@ -19,7 +19,6 @@ Remote runtimes (SSH) also take over the workspace stages: they override
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -29,6 +28,7 @@ from mldesk.core.runopts import RunOptions
 from mldesk.runtimes.handles import Handle
 from mldesk.core.units import human_bytes
 from mldesk.agent.errors import UserError
+from mldesk.agent.fsutil import which
 
 
 class RuntimeUnavailable(UserError):
@@ -123,6 +123,8 @@ class Runtime:
     # local workspace stages; remote runtimes override these
     def prepare_workspace(self, ctx: RunContext, materialize: Callable[[Path], None]) -> None:
         if ctx.workspace.exists():
+            import shutil
+
             shutil.rmtree(ctx.workspace)
         materialize(ctx.workspace)
         for sub in ("inputs", "outputs"):
@@ -185,7 +187,7 @@ def which_python(lab: Path, configured: str | None = None) -> str:
         return str(venv)
     if configured:
         return configured
-    found = shutil.which("python3") or shutil.which("python")
+    found = which("python3") or which("python")
     if not found:
         raise RuntimeUnavailable(
             "no python3 on PATH for the process runtime: install Python 3 or create "
@@ -198,7 +200,7 @@ def nvidia_gpus() -> list[str]:
     """Names of the NVIDIA GPUs on this machine (empty when none / no driver)."""
     import subprocess
 
-    exe = shutil.which("nvidia-smi")
+    exe = which("nvidia-smi")
     if not exe:
         return []
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -257,6 +256,8 @@ class RunnerRuntime(Runtime):
         container = status.get("container") or handle.container
         if container:
             runner.remove_container(container)
+        import shutil
+
         shutil.rmtree(p.state_dir, ignore_errors=True)
 
 
