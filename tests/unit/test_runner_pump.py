@@ -80,3 +80,24 @@ def test_batcher_keeps_big_lines_whole_and_bounded():
     b.close()
     assert b"".join(d for _, d in records) == big + b"\n"
     assert max(len(d) for _, d in records) <= logstore.MAX_DATA + 65536
+
+
+def test_batcher_stores_the_first_line_at_once_then_batches():
+    """A line after a quiet spell is stored at once (Run to the first line without
+    the batching wait); the lines right after it wait and go as one record."""
+    records = []
+    b = logstore.Batcher(lambda s, d: records.append((s, d)))
+    now = time.monotonic()
+    b.add(1, b"first", now)
+    assert records == []  # a partial line waits
+    b.add(1, b" line\n", now)
+    assert records == [(1, b"first line\n")]
+    for i in range(5):
+        b.add(1, b"more %d\n" % i, now)
+    assert len(records) == 1  # batched: stored by tick() after LINE_FLUSH
+    assert b.timeout(now) is not None and b.timeout(now) <= logstore.LINE_FLUSH
+    b.tick(time.monotonic() + logstore.LINE_FLUSH)
+    assert records[1:] == [(1, b"more 0\nmore 1\nmore 2\nmore 3\nmore 4\n")]
+    later = time.monotonic() + 10 * logstore.LINE_FLUSH  # after a pause: at once again
+    b.add(2, b"after a pause\n", later)
+    assert records[-1] == (2, b"after a pause\n")

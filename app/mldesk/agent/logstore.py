@@ -801,7 +801,9 @@ class Batcher(object):
     complete lines are stored within LINE_FLUSH seconds (or at once when BATCH bytes
     are pending), a partial line (a progress bar redrawn with "\\r") after
     PARTIAL_FLUSH seconds; when the other stream writes, the complete lines pending
-    are stored first, so the order of the two streams' lines is kept."""
+    are stored first, so the order of the two streams' lines is kept. After LINE_FLUSH
+    seconds with nothing stored, a complete line is stored at once (a program's first
+    line, or one after a pause, shows without the wait; a burst is batched after it)."""
 
     def __init__(self, sink):
         self.sink = sink
@@ -810,6 +812,7 @@ class Batcher(object):
         self.size = {STDOUT: 0, STDERR: 0}
         self.since = {STDOUT: 0.0, STDERR: 0.0}
         self.has_nl = {STDOUT: False, STDERR: False}
+        self.stored = None  # when something was last stored (monotonic)
 
     def add(self, stream, data, now):
         if not data:
@@ -828,6 +831,8 @@ class Batcher(object):
                 self._flush(stream, complete_only=True)
             elif self.size[stream] >= MAX_DATA:  # one very long line: store it in pieces
                 self._flush(stream, complete_only=False)
+        elif self.has_nl[stream] and (self.stored is None or now - self.stored >= LINE_FLUSH):
+            self._flush(stream, complete_only=True)  # the first line after a quiet spell
 
     def _flush(self, stream, complete_only):
         parts = self.parts[stream]
@@ -835,6 +840,7 @@ class Batcher(object):
         cut = data.rfind(b"\n") + 1 if complete_only else len(data)
         if cut:
             self.sink(stream, data[:cut])
+            self.stored = time.monotonic()
         rest = data[cut:]
         self.parts[stream] = [rest] if rest else []
         self.size[stream] = len(rest)
