@@ -7,6 +7,7 @@ import os
 import pytest
 
 from mldesk.core.snapshots import SnapshotError, SnapshotStore
+from tests.fstree import tree
 
 
 @pytest.fixture
@@ -126,24 +127,6 @@ def test_errors_are_clear(store, tmp_path):
         store.manifest("../../etc/passwd")
     with pytest.raises(SnapshotError, match="missing"):
         store.manifest("abc123")
-
-
-def tree(root):
-    """Every path under ``root`` with its kind, permission bits and content/target."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = os.path.join(dirpath, name)
-            rel = os.path.relpath(p, root)
-            st = os.lstat(p)
-            if os.path.islink(p):
-                out[rel] = ("link", os.readlink(p))
-            elif os.path.isdir(p):
-                out[rel] = ("dir",)
-            else:
-                with open(p, "rb") as f:
-                    out[rel] = ("file", st.st_mode & 0o7777, f.read())
-    return out
 
 
 def big_lab(root):

@@ -4,7 +4,6 @@ copy of its snapshot, whatever the last program did to the kept workspace."""
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -14,25 +13,11 @@ import pytest
 from mldesk.core import workspaces
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.workspaces import WorkspacePool, held_by_a_process, read_record, valid_record
+from tests.fstree import tree as _tree
 
 
 def tree(root):
-    """Every entry under root: type, permission bits, content or link target."""
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, root)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                out[rel] = ("link", os.readlink(path))
-            elif stat.S_ISDIR(st.st_mode):
-                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
-            elif stat.S_ISREG(st.st_mode):
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_nlink, open(path, "rb").read())
-            else:
-                out[rel] = ("other", st.st_mode)
-    return out
+    return _tree(root, detail=True)
 
 
 @pytest.fixture
