@@ -7,7 +7,7 @@ import os
 import pytest
 
 from mldesk.core.snapshots import SnapshotError, SnapshotStore
-from tests.fstree import tree
+from tests.helpers.fstree import tree
 
 
 @pytest.fixture

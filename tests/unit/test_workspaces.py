@@ -13,7 +13,7 @@ import pytest
 from mldesk.core import workspaces
 from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.workspaces import WorkspacePool, held_by_a_process, read_record, valid_record
-from tests.fstree import tree as _tree
+from tests.helpers.fstree import tree as _tree
 
 
 def tree(root):
