@@ -33,7 +33,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -53,6 +52,8 @@ _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 # -- nvidia-smi ---------------------------------------------------------------------
 
 def _smi_exe() -> Optional[str]:
+    import shutil  # (when asked: importing this module stays cheap for the runner)
+
     return shutil.which("nvidia-smi")
 
 

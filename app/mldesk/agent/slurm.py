@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import time
 
@@ -460,6 +459,8 @@ class ArrayRendezvous(object):
             if os.path.realpath(self.link) == os.path.realpath(self.exec_dir):
                 unlink_quiet(self.link)
             if sub and not os.listdir(os.path.join(self.folder, TASKS)):
+                import shutil
+
                 shutil.rmtree(self.folder, ignore_errors=True)
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mldesk.agent import logstore
 from mldesk.agent.fsutil import which as fsutil_which
@@ -32,7 +33,9 @@ from mldesk.core.snapshots import SnapshotStore
 from mldesk.core.store import ACTIVE_STATES, Execution, Store
 from mldesk.runtimes import get_runtime
 from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable, exit_reason
-from mldesk.runtimes.handles import Handle
+
+if TYPE_CHECKING:
+    from mldesk.runtimes.handles import Handle
 
 STOP_POLL = 0.2
 METRICS_DELAY = 1.0  # seconds before a supervisor starts its metrics scanner

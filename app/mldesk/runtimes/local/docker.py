@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mldesk.agent import dockerapi, runner
-from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable
-from mldesk.runtimes.handles import DockerHandle
+from mldesk.runtimes.base import ExecutionFailed, HandleType, RunContext, RuntimeUnavailable
 from mldesk.runtimes.local.runner import RunnerRuntime
+
+if TYPE_CHECKING:
+    from mldesk.runtimes.handles import DockerHandle
 
 WORKDIR = "/workspace"
 
@@ -42,7 +44,7 @@ def _docker_error_text(exc: Exception) -> str:
 
 class DockerRuntime(RunnerRuntime):
     name = "docker"
-    handle_type = DockerHandle
+    handle_type = HandleType("DockerHandle")
 
     def __init__(self, client=None) -> None:
         super().__init__()

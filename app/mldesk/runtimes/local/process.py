@@ -9,16 +9,18 @@ program never notices. Whatever it leaves running in its group ends with it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mldesk.runtimes.base import ExecutionFailed, RunContext, nvidia_gpus, which_python
-from mldesk.runtimes.handles import ProcessHandle
+from mldesk.runtimes.base import ExecutionFailed, HandleType, RunContext, nvidia_gpus, which_python
 from mldesk.runtimes.local.runner import RunnerRuntime
+
+if TYPE_CHECKING:
+    from mldesk.runtimes.handles import ProcessHandle
 
 
 class ProcessRuntime(RunnerRuntime):
     name = "process"
-    handle_type = ProcessHandle
+    handle_type = HandleType("ProcessHandle")
 
     def prepare(self, ctx: RunContext) -> None:
         if ctx.hardware == "gpu" and not nvidia_gpus():
