@@ -86,11 +86,18 @@ def test_reused_workspace_is_exactly_a_fresh_copy_after_a_hostile_program(env):
     os.rename(ws1 / "data/d0/f12.tmp", ws1 / "data/d0/f12.txt")
     assert pool.retire(ws1, rec1, lab=str(lab)) is True
     assert not ws1.exists()
+    changed = {"data/d0/f3.txt", "data/d0/f6.txt", "data/d0/f9.txt", "data/d1/f4.txt",
+               "data/d1/f7.txt", "data/d2/f5.txt", "data/d0/f12.txt"}
+    # kept is only what is provably as mldesk wrote it: the outputs (collected), the
+    # extra files and folders, the changed files are gone already (no room taken)
+    manifest = snaps.manifest(snap.id)
+    kept = tree(next(pool.root.iterdir()) / "tree")
+    assert {r for r, v in kept.items() if v[0] != "dir"} == \
+        {r for r, e in manifest.items() if e[0] != "link"} - changed
+    assert {r for r, v in kept.items() if v[0] == "dir"} == {"data", "data/d0", "data/d1", "data/d2"}
 
     ws2 = tmp / "ex" / "ws2"
     reused, total, _ = pool.materialize(snap.id, ws2, lab=str(lab))
-    changed = {"data/d0/f3.txt", "data/d0/f6.txt", "data/d0/f9.txt", "data/d1/f4.txt",
-               "data/d1/f7.txt", "data/d2/f5.txt", "data/d0/f12.txt"}
     assert (reused, total) == (total - len(changed), 32)
     assert tree(ws2) == fresh(snaps, snap.id, tmp / "expected")
     for rel, ino in inodes.items():  # the untouched files were kept, not copied

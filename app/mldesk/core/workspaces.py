@@ -3,9 +3,10 @@
 A run's workspace is a copy of its snapshot (``SnapshotStore.materialize``); on a file
 system without reflinks (ext4) that copies every file of the lab again, seconds for a
 lab of 100,000 files. When a local run ends, its workspace is not deleted but kept
-here (one per lab, a few in all); the next run of that lab takes it and brings it to
-exactly what a fresh copy of its snapshot would be: every file the program (or
-anything else) may have touched is replaced, every extra file removed.
+here (one per lab, a few in all), stripped to the snapshot's files as mldesk wrote
+them; the next run of that lab takes it and brings it to exactly what a fresh copy of
+its snapshot would be: every file the program (or anything else) may have touched is
+replaced, every extra file removed.
 
 Which files are kept is decided by what a program cannot fake: when mldesk writes a
 file it records the file's inode and ``ctime`` (status change time). Any write,
@@ -70,12 +71,13 @@ def _fs_now(folder: Path, after: int) -> int:
         unlink_quiet(tmp)
 
 
-def make_record(snap_id: str, stats: dict, folder: Path) -> dict:
+def make_record(snap_id: str, stats: dict, folder: Path, owner_only: bool = True) -> dict:
     """What mldesk wrote into a workspace (``files``: ``rel -> (sha, inode,
     ctime_ns)``), with the file system's time once everything was written
     (``marker``; ``folder``: a folder on the same file system, not the workspace)."""
     newest = max((v[2] for v in stats.values()), default=0)
-    return {"v": RECORD_VERSION, "snapshot": snap_id, "marker": _fs_now(folder, newest), "files": stats}
+    return {"v": RECORD_VERSION, "snapshot": snap_id, "marker": _fs_now(folder, newest), "files": stats,
+            "owner_only": owner_only}
 
 
 def worth_keeping(manifest: dict) -> bool:
@@ -136,7 +138,7 @@ class WorkspacePool:
             self.snapshots.fill(manifest, dest, owner_only=owner_only, keep=kept, stats=stats)
         else:
             self.snapshots.materialize(snap_id, dest, owner_only=owner_only, stats=stats)
-        record = make_record(snap_id, stats, dest.parent) if worth_keeping(manifest) else None
+        record = make_record(snap_id, stats, dest.parent, owner_only) if worth_keeping(manifest) else None
         return len(kept), nfiles, record
 
     def _claim(self, lab: str, dest: Path) -> dict | None:
@@ -257,10 +259,20 @@ class WorkspacePool:
     def retire(self, workspace: Path, record: dict | None, *, lab: str) -> bool:
         """Keep a finished run's workspace for the lab's next run, or delete it when
         it cannot be kept (no record, held by a process, little free disk). True when
-        it was kept."""
+        it was kept. What is kept is only the snapshot's files as mldesk wrote them:
+        everything else (outputs/, already collected; inputs/; whatever the program
+        wrote or changed) is removed first, so a kept workspace takes no more room
+        than a copy of the lab."""
         workspace = Path(workspace)
         keep = valid_record(record) and not held_by_a_process(workspace) and self._room(workspace)
         new = self.root / f".new-{os.getpid()}-{time.monotonic_ns()}"
+        if keep:
+            try:
+                manifest = self.snapshots.manifest(record["snapshot"])
+                files = self._reconcile(workspace, manifest, record, bool(record.get("owner_only", True)))
+                record = dict(record, files=files)
+            except Exception:  # noqa: BLE001 - (ReuseFailed, a snapshot gone): not kept
+                keep = False
         if keep:
             try:
                 self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
