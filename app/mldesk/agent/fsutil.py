@@ -14,7 +14,7 @@ import signal
 import time
 
 __all__ = [
-    "mkstemp", "which", "write_json", "read_json", "write_bytes", "unlink_quiet", "human_bytes", "is_disk_full",
+    "mkstemp", "which", "process_umask", "write_json", "read_json", "write_bytes", "unlink_quiet", "human_bytes", "is_disk_full",
     "group_alive", "kill_group", "normalise_exit", "proc_start_time", "pid_alive",
 ]
 
@@ -43,6 +43,19 @@ def which(name):
         if os.access(path, os.X_OK) and not os.path.isdir(path):
             return path
     return None
+
+
+def process_umask(default=None):
+    """This process's umask, read without changing it (``/proc/self/status``; setting
+    it to read it back would race with other threads); ``default`` where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return default
 
 
 def write_bytes(path, data, mode=None):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mldesk.agent.errors import UserError
-from mldesk.agent.fsutil import unlink_quiet
+from mldesk.agent.fsutil import process_umask, unlink_quiet
 from mldesk.agent.outputs import copy_sparse
 
 MAX_LISTED = 20
@@ -181,22 +181,11 @@ def export_tree(entries: list[Entry], dest: Path, *, overwrite: bool = False) ->
     return result
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
 def _user_mode(mode: int) -> int:
     """A new file in the user's folder: what ``cp`` would give it (the user's umask;
     executable if it was); never set-uid/set-gid."""
     base = 0o777 if mode & 0o100 else 0o666
-    return (base & ~_umask()) | stat.S_IRUSR | stat.S_IWUSR
+    return (base & ~process_umask(0o022)) | stat.S_IRUSR | stat.S_IWUSR
 
 
 def _install(tmp: Path, target: Path, overwrite: bool, rel: str, dest: Path) -> None:

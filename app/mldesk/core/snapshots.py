@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from mldesk.agent.errors import UserError
-from mldesk.agent.fsutil import mkstemp, unlink_quiet
+from mldesk.agent.fsutil import mkstemp, process_umask, unlink_quiet, write_bytes
 
 CHUNK = 1 << 20
 
@@ -91,17 +91,6 @@ MATERIALIZE_THREADS = 4  # file creation is mostly kernel time (the GIL is relea
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return -1  # unknown: always chmod
-
-
 def manifest_dirs(manifest: dict[str, list]) -> set[str]:
     """Every folder the manifest's paths lie in (relative; not the root)."""
     dirs: set[str] = set()
@@ -128,7 +117,7 @@ class _Materializer:
 
     def __init__(self, blobs: str, dest: str, owner_only: bool, stats: dict | None = None):
         self.blobs, self.dest, self.owner_only = blobs, dest, owner_only
-        self.umask = _umask()
+        self.umask = process_umask(-1)  # (unknown: always chmod)
         self.cfr = hasattr(os, "copy_file_range")
         self.failed: BaseException | None = None
         self.missing = ""  # the sha of a blob found missing
@@ -166,10 +155,10 @@ class _Materializer:
     def _write(self, files: list[tuple[str, list]]) -> None:
         blobs, dest, owner_only, umask, stats = self.blobs, self.dest, self.owner_only, self.umask, self.stats
         try:
-            for rel, (sha, size, mode) in files:
+            for rel, entry in files:
                 if self.failed is not None:
                     return
-                mode = ((mode & 0o700) if owner_only else (mode & 0o777)) | stat.S_IWUSR  # as file_mode()
+                sha, size, mode = entry[0], entry[1], file_mode(entry, owner_only)
                 try:
                     src = os.open(f"{blobs}/{sha[:2]}/{sha}", os.O_RDONLY | os.O_CLOEXEC)
                 except FileNotFoundError:
@@ -230,7 +219,7 @@ class SnapshotStore:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lockfile = self.blobs / ".lock"
         self._dirs: set[str] = set()  # blob sub-folders known to exist
-        self._umask = _umask()
+        self._umask = process_umask(-1)
 
     # -- locking ----------------------------------------------------------
     @contextmanager
@@ -284,10 +273,7 @@ class SnapshotStore:
         return cache
 
     def _dump_cache(self, path: Path, cache: dict[str, list]) -> None:
-        fd, tmp = mkstemp(path.parent)
-        with os.fdopen(fd, "wb") as f:
-            f.write(marshal.dumps(cache))
-        os.replace(tmp, path)
+        write_bytes(path, marshal.dumps(cache))
         try:
             os.unlink(path.with_suffix(".json"))  # an earlier JSON cache of the same lab
         except FileNotFoundError:
@@ -457,16 +443,10 @@ class SnapshotStore:
         if target.exists():
             os.utime(target)
         else:
-            self._atomic_write(target, body)
+            write_bytes(target, body.encode())
         if changed or len(new_cache) != len(cache):  # (every hit is an entry of the old cache)
             self._dump_cache(cache_path, new_cache)
         return SnapshotInfo(snap_id, len(files), total, new)
-
-    def _atomic_write(self, path: Path, text: str) -> None:
-        fd, tmp = mkstemp(path.parent)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
 
     # -- reading back ---------------------------------------------------------
     def materialize(self, snap_id: str, dest: Path | str, *, owner_only: bool = False,
@@ -489,9 +469,7 @@ class SnapshotStore:
         except FileExistsError:
             if not dest.is_dir() or dest.is_symlink() or any(os.scandir(dest)):
                 for rel, entry in manifest.items():  # into a folder with files: one by one
-                    if owner_only and entry[0] != "link":
-                        entry = [entry[0], entry[1], entry[2] & 0o700]
-                    self._write_entry(dest, rel, entry)
+                    self._write_entry(dest, rel, entry, owner_only)
                 return
         except FileNotFoundError:
             dest.mkdir(parents=True, exist_ok=True)
@@ -509,7 +487,7 @@ class SnapshotStore:
                 self._forget_blobs({m.missing})
             raise
 
-    def _write_entry(self, dest: Path, rel: str, entry: list) -> None:
+    def _write_entry(self, dest: Path, rel: str, entry: list, owner_only: bool = False) -> None:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or (target.exists() and entry[0] == "link"):
@@ -524,7 +502,7 @@ class SnapshotStore:
 
         tmp = target.with_name(f".{target.name}.mldesk-tmp")
         shutil.copyfile(blob, tmp)
-        os.chmod(tmp, (entry[2] & 0o777) | stat.S_IWUSR)  # never set-uid/set-gid
+        os.chmod(tmp, file_mode(entry, owner_only))
         os.replace(tmp, target)
 
     def outside_links(self, snap_id: str) -> list[tuple[str, str]]:
