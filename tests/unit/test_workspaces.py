@@ -188,7 +188,7 @@ def test_pool_keeps_the_most_recent_few(env, monkeypatch):
     # the most recent labs' workspaces are the ones kept
     assert pool.materialize(snap.id, tmp / "ex" / "a", lab=str(tmp / "lab3"))[0] == 32
     assert pool.materialize(snap.id, tmp / "ex" / "b", lab=str(tmp / "lab0"))[0] == 0
-    pool.clear()
+    pool.prune(keep=0, max_age=0)
     assert os.listdir(pool.root) == []
 
 

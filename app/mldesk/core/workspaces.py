@@ -37,7 +37,7 @@ from pathlib import Path
 
 from mldesk.agent import fsutil
 from mldesk.agent.fsutil import unlink_quiet
-from mldesk.core.snapshots import SnapshotStore, _umask, file_mode, manifest_dirs
+from mldesk.core.snapshots import SnapshotStore, file_mode, manifest_dirs
 
 KEEP = 2  # workspaces kept in all (the most recent ones, one per lab)
 # a smaller workspace is copied in about the time keeping it costs (looking through
@@ -86,7 +86,7 @@ def worth_keeping(manifest: dict) -> bool:
 
 
 def write_record(path: Path, record: dict) -> None:
-    fsutil.write_bytes(path, marshal.dumps(record), mode=0o600)
+    fsutil.write_bytes(path, marshal.dumps(record))  # (created 0600)
 
 
 def read_record(path: Path) -> dict | None:
@@ -131,7 +131,6 @@ class WorkspacePool:
             try:
                 kept = self._reconcile(dest, manifest, claimed, owner_only)
             except ReuseFailed:
-                kept = {}
                 self._discard(dest)
         stats = dict(kept)
         if claimed is not None and dest.is_dir():
@@ -166,8 +165,7 @@ class WorkspacePool:
         """Remove from ``dest`` everything that is not a file of ``manifest`` provably
         as mldesk wrote it; returns those kept files' records."""
         files, marker = rec["files"], rec["marker"]
-        umask = _umask()
-        dir_mode = 0o777 & ~(umask if umask >= 0 else 0o022)
+        dir_mode = 0o777 & ~fsutil.process_umask(0o022)
         dirs = manifest_dirs(manifest)
         kept: dict = {}
         try:
@@ -326,10 +324,6 @@ class WorkspacePool:
                 live.append((age, path))
         for _, path in sorted(live)[keep:]:
             self._remove(path)
-
-    def clear(self) -> None:
-        """Remove every kept workspace."""
-        self.prune(keep=0, max_age=0)
 
 
 def held_by_a_process(folder: Path) -> bool:

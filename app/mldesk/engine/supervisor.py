@@ -497,9 +497,10 @@ class Supervisor:
             if self.exec_local() and record is not None:
                 from mldesk.core.workspaces import WorkspacePool
 
-                try:  # for the lab's next run (kept only if provably untouched by others)
+                try:  # kept for the lab's next run, or removed
                     WorkspacePool(self.layout.workspace_pool, self.snapshots).retire(
                         self.ctx.workspace, record, lab=str(self.ctx.lab))
+                    return
                 except Exception:  # noqa: BLE001 - the execution's result stands
                     traceback.print_exc()
             import shutil
