@@ -5,8 +5,10 @@ runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -179,8 +181,6 @@ def test_runner_is_forked_from_the_supervisor_holding_none_of_its_files(engine, 
     ex = engine.run(lab, runtime=runtime)
     wait_for(lambda: b"up" in program_output(engine, ex.id), 60, "the program's first line")
     sup = engine.store.get(ex.id).supervisor_pid
-    import json
-
     status = json.loads((engine.layout.execution_dir(ex.id) / "run" / "status.json").read_text())
     runner_pid = status["agent_pid"]
     assert int(_proc_field(runner_pid, "PPid")) == sup
@@ -225,3 +225,31 @@ def test_a_forked_supervisor_wakes_its_follower_when_the_outcome_is_recorded(eng
                           env=dict(os.environ, PYTHONPATH=APP), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "finished"
+
+
+def test_a_container_left_with_the_executions_name_is_replaced(python_image, docker_client, tmp_path):
+    """The runner creates the container first and removes a same-named one only when
+    the daemon says the name is taken (an earlier attempt's, created but never
+    started): the program then runs, in a container of its own."""
+    from mldesk.agent import runner
+    from mldesk.agent.fsutil import read_json
+
+    p = runner.Paths(str(tmp_path / "wd"), "left-1", "run")
+    os.makedirs(p.workspace)
+    with open(os.path.join(p.workspace, "main.py"), "w") as f:
+        f.write("print('ran in a new container')\n")
+    left = docker_client.containers.create(python_image, ["python", "-c", "pass"], name="mldesk-left-1")
+    try:
+        spec = {"exec_id": p.exec_id, "name": "left", "argv": [], "env": {"MLDESK_EXECUTION_ID": p.exec_id},
+                "env_exact": True, "runtime": "docker", "image": python_image, "network": "none",
+                "gpus": False, "grace": 1.0, "sample": False, "docker_wait": 5.0}
+        runner.start(p, spec)
+        wait_for(lambda: (read_json(p.status) or {}).get("state") in runner.FINAL_STATES, 60,
+                 "the runner to end")
+        status = read_json(p.status)
+        assert status["state"] == "exited" and status["exit_code"] == 0, status
+        assert status["container"] != left.id
+        with logstore.LogReader(p.log) as reader:
+            assert b"ran in a new container" in b"".join(r.data for r in reader.iter_records())
+    finally:
+        subprocess.run(["docker", "rm", "-f", "mldesk-left-1"], capture_output=True)

@@ -27,12 +27,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 
-from mldesk.agent import dockerapi, logstore, resources, slurm
+from mldesk.agent import dockerapi, logstore
 from mldesk.agent.fsutil import (
     is_disk_full, kill_group, normalise_exit, pid_alive, proc_start_time, read_json, write_json,
 )
@@ -58,6 +57,13 @@ class AgentError(Exception):
     def __init__(self, message, exit_code=None):
         Exception.__init__(self, message)
         self.exit_code = exit_code
+
+
+class Withdrawn(AgentError):
+    """A sweep's trial stopped while it waited for its job array (``slurm.Withdrawn``)."""
+
+    def __init__(self):
+        AgentError.__init__(self, "stopped before the program started")
 
 
 def agent_command(*args):
@@ -108,7 +114,7 @@ class Paths(object):
             self.spec = os.path.join(self.state_dir, "spec.json")
             self.stop = os.path.join(self.state_dir, "stop.json")
             self.agent_log = os.path.join(self.state_dir, "agent.log")
-            self.resources = os.path.join(self.state_dir, resources.SAMPLES_FILE)
+            self.resources = os.path.join(self.state_dir, "resources.jsonl")
 
     def blob(self, sha):
         _hexname(sha, "blob id")
@@ -129,6 +135,8 @@ def agent_alive(status):
 # -- docker (the CLI) ----------------------------------------------------------------------
 
 def docker(*args, **kw):
+    import subprocess
+
     return subprocess.run(["docker"] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, **kw)
 
@@ -234,6 +242,8 @@ def reset_exec(p):
             os.kill(status["agent_pid"], signal.SIGKILL)
         except OSError:
             pass
+    from mldesk.agent import slurm
+
     if status.get("slurm_job") and status.get("state") not in FINAL_STATES:
         slurm.cancel(status["slurm_job"], slurm.job_env(spec), kill=True)
     slurm.leave_array(p.workdir, spec, status)  # a sweep's trial leaves its job array's folder
@@ -254,6 +264,8 @@ def remove_container(name):
             return
         except (dockerapi.DockerError, dockerapi.DockerUnavailable, OSError):
             pass
+    import subprocess
+
     try:
         docker("rm", "-f", name, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -265,6 +277,8 @@ def spawn(p, ready=False):
     With ``ready`` it waits for a line on its stdin (a pipe, returned open) before
     it reads the spec, so its interpreter starts while the workspace is prepared;
     EOF instead (the caller died or gave up) ends it quietly."""
+    import subprocess
+
     os.makedirs(p.state_dir, exist_ok=True)
     args = p.supervise_args()
     if ready:
@@ -468,6 +482,8 @@ def request_stop(p, grace):
         return {"ok": True, "agent": agent_alive(status)}
     # the supervising runner is gone: act ourselves
     if status.get("slurm_job"):
+        from mldesk.agent import slurm
+
         slurm.cancel(status["slurm_job"], slurm.job_env(read_json(p.spec) or {}))
     elif status.get("container"):
         stop_container(status["container"], grace)
@@ -523,6 +539,8 @@ class Supervisor(object):
         false): there the supervisor samples (``Runtime.sample_root``)."""
         if not self.spec.get("sample", True):
             return
+        from mldesk.agent import resources
+
         try:
             gpus = [int(g) for g in (self.spec.get("gpu_ids") or [])]
             cache = resources.GpuCache(os.path.join(self.p.workdir, "cache", "gpus.json")) if gpus else None
@@ -563,14 +581,14 @@ class Supervisor(object):
                 code = self.run_slurm(writer)
             else:
                 code = self.run_process(writer)
+        except Withdrawn as exc:
+            writer.close()
+            self.save(state="stopped", exit_code=None, reason=None, array_wait=False, finished_at=time.time(),
+                      error=str(exc))
+            return
         except AgentError as exc:
             writer.close()
             self.save(state="failed", error=str(exc), exit_code=exc.exit_code, finished_at=time.time())
-            return
-        except slurm.Withdrawn:  # a sweep's trial stopped while it waited for its job array
-            writer.close()
-            self.save(state="stopped", exit_code=None, reason=None, array_wait=False, finished_at=time.time(),
-                      error="stopped before the program started")
             return
         except Exception as exc:  # noqa: BLE001 - recorded for the app to show
             try:
@@ -608,6 +626,8 @@ class Supervisor(object):
 
             env = host_env(os.environ)  # never the rest of the agent's environment (SSH_AUTH_SOCK...)
             env.update(spec.get("env") or {})
+        import subprocess
+
         try:
             proc = subprocess.Popen([python, "main.py"] + list(spec["argv"]), cwd=ws, env=env,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -638,6 +658,8 @@ class Supervisor(object):
         return code
 
     def run_slurm(self, writer):
+        from mldesk.agent import slurm
+
         job = slurm.SlurmJob(self.spec, self.p.exec_dir, self.p.workspace, self.save,
                              self.stop_requested, writer.write, (logstore.STDOUT, logstore.STDERR),
                              workdir=self.p.workdir)
@@ -656,6 +678,8 @@ class Supervisor(object):
             code = job.follow()
         except slurm.SlurmError as exc:
             raise AgentError(str(exc))
+        except slurm.Withdrawn:
+            raise Withdrawn()
         finally:
             self.done.set()
         self.status["reason"] = None
@@ -675,6 +699,8 @@ class Supervisor(object):
         cid = r.stdout.strip().splitlines()[-1]
         self.save(state="running", container=cid, started_at=time.time())
         self.start_sampler(root=container_root(cid, spec["exec_id"]))
+        import subprocess
+
         logs = subprocess.Popen(["docker", "logs", "-f", cid], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         grace_box = []
@@ -722,8 +748,13 @@ class Supervisor(object):
         name = spec["container_name"]
         config = container_config(spec, self.p.workspace)
         try:
-            api.remove(name)  # an earlier attempt's, never started
-            cid = api.create(name, config)
+            try:
+                cid = api.create(name, config)
+            except dockerapi.DockerError as exc:
+                if exc.status != 409:  # 409: the name is taken, by an earlier attempt's (never started)
+                    raise
+                api.remove(name)
+                cid = api.create(name, config)
             sock, rest = api.attach(cid)
         except dockerapi.DockerUnavailable as exc:
             raise AgentError("the Docker daemon does not answer (%s); start it" % exc)
@@ -824,6 +855,8 @@ def container_root(cid, exec_id, api=None):
     """The container's init pid on this machine (checked by the execution id in its
     environment), looked up once and again only when that process is gone: a
     callable for ``resources.Sampler``. ``api``: the Engine API client, else the CLI."""
+    import subprocess
+
     found = {}
 
     def root():

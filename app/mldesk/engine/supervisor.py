@@ -17,11 +17,9 @@ import json
 import os
 import shlex
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +33,8 @@ from mldesk.runtimes import get_runtime
 from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable, exit_reason
 
 if TYPE_CHECKING:
+    import subprocess
+
     from mldesk.runtimes.handles import Handle
 
 STOP_POLL = 0.2
@@ -43,6 +43,14 @@ METRICS_DELAY = 1.0  # seconds before a supervisor starts its metrics scanner
 
 class StopRequested(Exception):
     pass
+
+
+def print_exc() -> None:
+    """The current exception's traceback, into the supervisor's log. (``traceback``
+    and ``subprocess`` are imported on use: each run's start pays for every import.)"""
+    import traceback
+
+    traceback.print_exc()
 
 
 def try_lock(path: Path) -> int | None:
@@ -89,6 +97,8 @@ def spawn(layout: Layout, exec_id: str, *, fork: bool = False) -> int | None:
     if not getattr(sys, "frozen", False):
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    import subprocess
+
     fd = os.open(exec_dir / "supervisor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with open(fd, "ab") as log:
         subprocess.Popen(
@@ -128,7 +138,7 @@ def _spawn_forked(layout: Layout, exec_id: str, log_path: Path) -> int:
         sys.stderr = QuietStream(open(2, "w", buffering=1, closefd=False))
         code = supervise(layout, exec_id, ended_fd=3)
     except BaseException:  # noqa: BLE001 - a forked child must never return
-        traceback.print_exc()
+        print_exc()
     finally:
         os._exit(code)
 
@@ -164,6 +174,8 @@ def start_metrics(exec_dir: Path, config: dict | None) -> subprocess.Popen | Non
     nice = fsutil_which("nice")
     if nice:  # low priority from its first instruction (follow() nices itself too)
         cmd = [nice, "-n", "10", *cmd]
+    import subprocess
+
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env, close_fds=True, cwd="/")
         proc.stdin.write(json.dumps(config or {}).encode() + b"\n")
@@ -346,7 +358,7 @@ class Supervisor:
             else:
                 state, reason = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001 - never leave an execution hanging
-            traceback.print_exc()
+            print_exc()
             state, reason = "failed", self._internal_reason(exc)
         try:
             problem = self._collect(final=True, code=code)
@@ -414,7 +426,7 @@ class Supervisor:
                 try:
                     self.runtime.stop(self.handle, 0.0)
                 except Exception:  # noqa: BLE001 - the reason is recorded anyway
-                    traceback.print_exc()
+                    print_exc()
 
     def _log_error_reason(self) -> str:
         exc = self.log_error
@@ -488,7 +500,7 @@ class Supervisor:
             try:
                 self.runtime.cleanup(self.handle)
             except Exception:  # noqa: BLE001 - the execution's result stands
-                traceback.print_exc()
+                print_exc()
             self.handle = None
         if self._workspace_kept():
             self._strip_workspace()
@@ -502,7 +514,7 @@ class Supervisor:
                         self.ctx.workspace, record, lab=str(self.ctx.lab))
                     return
                 except Exception:  # noqa: BLE001 - the execution's result stands
-                    traceback.print_exc()
+                    print_exc()
             import shutil
 
             shutil.rmtree(self.ctx.workspace, ignore_errors=True)
@@ -549,7 +561,7 @@ class Supervisor:
         try:
             root = self.runtime.sample_root(self.handle)
         except Exception:  # noqa: BLE001 - no samples is no reason to fail
-            traceback.print_exc()
+            print_exc()
             return
         if root is None:
             return
@@ -715,7 +727,7 @@ def write_outcome(layout: Layout, exec_id: str, changes: dict) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError:
-        traceback.print_exc()  # nothing more we can do: a later supervisor decides
+        print_exc()  # nothing more we can do: a later supervisor decides
 
 
 def apply_outcome(layout: Layout, store: Store, exec_id: str) -> bool:
