@@ -5,10 +5,17 @@ dataclasses they replace (repr, ==, hash, replace, frozen) without importing
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 
 import pytest
 
+from mldesk.core.labconfig import InputSpec, LabConfig, Problem
+from mldesk.core.metricsconfig import MetricsConfig
+from mldesk.core.params import Flag
+from mldesk.core.runopts import RunOptions
+from mldesk.core.snapshots import SnapshotInfo
+from mldesk.core.store import Execution, StartClaim
 from mldesk.core.value import FrozenValue, Value
 
 
@@ -104,3 +111,48 @@ def test_to_dict_and_copies():
     for value in (Point3(1, [2], note={"k": 1}), b):
         for other in (copy.copy(value), copy.deepcopy(value), pickle.loads(pickle.dumps(value))):
             assert type(other) is type(value) and other == value and repr(other) == repr(value)
+
+
+
+# -- mldesk's records ---------------------------------------------------------------------
+CLASSES = [
+    RunOptions, InputSpec, Problem, LabConfig, Flag, MetricsConfig, SnapshotInfo, StartClaim, Execution,  # core
+]
+MUTABLE = {StartClaim, Execution}
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_fields_are_the_init_parameters_and_the_slots(cls):
+    params = list(inspect.signature(cls).parameters)
+    assert tuple(params) == cls._fields
+    slots = [s for k in cls.__mro__ for s in k.__dict__.get("__slots__", ())]
+    assert sorted(slots) == sorted(cls._fields)  # every field a slot, once; no __dict__
+    assert not hasattr(cls(**{p: 0 for p in params}), "__dict__")
+    values = {p: object() for p in params}  # each parameter lands in its own field
+    obj = cls(**values)
+    assert all(getattr(obj, p) is values[p] for p in params)
+    assert issubclass(cls, Value) and issubclass(cls, FrozenValue) == (cls not in MUTABLE)
+    if cls in MUTABLE:
+        with pytest.raises(TypeError):
+            hash(obj)
+
+
+def test_problems_sort_by_their_fields_in_order():
+    a = Problem(2, 1, "b", "", "error")
+    b = Problem(1, 9, "z", "", "warning")
+    c = Problem(2, 1, "a", "", "error")
+    d = Problem(2, 1, "a", "h", "error")
+    assert sorted([a, b, c, d]) == [b, c, d, a]
+    assert b < a and a > b and c <= c and d >= c and not a < a
+    with pytest.raises(TypeError):
+        assert a < (2, 1, "b", "", "error")
+
+
+def test_core_records():
+    assert repr(InputSpec("data.csv", "u")) == "InputSpec(name='data.csv', url='u')"
+    assert StartClaim(True).gpus == [] and StartClaim(True).gpus is not StartClaim(True).gpus
+    assert RunOptions(extra={"k": 1}) == RunOptions() and RunOptions().extra is not RunOptions().extra
+    assert hash(LabConfig()) == hash(LabConfig()) and LabConfig().metrics == MetricsConfig()
+    assert len({Flag("lr", "1", 0, "eq"), Flag("lr", "1", 0, "eq")}) == 1
+    with pytest.raises(TypeError):
+        RunOptions().replace(gpu=1)
