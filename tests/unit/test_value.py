@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import inspect
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,8 @@ from mldesk.core.runopts import RunOptions
 from mldesk.core.snapshots import SnapshotInfo
 from mldesk.core.store import Execution, StartClaim
 from mldesk.core.value import FrozenValue, Value
+from mldesk.engine.events import Event, EventKind
+from mldesk.runtimes.base import RunContext
 
 
 # -- the base, on classes of its own ------------------------------------------------------
@@ -117,8 +120,9 @@ def test_to_dict_and_copies():
 # -- mldesk's records ---------------------------------------------------------------------
 CLASSES = [
     RunOptions, InputSpec, Problem, LabConfig, Flag, MetricsConfig, SnapshotInfo, StartClaim, Execution,  # core
+    Event, RunContext,  # engine, runtimes
 ]
-MUTABLE = {StartClaim, Execution}
+MUTABLE = {StartClaim, Execution, Event, RunContext}
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
@@ -156,3 +160,11 @@ def test_core_records():
     assert len({Flag("lr", "1", 0, "eq"), Flag("lr", "1", 0, "eq")}) == 1
     with pytest.raises(TypeError):
         RunOptions().replace(gpu=1)
+
+
+def test_engine_records():
+    ctx = RunContext("x", "n", Path("l"), Path("w"), [], None, "cpu", {})
+    assert ctx.options == RunOptions()
+    ctx.options = ctx.options.replace(gpu_ids=[0])  # mutable: the supervisor does this
+    assert ctx.options.gpu_ids == [0]
+    assert Event(EventKind.LOG, "x").records == [] and Event(EventKind.LOG, "x") == Event(EventKind.LOG, "x")
