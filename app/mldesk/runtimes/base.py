@@ -115,8 +115,8 @@ if TYPE_CHECKING:
 
 class HandleType:
     """A runtime's handle class by name, imported when first asked for: the handle
-    types (five frozen dataclasses, ~3.5 ms to define) are not needed to start a
-    program, only once it runs (``start``'s answer) or is resumed (``load_handle``)."""
+    types are not needed to start a program, only once it runs (``start``'s answer)
+    or is resumed (``load_handle``)."""
 
     def __init__(self, name: str):
         self.name = name
