@@ -110,9 +110,9 @@ def test_texts():
     assert fmt.run_line(running, now) == "running for 3 min"
     assert fmt.ago(running.created_at, now) == "5 min ago"
     assert fmt.where_line(running) == "local \u00b7 process \u00b7 GPU"
-    done = Execution(**{**running.__dict__, "state": "finished", "finished_at": now - 180 + 2 * 3600 + 4 * 60})
+    done = Execution(**{**running.to_dict(), "state": "finished", "finished_at": now - 180 + 2 * 3600 + 4 * 60})
     assert fmt.run_line(done, now) == "ran for 2 h 4 min"
-    failed = Execution(**{**running.__dict__, "state": "failed", "reason": "exit code 3",
+    failed = Execution(**{**running.to_dict(), "state": "failed", "reason": "exit code 3",
                           "finished_at": now - 170})
     assert fmt.run_line(failed, now) == "failed after 10 s"
     assert fmt.state_line(failed) == "Failed: exit code 3"

@@ -3,7 +3,6 @@ into its type and is written out again under the same keys."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -49,7 +48,7 @@ def test_fields_and_properties():
     assert j.in_scheduler and j.queued and j.keep_workspace
     assert not j.replace(state="running").queued and j.queued  # frozen: replace makes a new one
     assert SshHandle.from_json({"exec_id": "x"}).remote_exec_dir is None  # no workdir
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):  # (dataclasses.FrozenInstanceError is one)
         p.pid = 1  # type: ignore[misc]
 
 

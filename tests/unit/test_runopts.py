@@ -3,7 +3,6 @@ newer ones with keys this version does not know) and write the same JSON as befo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 
@@ -83,7 +82,7 @@ def test_supervisor_fields_are_stored_only_when_set():
 
 def test_frozen():
     o = RunOptions()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):  # (dataclasses.FrozenInstanceError is one)
         o.grace = 1.0  # type: ignore[misc]
 
 

@@ -16,13 +16,13 @@ import io
 import os
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from mldesk.agent.errors import UserError
 
 from mldesk.core.metricsconfig import MetricsConfig, MetricsConfigError, compile_pattern
+from mldesk.core.value import FrozenValue
 
 DEFAULT_IMAGE = "keras_v2-0-x_python_3-1"
 ML_IMAGE_IDS = (
@@ -69,38 +69,79 @@ _METRICS_HINT = "write metrics: {patterns: ['(?P<key>\\w+) is (?P<value>\\S+)'],
 _PATTERN_HINT = "write a regex with (?P<value>...) and (?P<key>...) groups, or {regex: 'acc (?P<value>\\S+)', key: acc}"
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    name: str
-    url: str
+class InputSpec(FrozenValue):
+    _fields = __slots__ = ("name", "url")
+
+    def __init__(self, name: str, url: str):
+        self._set("name", name)
+        self._set("url", url)
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
-    line: int  # 1-based
-    column: int  # 1-based
-    message: str
-    hint: str
-    severity: str  # 'error' | 'warning'
+class Problem(FrozenValue):
+    """Ordered by its fields in order (line, column, message, hint, severity)."""
+
+    _fields = __slots__ = ("line", "column", "message", "hint", "severity")
+
+    def __init__(self, line: int, column: int, message: str, hint: str, severity: str):
+        self._set("line", line)  # 1-based
+        self._set("column", column)  # 1-based
+        self._set("message", message)
+        self._set("hint", hint)
+        self._set("severity", severity)  # 'error' | 'warning'
+
+    def __lt__(self, other):
+        if other.__class__ is self.__class__:
+            return self._key() < other._key()
+        return NotImplemented
+
+    def __le__(self, other):
+        if other.__class__ is self.__class__:
+            return self._key() <= other._key()
+        return NotImplemented
+
+    def __gt__(self, other):
+        if other.__class__ is self.__class__:
+            return self._key() > other._key()
+        return NotImplemented
+
+    def __ge__(self, other):
+        if other.__class__ is self.__class__:
+            return self._key() >= other._key()
+        return NotImplemented
 
     def __str__(self) -> str:
         hint = f" ({self.hint})" if self.hint else ""
         return f"ml.yaml:{self.line}:{self.column}: {self.message}{hint}"
 
 
-@dataclass(frozen=True)
-class LabConfig:
-    docker_image_id: str = DEFAULT_IMAGE
-    hardware_type: str = "cpu"
-    parameters: tuple[str, ...] = ()
-    inputs: tuple[InputSpec, ...] = ()
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
-    metrics: MetricsConfig = MetricsConfig()
-    warnings: tuple[Problem, ...] = ()
-    path: Path | None = None
-    # how many GPUs (any free ones), or which ones (nvidia-smi indices)
-    gpus: int | tuple[int, ...] = 0
-    network: str | None = None  # none | bridge | host: the container's network (None: the host's setting)
+class LabConfig(FrozenValue):
+    _fields = __slots__ = ("docker_image_id", "hardware_type", "parameters", "inputs", "exclude", "metrics",
+                           "warnings", "path", "gpus", "network")
+
+    def __init__(
+        self,
+        docker_image_id: str = DEFAULT_IMAGE,
+        hardware_type: str = "cpu",
+        parameters: tuple[str, ...] = (),
+        inputs: tuple[InputSpec, ...] = (),
+        exclude: tuple[str, ...] = DEFAULT_EXCLUDE,
+        metrics: MetricsConfig = MetricsConfig(),
+        warnings: tuple[Problem, ...] = (),
+        path: Path | None = None,
+        # how many GPUs (any free ones), or which ones (nvidia-smi indices)
+        gpus: int | tuple[int, ...] = 0,
+        network: str | None = None,  # none | bridge | host: the container's network (None: the host's setting)
+    ):
+        self._set("docker_image_id", docker_image_id)
+        self._set("hardware_type", hardware_type)
+        self._set("parameters", parameters)
+        self._set("inputs", inputs)
+        self._set("exclude", exclude)
+        self._set("metrics", metrics)
+        self._set("warnings", warnings)
+        self._set("path", path)
+        self._set("gpus", gpus)
+        self._set("network", network)
 
     def argv(self) -> list[str]:
         """Arguments for ``main.py``: each pass-as split like a POSIX shell splits words,

@@ -6,16 +6,16 @@ scanner's compiled patterns and imports."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Optional, Tuple
+
+from mldesk.core.value import FrozenValue
 
 
 class MetricsConfigError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class MetricsConfig:
+class MetricsConfig(FrozenValue):
     """ml.yaml's ``metrics:`` section (validated by labconfig; stored with each
     execution as ``to_dict()``).
 
@@ -28,11 +28,21 @@ class MetricsConfig:
       ``min`` (lower is better) or ``max``.
     """
 
-    patterns: Tuple[Tuple[str, Optional[str]], ...] = ()
-    replace_defaults: bool = False
-    ignore: Tuple[str, ...] = ()
-    primary: Optional[str] = None
-    goal: Optional[str] = None
+    _fields = __slots__ = ("patterns", "replace_defaults", "ignore", "primary", "goal")
+
+    def __init__(
+        self,
+        patterns: Tuple[Tuple[str, Optional[str]], ...] = (),
+        replace_defaults: bool = False,
+        ignore: Tuple[str, ...] = (),
+        primary: Optional[str] = None,
+        goal: Optional[str] = None,
+    ):
+        self._set("patterns", patterns)
+        self._set("replace_defaults", replace_defaults)
+        self._set("ignore", ignore)
+        self._set("primary", primary)
+        self._set("goal", goal)
 
     def to_dict(self) -> dict:
         return {

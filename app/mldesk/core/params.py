@@ -30,10 +30,10 @@ import itertools
 import math
 import re
 import shlex
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from mldesk.agent.errors import UserError
+from mldesk.core.value import FrozenValue
 
 MAX_VALUES = 10_000  # values of one parameter's range
 
@@ -42,12 +42,14 @@ class ParamError(UserError):
     """A user-facing problem with an override or a sweep."""
 
 
-@dataclass(frozen=True)
-class Flag:
-    name: str
-    value: str
-    at: int  # index of the flag's word in argv
-    form: str  # "eq" (--lr=0.1), "sep" (--lr 0.1), "alone" (-x)
+class Flag(FrozenValue):
+    _fields = __slots__ = ("name", "value", "at", "form")
+
+    def __init__(self, name: str, value: str, at: int, form: str):
+        self._set("name", name)
+        self._set("value", value)
+        self._set("at", at)  # index of the flag's word in argv
+        self._set("form", form)  # "eq" (--lr=0.1), "sep" (--lr 0.1), "alone" (-x)
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?(inf|nan)", re.IGNORECASE)

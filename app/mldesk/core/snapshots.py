@@ -24,21 +24,23 @@ import re
 import stat
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from mldesk.agent.errors import UserError
 from mldesk.agent.fsutil import mkstemp, process_umask, unlink_quiet, write_bytes
+from mldesk.core.value import FrozenValue
 
 CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class SnapshotInfo:
-    id: str
-    files: int
-    bytes: int
-    new_bytes: int  # bytes that were not yet in the blob store
+class SnapshotInfo(FrozenValue):
+    _fields = __slots__ = ("id", "files", "bytes", "new_bytes")
+
+    def __init__(self, id: str, files: int, bytes: int, new_bytes: int):
+        self._set("id", id)
+        self._set("files", files)
+        self._set("bytes", bytes)
+        self._set("new_bytes", new_bytes)  # bytes that were not yet in the blob store
 
 
 class SnapshotError(UserError):

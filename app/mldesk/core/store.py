@@ -15,12 +15,12 @@ import string
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
 from enum import Enum, IntEnum
 from pathlib import Path
 from typing import Any, Iterator
 
 from mldesk.agent.errors import UserError
+from mldesk.core.value import Value
 
 
 class State(str, Enum):
@@ -142,14 +142,18 @@ RUNNING_STATES = ("preparing", "fetching", "running", "collecting")
 SLOT = -1  # the lease row of a slot (max parallel), not of a GPU
 
 
-@dataclass
-class StartClaim:
+class StartClaim(Value):
     """The answer of ``Store.claim_start``: go (with these GPUs), wait (why), or
     never (``impossible``: the request cannot be met on this host)."""
-    ok: bool
-    reason: str | None = None
-    gpus: list[int] = field(default_factory=list)
-    impossible: bool = False
+
+    _fields = __slots__ = ("ok", "reason", "gpus", "impossible")
+
+    def __init__(self, ok: bool, reason: str | None = None, gpus: list[int] | None = None,
+                 impossible: bool = False):
+        self.ok = ok
+        self.reason = reason
+        self.gpus = [] if gpus is None else gpus
+        self.impossible = impossible
 
 
 def gpu_request(value: Any) -> int | list[int]:
@@ -169,34 +173,70 @@ def _gpu_word(n: int) -> str:
     return "GPU" if n == 1 else "GPUs"
 
 
-@dataclass
-class Execution:
-    id: str
-    name: str
-    lab: str
-    host: str
-    runtime: str
-    image: str | None
-    hardware: str
-    state: str
-    exit_code: int | None
-    reason: str | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    snapshot: str
-    argv: list[str] = field(default_factory=list)
-    inputs: list[dict] = field(default_factory=list)
-    options: dict[str, Any] = field(default_factory=dict)
-    handle: dict[str, Any] = field(default_factory=dict)
-    supervisor_pid: int | None = None
-    stop_requested_at: float | None = None
-    hidden: int = Hidden.SHOWN
-    seq: int = 0
-    hidden_at: float | None = None
-    note: str | None = None
-    overrides: dict[str, str] = field(default_factory=dict)
-    sweep: str | None = None
+class Execution(Value):
+    """One row of ``executions`` (the fields are its columns)."""
+
+    _fields = __slots__ = (
+        "id", "name", "lab", "host", "runtime", "image", "hardware", "state", "exit_code", "reason",
+        "created_at", "started_at", "finished_at", "snapshot", "argv", "inputs", "options", "handle",
+        "supervisor_pid", "stop_requested_at", "hidden", "seq", "hidden_at", "note", "overrides", "sweep",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        lab: str,
+        host: str,
+        runtime: str,
+        image: str | None,
+        hardware: str,
+        state: str,
+        exit_code: int | None,
+        reason: str | None,
+        created_at: float,
+        started_at: float | None,
+        finished_at: float | None,
+        snapshot: str,
+        argv: list[str] | None = None,  # None: []
+        inputs: list[dict] | None = None,  # None: []
+        options: dict[str, Any] | None = None,  # None: {}
+        handle: dict[str, Any] | None = None,  # None: {}
+        supervisor_pid: int | None = None,
+        stop_requested_at: float | None = None,
+        hidden: int = Hidden.SHOWN,
+        seq: int = 0,
+        hidden_at: float | None = None,
+        note: str | None = None,
+        overrides: dict[str, str] | None = None,  # None: {}
+        sweep: str | None = None,
+    ):
+        self.id = id
+        self.name = name
+        self.lab = lab
+        self.host = host
+        self.runtime = runtime
+        self.image = image
+        self.hardware = hardware
+        self.state = state
+        self.exit_code = exit_code
+        self.reason = reason
+        self.created_at = created_at
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.snapshot = snapshot
+        self.argv = [] if argv is None else argv
+        self.inputs = [] if inputs is None else inputs
+        self.options = {} if options is None else options
+        self.handle = {} if handle is None else handle
+        self.supervisor_pid = supervisor_pid
+        self.stop_requested_at = stop_requested_at
+        self.hidden = hidden
+        self.seq = seq
+        self.hidden_at = hidden_at
+        self.note = note
+        self.overrides = {} if overrides is None else overrides
+        self.sweep = sweep
 
     JSON_COLUMNS = ("argv", "inputs", "options", "handle", "overrides")
 
@@ -209,8 +249,9 @@ class Execution:
         return self.state in FINAL_STATES
 
     def public(self) -> dict[str, Any]:
-        """The fields shown by ``--json`` output."""
-        d = asdict(self)
+        """The fields shown by ``--json`` output (its lists and dicts are the
+        execution's own: the callers print it)."""
+        d = self.to_dict()
         if (self.handle or {}).get("slurm_job"):
             d["slurm_job"] = str(self.handle["slurm_job"])
         for key in ("handle", "supervisor_pid", "seq", "hidden", "hidden_at", "options"):
@@ -225,7 +266,7 @@ class Execution:
         return cls(**d)
 
 
-_COLUMNS = [f.name for f in fields(Execution)]
+_COLUMNS = list(Execution._fields)
 _ID_ALPHABET = string.digits + string.ascii_lowercase
 
 
@@ -325,7 +366,7 @@ class Store:
     def insert_execution(self, ex: Execution) -> Execution:
         with self.write() as conn:
             ex.seq = self._next_seq(conn)
-            values = asdict(ex)
+            values = ex.to_dict()  # (the JSON columns are replaced by their text)
             for key in Execution.JSON_COLUMNS:
                 values[key] = json.dumps(values[key])
             conn.execute(

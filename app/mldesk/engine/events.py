@@ -15,12 +15,12 @@ Events are delivered to ``Engine.subscribe`` listeners on the watcher thread:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterable
 
 from mldesk.core.store import Execution
+from mldesk.core.value import Value
 
 
 class EventKind(str, Enum):
@@ -35,14 +35,17 @@ class EventKind(str, Enum):
         return self.value
 
 
-@dataclass
-class Event:
-    kind: EventKind
-    exec_id: str
-    execution: Execution | None = None
-    records: list = field(default_factory=list)
-    offset: int = 0
-    progress: dict | None = None
+class Event(Value):
+    _fields = __slots__ = ("kind", "exec_id", "execution", "records", "offset", "progress")
+
+    def __init__(self, kind: EventKind, exec_id: str, execution: Execution | None = None,
+                 records: list | None = None, offset: int = 0, progress: dict | None = None):
+        self.kind = kind
+        self.exec_id = exec_id
+        self.execution = execution
+        self.records = [] if records is None else records  # None: []
+        self.offset = offset
+        self.progress = progress
 
 
 class ProgressFeed:

@@ -19,13 +19,13 @@ Remote runtimes (SSH) also take over the workspace stages: they override
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from mldesk.agent import logstore
 from mldesk.core.runopts import RunOptions
 from mldesk.core.units import human_bytes
+from mldesk.core.value import Value
 from mldesk.agent.errors import UserError
 from mldesk.agent.fsutil import which
 
@@ -42,28 +42,52 @@ class Sink(Protocol):
     def __call__(self, stream: int, data: bytes, ts: float | None = None) -> None: ...
 
 
-@dataclass
-class RunContext:
-    exec_id: str
-    name: str
-    lab: Path
-    workspace: Path
-    argv: list[str]
-    image: str | None
-    hardware: str
-    env: dict[str, str]
-    grace: float = 10.0
-    network: str = "none"
-    options: RunOptions = field(default_factory=RunOptions)
-    message: Callable[[str], None] = print
-    log_path: Path | None = None
-    # a transient status shown on the execution (e.g. "reconnecting"); None clears it
-    set_note: Callable[[str | None], None] = lambda note: None
-    # the execution's own folder on this machine (outputs/ and the log live there)
-    exec_dir: Path | None = None
-    # a started execution waiting in a scheduler's queue (a Slurm job pending):
-    # set_state("queued", reason="Resources"); set_state("running", reason=None)
-    set_state: Callable[..., None] = lambda state, **changes: None
+class RunContext(Value):
+    """What a runtime is given for one execution. Mutable: the supervisor sets
+    ``options`` (``ctx.options = ctx.options.replace(...)``)."""
+
+    _fields = __slots__ = ("exec_id", "name", "lab", "workspace", "argv", "image", "hardware", "env", "grace",
+                           "network", "options", "message", "log_path", "set_note", "exec_dir", "set_state")
+
+    def __init__(
+        self,
+        exec_id: str,
+        name: str,
+        lab: Path,
+        workspace: Path,
+        argv: list[str],
+        image: str | None,
+        hardware: str,
+        env: dict[str, str],
+        grace: float = 10.0,
+        network: str = "none",
+        options: RunOptions | None = None,  # None: RunOptions()
+        message: Callable[[str], None] = print,
+        log_path: Path | None = None,
+        # a transient status shown on the execution (e.g. "reconnecting"); None clears it
+        set_note: Callable[[str | None], None] = lambda note: None,
+        # the execution's own folder on this machine (outputs/ and the log live there)
+        exec_dir: Path | None = None,
+        # a started execution waiting in a scheduler's queue (a Slurm job pending):
+        # set_state("queued", reason="Resources"); set_state("running", reason=None)
+        set_state: Callable[..., None] = lambda state, **changes: None,
+    ):
+        self.exec_id = exec_id
+        self.name = name
+        self.lab = lab
+        self.workspace = workspace
+        self.argv = argv
+        self.image = image
+        self.hardware = hardware
+        self.env = env
+        self.grace = grace
+        self.network = network
+        self.options = RunOptions() if options is None else options
+        self.message = message
+        self.log_path = log_path
+        self.set_note = set_note
+        self.exec_dir = exec_dir
+        self.set_state = set_state
 
     def program_env(self) -> dict[str, str]:
         """What the program's environment holds (see ``mldesk.agent.envpolicy``): on
@@ -91,8 +115,8 @@ if TYPE_CHECKING:
 
 class HandleType:
     """A runtime's handle class by name, imported when first asked for: the handle
-    types (five frozen dataclasses, ~3.5 ms to define) are not needed to start a
-    program, only once it runs (``start``'s answer) or is resumed (``load_handle``)."""
+    types are not needed to start a program, only once it runs (``start``'s answer)
+    or is resumed (``load_handle``)."""
 
     def __init__(self, name: str):
         self.name = name

@@ -9,37 +9,38 @@ writes every field that is set, under the same keys as before.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from mldesk.core.value import FrozenValue
 
 H = TypeVar("H", bound="Handle")
 
 
-@dataclass(frozen=True)
-class Handle:
+class Handle(FrozenValue):
     """The common part: which execution. Frozen (a new one with ``replace``)."""
 
-    exec_id: str | None = None
-    # keys this version does not know, kept as they were
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    _fields = ("exec_id", "extra")
+    __slots__ = _fields
+    _no_compare = frozenset({"extra"})  # (in every subclass too)
+
+    def __init__(self, exec_id: str | None = None,
+                 # keys this version does not know, kept as they were (None: {}); not compared
+                 extra: dict[str, Any] | None = None):
+        self._set("exec_id", exec_id)
+        self._set("extra", {} if extra is None else extra)
 
     @classmethod
     def from_json(cls: type[H], data: dict[str, Any] | None) -> H:
         data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls) if f.name != "extra"}
-        values = {k: data.pop(k) for k in list(data) if k in known}
+        values = {k: data.pop(k) for k in list(data) if k in cls._fields and k != "extra"}
         return cls(**values, extra=data)
 
     def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name != "extra" and getattr(self, f.name) is not None}
+        out = {name: getattr(self, name) for name in self._fields
+               if name != "extra" and getattr(self, name) is not None}
         for key, value in self.extra.items():
             out.setdefault(key, value)
         return out
-
-    def replace(self: H, **changes: Any) -> H:
-        return dataclasses.replace(self, **changes)
 
     @property
     def in_scheduler(self) -> bool:
@@ -52,51 +53,72 @@ class Handle:
         return False
 
 
-@dataclass(frozen=True)
 class LocalHandle(Handle):
     """A program run on this machine by the agent's runner (``runtimes/local/runner.py``).
     ``root`` (the data folder) is ``None`` for an execution started by an mldesk
     before local runners (its handle was ``{container}`` or ``{pid, pgid}``)."""
 
-    root: str | None = None
-    runner: str | None = None  # the runtime's name: process | docker
-    pid: int | None = None
-    pgid: int | None = None
-    python: str | None = None
-    container: str | None = None
+    __slots__ = ("root", "runner", "pid", "pgid", "python", "container")
+    _fields = Handle._fields + __slots__
+
+    def __init__(self, exec_id: str | None = None, extra: dict[str, Any] | None = None,
+                 root: str | None = None,
+                 runner: str | None = None,  # the runtime's name: process | docker
+                 pid: int | None = None, pgid: int | None = None, python: str | None = None,
+                 container: str | None = None):
+        Handle.__init__(self, exec_id, extra)
+        self._set("root", root)
+        self._set("runner", runner)
+        self._set("pid", pid)
+        self._set("pgid", pgid)
+        self._set("python", python)
+        self._set("container", container)
 
     @property
     def legacy(self) -> bool:
         return self.root is None
 
 
-@dataclass(frozen=True)
 class ProcessHandle(LocalHandle):
     """The ``process`` runtime's: the program's pid and process group."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class DockerHandle(LocalHandle):
     """The ``docker`` runtime's: the container (a legacy one is followed through Docker)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class SshHandle(Handle):
     """The ``ssh`` runtime's (process, docker or slurm on the host): where the agent
     keeps the execution (``workdir``), the host's profile to reach it again, and what
     the agent started (``pid``/``pgid``, ``container``, ``slurm_job`` + its ``state``)."""
 
-    host: str | None = None
-    profile: dict[str, Any] | None = None
-    workdir: str | None = None
-    runtime: str | None = None  # on the host: process | docker | slurm
-    keep_workspace: bool = False
-    log_dir: str | None = None
-    pid: int | None = None
-    pgid: int | None = None
-    container: str | None = None
-    slurm_job: int | str | None = None
-    state: str | None = None  # a Slurm job's state at submission (queued | running)
+    __slots__ = ("host", "profile", "workdir", "runtime", "keep_workspace", "log_dir", "pid", "pgid", "container",
+                 "slurm_job", "state")
+    _fields = Handle._fields + __slots__
+
+    def __init__(self, exec_id: str | None = None, extra: dict[str, Any] | None = None,
+                 host: str | None = None, profile: dict[str, Any] | None = None, workdir: str | None = None,
+                 runtime: str | None = None,  # on the host: process | docker | slurm
+                 keep_workspace: bool = False, log_dir: str | None = None,
+                 pid: int | None = None, pgid: int | None = None, container: str | None = None,
+                 slurm_job: int | str | None = None,
+                 state: str | None = None):  # a Slurm job's state at submission (queued | running)
+        Handle.__init__(self, exec_id, extra)
+        self._set("host", host)
+        self._set("profile", profile)
+        self._set("workdir", workdir)
+        self._set("runtime", runtime)
+        self._set("keep_workspace", keep_workspace)
+        self._set("log_dir", log_dir)
+        self._set("pid", pid)
+        self._set("pgid", pgid)
+        self._set("container", container)
+        self._set("slurm_job", slurm_job)
+        self._set("state", state)
 
     @property
     def in_scheduler(self) -> bool:
