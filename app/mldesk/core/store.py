@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import string
 import threading
 import time
 from contextlib import contextmanager
@@ -267,7 +266,7 @@ class Execution(Value):
 
 
 _COLUMNS = list(Execution._fields)
-_ID_ALPHABET = string.digits + string.ascii_lowercase
+_ID_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"  # (no `import string`: ~0.8 ms of every start)
 
 
 def new_execution_id(now: float | None = None) -> str:
