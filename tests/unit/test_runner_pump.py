@@ -95,7 +95,7 @@ def test_batcher_stores_the_first_line_at_once_then_batches():
     for i in range(5):
         b.add(1, b"more %d\n" % i, now)
     assert len(records) == 1  # batched: stored by tick() after LINE_FLUSH
-    assert b.timeout(now) is not None and b.timeout(now) <= logstore.LINE_FLUSH
+    assert b.timeout(now) is not None and b.timeout(now) <= logstore.LINE_FLUSH + 1e-6  # (float sums)
     b.tick(time.monotonic() + logstore.LINE_FLUSH)
     assert records[1:] == [(1, b"more 0\nmore 1\nmore 2\nmore 3\nmore 4\n")]
     later = time.monotonic() + 10 * logstore.LINE_FLUSH  # after a pause: at once again
