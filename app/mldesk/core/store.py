@@ -339,6 +339,9 @@ class Store:
         return conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
 
     def _migrate(self) -> None:
+        with self._lock:  # up to date (every open but the first of a new version): no write lock
+            if self.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+                return
         with self.write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
