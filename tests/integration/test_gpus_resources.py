@@ -286,11 +286,11 @@ def test_docker_device_requests(docker_client, python_image, tmp_path):
     finally:
         api.remove(cid)
     # the same through the docker CLI (a host whose daemon the Engine API client cannot reach)
-    from mldesk.agent import runner
+    from mldesk.agent import containers
 
     spec = dict(rt.spec(ctx), exec_id=ctx.exec_id, argv=[], env=ctx.program_env(),
                 container_name=f"mldesk-{ctx.exec_id}")
-    args = runner.docker_run_args(spec, str(tmp_path))
+    args = containers.docker_run_args(spec, str(tmp_path))
     assert args[args.index("--gpus") + 1] == '"device=0,2"'
     assert not any(a.startswith("CUDA_VISIBLE_DEVICES=") for a in args)
     # no GPU queue in between (gpu_ids None): all of them
@@ -300,7 +300,7 @@ def test_docker_device_requests(docker_client, python_image, tmp_path):
     # no GPUs asked for: no device request at all
     ctx.options = ctx.options.replace(gpu_ids=[])
     assert "DeviceRequests" not in rt.container_config(ctx)["HostConfig"]
-    assert "--gpus" not in runner.docker_run_args(dict(spec, gpu_ids=[]), str(tmp_path))
+    assert "--gpus" not in containers.docker_run_args(dict(spec, gpu_ids=[]), str(tmp_path))
 
 
 @pytest.mark.parametrize("runtime", ["docker"])

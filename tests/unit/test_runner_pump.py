@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from mldesk.agent import dockerapi, logstore, runner
+from mldesk.agent import containers, dockerapi, logstore
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -29,7 +29,7 @@ def run_pump(script):
         b.close()
 
     threading.Thread(target=feed, daemon=True).start()
-    runner.pump_attach(a, b"", lambda s, d, ts=None: got.append((s, d, time.monotonic() - t0)))
+    containers.pump_attach(a, b"", lambda s, d, ts=None: got.append((s, d, time.monotonic() - t0)))
     a.close()
     return got
 

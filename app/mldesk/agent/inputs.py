@@ -34,7 +34,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import stat
 import sys

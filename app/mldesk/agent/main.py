@@ -70,9 +70,8 @@ import time
 
 from mldesk.agent import logstore, protocol, resources, runner, slurm
 from mldesk.agent.fsutil import is_disk_full, read_json
-from mldesk.agent.runner import (
-    FINAL_STATES, AgentError, Paths, agent_alive, docker, reset_exec, slurm_resumable,
-)
+from mldesk.agent.containers import docker
+from mldesk.agent.runner import FINAL_STATES, AgentError, Paths, agent_alive, reset_exec, slurm_resumable
 
 CHUNK = 1 << 20
 

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from mldesk.agent import dockerapi, runner
+from mldesk.agent import containers, dockerapi
 from mldesk.runtimes.base import ExecutionFailed, HandleType, RunContext, RuntimeUnavailable
 from mldesk.runtimes.local.runner import RunnerRuntime
 
@@ -161,13 +161,13 @@ class DockerRuntime(RunnerRuntime):
         if handle.legacy and handle.container:
             import threading
 
-            threading.Thread(target=runner.stop_container, args=(handle.container, grace), daemon=True).start()
+            threading.Thread(target=containers.stop_container, args=(handle.container, grace), daemon=True).start()
             return
         super().stop(handle, grace)
 
     def cleanup(self, handle: DockerHandle) -> None:
         if handle.legacy and handle.container:
-            runner.remove_container(handle.container)
+            containers.remove_container(handle.container)
             return
         super().cleanup(handle)
 
@@ -180,10 +180,10 @@ class DockerRuntime(RunnerRuntime):
 
     def container_config(self, ctx: RunContext) -> dict[str, Any]:
         """The Engine API's container config the runner creates this execution's
-        container with (``runner.container_config``: hardening, mount, env, GPUs)."""
+        container with (``containers.container_config``: hardening, mount, env, GPUs)."""
         spec = dict(self.spec(ctx), exec_id=ctx.exec_id, argv=list(ctx.argv), env=ctx.program_env(),
                     container_name=f"mldesk-{ctx.exec_id}")
-        return runner.container_config(spec, str(ctx.workspace))
+        return containers.container_config(spec, str(ctx.workspace))
 
     def sample_root(self, handle: DockerHandle):
         """The container's init process, seen from here (/proc), when the daemon runs
@@ -207,7 +207,7 @@ class DockerRuntime(RunnerRuntime):
             else:
                 info = self.client.api.inspect_container(container_id)
             pid = (info.get("State") or {}).get("Pid") or 0
-            exec_id = ((info.get("Config") or {}).get("Labels") or {}).get(runner.CONTAINER_LABEL, "")
+            exec_id = ((info.get("Config") or {}).get("Labels") or {}).get(containers.CONTAINER_LABEL, "")
             if pid and pid_belongs_to(pid, exec_id):
                 found["pid"] = pid
                 return pid

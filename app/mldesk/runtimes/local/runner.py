@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mldesk.agent import logstore, runner
+from mldesk.agent import containers, logstore, runner
 from mldesk.agent.fsutil import kill_group, read_json
 from mldesk.runtimes.base import ExecutionFailed, HandleType, RunContext, Runtime, Sink
 from mldesk.runtimes.relay import resume_point, write_checkpoint
@@ -223,7 +223,7 @@ class RunnerRuntime(Runtime):
         if status.get("pgid"):
             kill_group(status["pgid"], ctx.grace)
         if status.get("container"):
-            runner.remove_container(status["container"])
+            containers.remove_container(status["container"])
         if p is not None and _disk_full(p.state_dir):  # it could not even record that
             raise ExecutionFailed(_no_space(p.log))
         raise ExecutionFailed("mldesk's runner for this execution died while the program ran, so its "
@@ -257,7 +257,7 @@ class RunnerRuntime(Runtime):
                 time.sleep(0.05)
         container = status.get("container") or handle.container
         if container:
-            runner.remove_container(container)
+            containers.remove_container(container)
         import shutil
 
         shutil.rmtree(p.state_dir, ignore_errors=True)
