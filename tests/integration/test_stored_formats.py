@@ -39,7 +39,12 @@ def test_engine_run_stores_the_same_option_keys(engine, make_lab, runtime):
     assert set(engine.store.get(ex.id).options) == STORED_KEYS
     final = wait_final(engine, ex.id)
     assert final.state == "finished", final.reason
-    assert not engine.layout.workspace(ex.id).exists()  # keep_workspace false (the setting's default)
+    # keep_workspace false (the setting's default): removed in the cleanup, which comes
+    # after the final state is recorded
+    deadline = time.monotonic() + 30
+    while engine.layout.workspace(ex.id).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not engine.layout.workspace(ex.id).exists()
 
 
 @pytest.mark.parametrize("runtime", ["process"])
