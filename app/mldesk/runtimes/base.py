@@ -20,12 +20,13 @@ Remote runtimes (SSH) also take over the workspace stages: they override
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from mldesk.agent import logstore
 from mldesk.core.runopts import RunOptions
 from mldesk.core.units import human_bytes
 from mldesk.core.value import Value
+from mldesk.runtimes.handles import Handle
 from mldesk.agent.errors import UserError
 from mldesk.agent.fsutil import which
 
@@ -109,27 +110,9 @@ class RunContext(Value):
         }
 
 
-if TYPE_CHECKING:
-    from mldesk.runtimes.handles import Handle
-
-
-class HandleType:
-    """A runtime's handle class by name, imported when first asked for: the handle
-    types are not needed to start a program, only once it runs (``start``'s answer)
-    or is resumed (``load_handle``)."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __get__(self, obj, objtype=None):
-        from mldesk.runtimes import handles
-
-        return getattr(handles, self.name)
-
-
 class Runtime:
     name = "abstract"
-    handle_type = HandleType("Handle")
+    handle_type: type[Handle] = Handle
 
     def load_handle(self, data: dict[str, Any] | None) -> Handle | None:
         """The handle a started execution's row holds (any earlier mldesk's), or None

@@ -15,14 +15,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mldesk.agent import containers, dockerapi
-from mldesk.runtimes.base import ExecutionFailed, HandleType, RunContext, RuntimeUnavailable
+from mldesk.runtimes.base import ExecutionFailed, RunContext, RuntimeUnavailable
+from mldesk.runtimes.handles import DockerHandle
 from mldesk.runtimes.local.runner import RunnerRuntime
 
-if TYPE_CHECKING:
-    from mldesk.runtimes.handles import DockerHandle
 
 WORKDIR = "/workspace"
 
@@ -44,7 +43,7 @@ def _docker_error_text(exc: Exception) -> str:
 
 class DockerRuntime(RunnerRuntime):
     name = "docker"
-    handle_type = HandleType("DockerHandle")
+    handle_type = DockerHandle
 
     def __init__(self, client=None) -> None:
         super().__init__()

@@ -9,18 +9,16 @@ program never notices. Whatever it leaves running in its group ends with it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mldesk.runtimes.base import ExecutionFailed, HandleType, RunContext, nvidia_gpus, which_python
+from mldesk.runtimes.base import ExecutionFailed, RunContext, nvidia_gpus, which_python
+from mldesk.runtimes.handles import ProcessHandle
 from mldesk.runtimes.local.runner import RunnerRuntime
-
-if TYPE_CHECKING:
-    from mldesk.runtimes.handles import ProcessHandle
 
 
 class ProcessRuntime(RunnerRuntime):
     name = "process"
-    handle_type = HandleType("ProcessHandle")
+    handle_type = ProcessHandle
 
     def prepare(self, ctx: RunContext) -> None:
         if ctx.hardware == "gpu" and not nvidia_gpus():

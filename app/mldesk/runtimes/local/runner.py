@@ -19,15 +19,14 @@ import select
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mldesk.agent import containers, logstore, runner
 from mldesk.agent.fsutil import kill_group, read_json
-from mldesk.runtimes.base import ExecutionFailed, HandleType, RunContext, Runtime, Sink
+from mldesk.runtimes.base import ExecutionFailed, RunContext, Runtime, Sink
+from mldesk.runtimes.handles import LocalHandle
 from mldesk.runtimes.relay import resume_point, write_checkpoint
 
-if TYPE_CHECKING:
-    from mldesk.runtimes.handles import LocalHandle
 
 CHECKPOINT = "relay.json"  # in run/: (runner log offset, local log size)
 CHECKPOINT_INTERVAL = 0.5
@@ -44,7 +43,7 @@ class RunnerRuntime(Runtime):
     """A local runtime whose program the agent's runner runs (subclasses say how)."""
 
     name = "abstract"
-    handle_type = HandleType("LocalHandle")
+    handle_type = LocalHandle
 
     def __init__(self) -> None:
         self._ready: dict[str, Any] = {}  # exec_id -> a runner spawned early, waiting for its spec
