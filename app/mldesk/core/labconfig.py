@@ -12,6 +12,7 @@ lab's own ``.venv``. An ``exclude`` in ml.yaml replaces the default (as ML's
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -77,6 +78,7 @@ class InputSpec(FrozenValue):
         self._set("url", url)
 
 
+@functools.total_ordering
 class Problem(FrozenValue):
     """Ordered by its fields in order (line, column, message, hint, severity)."""
 
@@ -92,21 +94,6 @@ class Problem(FrozenValue):
     def __lt__(self, other):
         if other.__class__ is self.__class__:
             return self._key() < other._key()
-        return NotImplemented
-
-    def __le__(self, other):
-        if other.__class__ is self.__class__:
-            return self._key() <= other._key()
-        return NotImplemented
-
-    def __gt__(self, other):
-        if other.__class__ is self.__class__:
-            return self._key() > other._key()
-        return NotImplemented
-
-    def __ge__(self, other):
-        if other.__class__ is self.__class__:
-            return self._key() >= other._key()
         return NotImplemented
 
     def __str__(self) -> str:
