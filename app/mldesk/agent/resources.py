@@ -43,7 +43,6 @@ GPU_FIELDS = ("index", "name", "uuid", "memory.total", "memory.used", "utilizati
 APP_FIELDS = ("pid", "gpu_uuid", "used_memory")
 MIB = 1024 * 1024
 SMI_TIMEOUT = 5.0
-SAMPLES_FILE = "resources.jsonl"
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
